@@ -1,0 +1,1 @@
+"""A simulated marketplace whose sellers behave, and are policed, like real ones."""

@@ -1,0 +1,61 @@
+"""The `seller-risk` command: the one composition root, where every sub-command translates its
+arguments and delegates. Sub-commands import their modules lazily, so `--help` stays fast and
+nothing runs at import time."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="Seller risk scoring: simulate a marketplace, validate events, and (soon) train, score and serve.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def validate(
+    events: Path = typer.Option(..., "--events", help="Directory of event tables (Parquet or CSV)."),
+    cutoff: datetime | None = typer.Option(
+        None, "--cutoff", help="Extract cut-off (UTC); default: the manifest's, else now."
+    ),
+) -> None:
+    """Check an events directory against the schema and print every problem found (exit 1 if any)."""
+    from features.validation import validate_dir
+    from serving.console import print_problems
+
+    problems = validate_dir(events, cutoff=cutoff)
+    print_problems(problems, events)
+    raise typer.Exit(code=1 if problems else 0)
+
+
+@app.command()
+def simulate(
+    sellers: int = typer.Option(2000, "--sellers", min=1, help="Number of sellers."),
+    start: datetime = typer.Option(
+        "2025-01-06", "--start", formats=["%Y-%m-%d"], help="First day of events (evaluations are weekly from here)."
+    ),
+    weeks: int = typer.Option(52, "--weeks", min=1, max=520, help="Weeks of history to simulate."),
+    seed: int = typer.Option(7, "--seed", help="Random seed: same seed, same bytes."),
+    out: Path = typer.Option(Path("data/events"), "--out", help="Output directory for the event tables."),
+    policy: str = typer.Option("walmart-us-2026", "--policy", help="Policy (name or YAML path) the marketplace enforces."),
+    latent: bool = typer.Option(True, "--latent/--no-latent", help="Also write sellers' hidden propensities beside --out."),
+) -> None:
+    """Simulate a marketplace and write its event tables as Parquet, then print a summary."""
+    from features.policy import load_policy
+    from features.simulation.run import SimulationConfig, simulate_marketplace
+    from serving.console import print_simulation_summary, progress_bar
+
+    config = SimulationConfig(
+        n_sellers=sellers, start=date(start.year, start.month, start.day), weeks=weeks, seed=seed
+    )
+    with progress_bar("Simulating sellers") as advance:
+        summary = simulate_marketplace(config, load_policy(policy), out, write_latent=latent, progress=advance)
+    print_simulation_summary(summary, out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

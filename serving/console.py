@@ -1,0 +1,106 @@
+"""What the CLI shows a person: progress bars on long work (plain when not a terminal) and
+results as tables. Presentation only; every number comes from the library."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar fed with (done, total); a line per update when output is not a terminal."""
+    if not console.is_terminal:
+        last = {"pct": -1}
+
+        def report(done: int, total: int) -> None:
+            pct = int(100 * done / max(total, 1))
+            if pct // 10 != last["pct"] // 10 or done == total:
+                console.print(f"{description}: {done:,}/{total:,} ({pct}%)")
+                last["pct"] = pct
+
+        yield report
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
+def print_problems(problems: list, events: Path) -> None:
+    """Every validation problem, one row each, or a clear all-good line."""
+    if not problems:
+        console.print(f"[green]OK[/green]: {events} holds valid event tables.")
+        return
+    table = Table(title=f"{len(problems)} problem(s) in {events}", show_lines=True)
+    for name in ("table", "column", "problem", "rows", "examples"):
+        table.add_column(name, overflow="fold")
+    for p in problems:
+        examples = "\n".join(", ".join(f"{k}={v}" for k, v in e.items()) for e in p.examples)
+        table.add_row(p.table, p.column or "", p.problem, f"{p.count:,}" if p.count else "", examples)
+    console.print(table)
+
+
+def _in_range(value: float, lo_hi: tuple[float, float] | None) -> str:
+    if lo_hi is None:
+        return ""
+    lo, hi = lo_hi
+    ok = lo <= value <= hi
+    return f"[{'green' if ok else 'red'}]{lo:.0%} to {hi:.0%} {'ok' if ok else 'OUT OF RANGE'}[/]"
+
+
+def print_simulation_summary(summary, out: Path) -> None:
+    """The simulated marketplace at a glance: size, realism rates against targets, enforcement."""
+    from features.simulation.run import REALISM_TARGETS
+
+    c = summary.counts
+    size = Table(title=f"Simulated marketplace in {out}  (policy {summary.policy_version})")
+    size.add_column("table")
+    size.add_column("rows", justify="right")
+    for name, rows in summary.rows.items():
+        size.add_row(name, f"{rows:,}")
+    console.print(size)
+
+    rates = Table(title="Realism: order-level rates and the label base rate")
+    for name, justify in (("rate", "left"), ("value", "right"), ("public range", "left")):
+        rates.add_column(name, justify=justify)
+    for name, value in summary.rates.items():
+        rates.add_row(name.replace("_", " "), f"{value:.2%}", _in_range(value, REALISM_TARGETS.get(name)))
+    console.print(rates)
+
+    drivers = Table(title="Active seller-weeks followed by a miss of each standard within the horizon")
+    drivers.add_column("standard")
+    drivers.add_column("share", justify="right")
+    for name, value in sorted(summary.per_metric_miss_share.items(), key=lambda kv: -kv[1]):
+        drivers.add_row(name, f"{value:.2%}")
+    console.print(drivers)
+
+    people = Table(title="Sellers and enforcement")
+    people.add_column("what")
+    people.add_column("value", justify="right")
+    s = summary.sellers
+    for label, value in (
+        ("sellers", f"{summary.config['sellers']:,}"),
+        ("joined during the period", f"{c['sellers_joining_during_period']:,}"),
+        ("orders per seller: median / p90 / max", f"{s['orders_per_seller_median']:,.0f} / "
+                                                   f"{s['orders_per_seller_p90']:,.0f} / {s['orders_per_seller_max']:,}"),
+        ("share of orders from the top 1% of sellers", f"{s['top_1pct_sellers_share_of_orders']:.1%}"),
+        ("regional carrier disruptions", f"{c['disruptions']:,}"),
+        ("warnings / suppressions / suspensions / reinstatements",
+         f"{c['actions_warning']:,} / {c['actions_suppression']:,} / {c['actions_suspension']:,} / "
+         f"{c['actions_reinstatement']:,}"),
+    ):
+        people.add_row(label, value)
+    console.print(people)

@@ -1,0 +1,1 @@
+"""Training, backtesting and registering seller-risk models (imports `features`, never `serving`)."""

@@ -49,12 +49,24 @@ def simulate(
     from features.simulation.run import SimulationConfig, simulate_marketplace
     from serving.console import print_simulation_summary, progress_bar
 
+    from features.policy import PolicyError
+
     config = SimulationConfig(
         n_sellers=sellers, start=date(start.year, start.month, start.day), weeks=weeks, seed=seed
     )
-    with progress_bar("Simulating sellers") as advance:
-        summary = simulate_marketplace(config, load_policy(policy), out, write_latent=latent, progress=advance)
+    try:
+        marketplace_policy = load_policy(policy)
+        with progress_bar("Simulating sellers") as advance:
+            summary = simulate_marketplace(config, marketplace_policy, out, write_latent=latent, progress=advance)
+    except (PolicyError, FileExistsError) as err:
+        _fail(str(err))
     print_simulation_summary(summary, out)
+
+
+def _fail(message: str) -> None:
+    """Stop with a message a person can act on (exit status 2), not a traceback."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -66,23 +66,23 @@ def print_simulation_summary(summary, out: Path) -> None:
     from features.simulation.run import REALISM_TARGETS
 
     c = summary.counts
-    size = Table(title=f"Simulated marketplace in {out}  (policy {summary.policy_version})")
+    size = Table(title=f"Event tables in {out}")
     size.add_column("table")
     size.add_column("rows", justify="right")
     for name, rows in summary.rows.items():
         size.add_row(name, f"{rows:,}")
     console.print(size)
 
-    rates = Table(title="Realism: order-level rates and the label base rate")
+    rates = Table(title=f"Realism (policy {summary.policy_version})")
     for name, justify in (("rate", "left"), ("value", "right"), ("public range", "left")):
         rates.add_column(name, justify=justify)
     for name, value in summary.rates.items():
         rates.add_row(name.replace("_", " "), f"{value:.2%}", _in_range(value, REALISM_TARGETS.get(name)))
     console.print(rates)
 
-    drivers = Table(title="Active seller-weeks followed by a miss of each standard within the horizon")
+    drivers = Table(title="Breaches ahead, by standard")
     drivers.add_column("standard")
-    drivers.add_column("share", justify="right")
+    drivers.add_column("active seller-weeks followed by a miss", justify="right")
     for name, value in sorted(summary.per_metric_miss_share.items(), key=lambda kv: -kv[1]):
         drivers.add_row(name, f"{value:.2%}")
     console.print(drivers)
@@ -98,7 +98,7 @@ def print_simulation_summary(summary, out: Path) -> None:
                                                    f"{s['orders_per_seller_p90']:,.0f} / {s['orders_per_seller_max']:,}"),
         ("share of orders from the top 1% of sellers", f"{s['top_1pct_sellers_share_of_orders']:.1%}"),
         ("regional carrier disruptions", f"{c['disruptions']:,}"),
-        ("warnings / suppressions / suspensions / reinstatements",
+        ("warnings / suppressions / suspensions / reinstated",
          f"{c['actions_warning']:,} / {c['actions_suppression']:,} / {c['actions_suspension']:,} / "
          f"{c['actions_reinstatement']:,}"),
     ):

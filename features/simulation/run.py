@@ -127,7 +127,8 @@ def simulate_chunk(config: SimulationConfig, policy: Policy, chunk: int, out: Pa
         weeks.append(simulate_week(rng, sellers, b, days, cutoff, ledger))
         evaluation = evaluate(policy, ledger, (w + 1) * 7)
         misses[:, :, w] = evaluation.misses
-        enforcement.step(rng, policy, sellers, evaluation, (w + 1) * 7)
+        if w + 1 < config.weeks:  # the last evaluation's actions would fall after the extract's cut-off
+            enforcement.step(rng, policy, sellers, evaluation, (w + 1) * 7)
 
     tables = _tables(config, sellers, weeks, enforcement, policy, chunk)
     for name, table in tables.items():

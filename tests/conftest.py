@@ -1,0 +1,27 @@
+"""Shared fixtures: one simulated marketplace per test session, small enough to be quick and
+large enough for its rates to mean something."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from features.policy import Policy, load_policy
+from features.simulation.run import SimulationConfig, SimulationSummary, simulate_marketplace
+
+MARKETPLACE = SimulationConfig(n_sellers=2000, start=date(2025, 1, 6), weeks=52, seed=11, workers=1)
+
+
+@pytest.fixture(scope="session")
+def policy() -> Policy:
+    return load_policy("walmart-us-2026")
+
+
+@pytest.fixture(scope="session")
+def marketplace(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> tuple[Path, SimulationSummary]:
+    """A year of a 2,000-seller marketplace: (events directory, run summary)."""
+    out = tmp_path_factory.mktemp("marketplace") / "events"
+    summary = simulate_marketplace(MARKETPLACE, policy, out)
+    return out, summary

@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
     parser.add_argument("--repeats", type=int, default=0, help="runs per scenario (0: the scenario's default)")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=160)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     table = Table(title=f"seller-risk simulate ({psutil.cpu_count()} cores, medians)")
     for col in ("scenario", "sellers x weeks", "runs", "wall s", "peak memory", "orders", "orders/s",

@@ -20,81 +20,82 @@ class Measure:
     name: str
     description: str
     table: str
-    event_time: str  # SQL expression over the table's columns
-    condition: str  # SQL condition over the table's columns
+    event_time: str  # SQL giving microseconds since the epoch; {us}(col) turns a timestamp column into them
+    condition: str  # SQL condition over the table's columns, in the same notation
 
 
 RESPONSE_HOURS = 48
+_WINDOW_US = RESPONSE_HOURS * 3_600_000_000
 
 MEASURES: dict[str, Measure] = {
     m.name: m
     for m in (
-        Measure("orders", "Orders placed", "orders", "ordered_at", "TRUE"),
+        Measure("orders", "Orders placed", "orders", "{us}(ordered_at)", "TRUE"),
         Measure(
             "seller_cancelled_orders",
             "Orders the seller cancelled",
             "orders",
-            "cancelled_at",
+            "{us}(cancelled_at)",
             "cancelled_by = 'seller'",
         ),
-        Measure("shipped_orders", "Orders shipped", "orders", "shipped_at", "shipped_at IS NOT NULL"),
+        Measure("shipped_orders", "Orders shipped", "orders", "{us}(shipped_at)", "shipped_at IS NOT NULL"),
         Measure(
             "late_shipments",
             "Orders shipped after the promised ship-by time",
             "orders",
-            "shipped_at",
-            "shipped_at > promised_ship_by",
+            "{us}(shipped_at)",
+            "{us}(shipped_at) > {us}(promised_ship_by)",
         ),
         Measure(
             "valid_tracking_shipments",
             "Orders shipped with valid tracking",
             "orders",
-            "shipped_at",
+            "{us}(shipped_at)",
             "tracking_valid",
         ),
-        Measure("delivered_orders", "Orders delivered", "orders", "delivered_at", "delivered_at IS NOT NULL"),
+        Measure("delivered_orders", "Orders delivered", "orders", "{us}(delivered_at)", "delivered_at IS NOT NULL"),
         Measure(
             "on_time_deliveries",
             "Orders delivered on or before the promised delivery date",
             "orders",
-            "delivered_at",
-            "delivered_at <= promised_delivery_by",
+            "{us}(delivered_at)",
+            "{us}(delivered_at) <= {us}(promised_delivery_by)",
         ),
         Measure(
             "seller_responsible_refunds",
             "Refunds for seller-caused problems (damaged, wrong, not as described, not received)",
             "refunds",
-            "refunded_at",
+            "{us}(refunded_at)",
             "seller_responsible",
         ),
         Measure(
             "contacts_due",
             f"Customer contacts whose {RESPONSE_HOURS} h answer window has closed or that were answered",
             "contacts",
-            f"LEAST(COALESCE(first_response_at, opened_at + INTERVAL {RESPONSE_HOURS} HOUR), "
-            f"opened_at + INTERVAL {RESPONSE_HOURS} HOUR)",
+            f"LEAST(COALESCE({{us}}(first_response_at), {{us}}(opened_at) + {_WINDOW_US}), "
+            f"{{us}}(opened_at) + {_WINDOW_US})",
             "TRUE",
         ),
         Measure(
             "contacts_answered_in_time",
             f"Customer contacts answered within {RESPONSE_HOURS} h",
             "contacts",
-            "first_response_at",
-            f"first_response_at <= opened_at + INTERVAL {RESPONSE_HOURS} HOUR",
+            "{us}(first_response_at)",
+            f"{{us}}(first_response_at) <= {{us}}(opened_at) + {_WINDOW_US}",
         ),
         Measure(
             "negative_feedback",
             "Orders rated 1 or 2 stars",
             "feedback",
-            "submitted_at",
+            "{us}(submitted_at)",
             "rating <= 2",
         ),
-        Measure("returns", "Return requests", "returns", "requested_at", "TRUE"),
+        Measure("returns", "Return requests", "returns", "{us}(requested_at)", "TRUE"),
         Measure(
             "item_not_received_reports",
             "Customer reports that an order never arrived",
             "contacts",
-            "opened_at",
+            "{us}(opened_at)",
             "topic = 'item_not_received'",
         ),
     )

@@ -32,6 +32,7 @@ class Metric(_Strict):
     """One standard: numerator / denominator over a trailing window, held against a threshold."""
 
     name: str = ""
+    label: str = Field(min_length=1)  # what a reviewer calls it, e.g. "On-time deliveries"
     description: str
     numerator: tuple[str, ...]
     denominator: str

@@ -53,7 +53,7 @@ def test_simulate_will_not_overwrite_a_foreign_folder(tmp_path: Path) -> None:
     (tmp_path / "mine" / "thesis.tex").write_text("years of work")
     res = run("simulate", "--sellers", "10", "--weeks", "2", "--out", str(tmp_path / "mine"))
     assert res.returncode == 2
-    assert "holds something other than a simulated marketplace" in res.stderr
+    assert "holds something this command did not write" in res.stderr
     assert "Traceback" not in res.stderr
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "years of work"
 

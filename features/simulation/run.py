@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from features.atomic import replaced_whole
 from features.policy import Policy
 from features.schema import (
     CANCELLED_BY,
@@ -410,20 +411,6 @@ def _simulate_job(job: tuple) -> ChunkStats:
     return simulate_chunk(*job)
 
 
-def _refuse_foreign(out: Path) -> None:
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST_FILE).exists():
-        raise FileExistsError(f"{out} exists and holds something other than a simulated marketplace; choose another --out")
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Replace `out` with `tmp` so that readers see the old tables or the new ones, never a mixture."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def simulate_marketplace(
     config: SimulationConfig,
     policy: Policy,
@@ -435,33 +422,24 @@ def simulate_marketplace(
     state to `<out>-latent`, a folder no pipeline reads). Returns the run summary."""
     out = Path(out)
     latent_out = out.with_name(out.name + "-latent")
-    _refuse_foreign(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp_latent = latent_out.with_name(f".{latent_out.name}.tmp-{os.getpid()}")
-    try:
-        stats, done = [], 0
-        for size, chunk_stats in _run_chunks(config, policy, tmp, tmp_latent if write_latent else None):
-            stats.append(chunk_stats)
-            done += size
-            if progress:
-                progress(done, config.n_sellers)
-        summary = _summarise(config, policy, build_world(config.seed, config.start, config.n_days), stats)
-        manifest = {
-            "cutoff": config.cutoff.isoformat(),
-            "start": config.start.isoformat(),
-            "generator": "seller-risk simulate",
-            "policy_version": policy.version,
-            "sellers": config.n_sellers,
-            "weeks": config.weeks,
-            "seed": config.seed,
-        }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        (tmp / SUMMARY_FILE).write_text(summary.to_json() + "\n")
-        _swap_into_place(tmp, out)
-        if write_latent:
-            _swap_into_place(tmp_latent, latent_out)
-        return summary
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(tmp_latent, ignore_errors=True)
+    with replaced_whole(out, MANIFEST_FILE) as tmp:
+        with replaced_whole(latent_out, "seller_weeks") if write_latent else nullcontext() as tmp_latent:
+            stats, done = [], 0
+            for size, chunk_stats in _run_chunks(config, policy, tmp, tmp_latent):
+                stats.append(chunk_stats)
+                done += size
+                if progress:
+                    progress(done, config.n_sellers)
+            summary = _summarise(config, policy, build_world(config.seed, config.start, config.n_days), stats)
+            manifest = {
+                "cutoff": config.cutoff.isoformat(),
+                "start": config.start.isoformat(),
+                "generator": "seller-risk simulate",
+                "policy_version": policy.version,
+                "sellers": config.n_sellers,
+                "weeks": config.weeks,
+                "seed": config.seed,
+            }
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+            (tmp / SUMMARY_FILE).write_text(summary.to_json() + "\n")
+    return summary

@@ -1,0 +1,171 @@
+"""The feature spec: the ordered seller behaviour vector, declared once.
+
+Each feature has a name, a dtype, a window, a one-line business meaning, a reason template in a
+reviewer's words, and the SQL that defines it over the windowed daily flows of `features.flows`
+(columns `w<days>_<flow>` and `cum_<flow>`, plus `as_of_day`, `onboarded_us`, `last_warning_day`,
+`category`, `region`). Training logs the spec's hash and serving refuses a model whose hash differs;
+the hash covers the definitions, so changing how a feature is computed changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import Literal
+
+from features.flows import DAY_US
+from features.policy import Metric, Policy
+
+Dtype = Literal["float", "int", "category"]
+WILSON_Z = 1.96
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One column of the seller behaviour vector."""
+
+    name: str
+    dtype: Dtype
+    window_days: int | None  # None: a state at t, or all history
+    description: str
+    reason: str  # str.format template with {value}
+    sql: str
+
+    def reason_text(self, value: object) -> str:
+        """The reason sentence for a value of this feature."""
+        if value is None or (isinstance(value, float) and value != value):
+            return self.reason.split(":")[0] + ": unknown"
+        return self.reason.format(value=value)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The ordered features of a policy version."""
+
+    policy_version: str
+    features: tuple[Feature, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.dtype == "category"]
+
+    def __getitem__(self, name: str) -> Feature:
+        return self._by_name[name]
+
+    @cached_property
+    def _by_name(self) -> dict[str, Feature]:
+        return {f.name: f for f in self.features}
+
+    @cached_property
+    def hash(self) -> str:
+        """Identifies the feature set: names, order, dtypes, windows and definitions."""
+        payload = [(f.name, f.dtype, f.window_days, f.sql) for f in self.features]
+        text = json.dumps({"policy": self.policy_version, "features": payload}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        return json.dumps({"policy_version": self.policy_version, "hash": self.hash,
+                           "features": [asdict(f) for f in self.features]}, indent=2)
+
+
+def _ratio(num: str, den: str) -> str:
+    return f"CASE WHEN {den} > 0 THEN {num} / CAST({den} AS DOUBLE) END"
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if round(x * 100, 6) % 1 == 0 else f"{x:.1%}"
+
+
+def _metric_features(m: Metric) -> list[Feature]:
+    n, w = m.name, m.window_days
+    rate = lambda days: _ratio(f"w{days}_m_{n}_num", f"w{days}_m_{n}_den")  # noqa: E731
+    standard = f"standard: {m.standard_text}"
+    out = [
+        Feature(f"{n}_{d}d", "float", d, f"{m.description}, last {d} days.",
+                f"{m.label} in the last {d} days: {{value:.1%}} ({standard})", rate(d))
+        for d in (7, 30, 60, 90)
+    ]
+    sign = "" if m.direction == "at_most" else "-"
+    gap = f"{sign}({rate(w)} - {m.threshold})"
+    p, cnt = rate(w), f"CAST(w{w}_m_{n}_den AS DOUBLE)"
+    z2 = WILSON_Z**2
+    half = f"{WILSON_Z} * SQRT({p} * (1 - {p}) / {cnt} + {z2} / (4 * {cnt} * {cnt}))"
+    centre = f"({p} + {z2} / (2 * {cnt}))"
+    bound = f"({centre} + {half}) / (1 + {z2} / {cnt})" if m.direction == "at_most" else \
+            f"({centre} - {half}) / (1 + {z2} / {cnt})"
+    out += [
+        Feature(f"{n}_volume", "int", w, f"Orders (or messages) the {n} standard counts over its {w}-day window.",
+                f"{m.label}: {{value:,.0f}} counted in the last {w} days (evaluated from {m.min_count})",
+                f"w{w}_m_{n}_den"),
+        Feature(f"{n}_gap", "float", w,
+                f"How far the {w}-day {n} lies past its standard (positive: missing it).",
+                f"{m.label} in the last {w} days is {{value:+.1%}} from the standard ({_pct(m.threshold)})", gap),
+        Feature(f"{n}_wilson", "float", w,
+                f"The {w}-day {n} at its unfavourable 95% Wilson bound, so few orders mean wide doubt.",
+                f"{m.label}, cautious estimate for this volume: {{value:.1%}} ({standard})",
+                f"CASE WHEN w{w}_m_{n}_den > 0 THEN {bound} END"),
+        Feature(f"{n}_trend", "float", 60, f"{n} over the last 30 days minus the 30 days before.",
+                f"{m.label}: {{value:+.1%}} in the last 30 days against the 30 before",
+                f"{rate(30)} - {_ratio(f'(w60_m_{n}_num - w30_m_{n}_num)', f'(w60_m_{n}_den - w30_m_{n}_den)')}"),
+    ]
+    return out
+
+
+def _general_features() -> list[Feature]:
+    day = f"CAST({DAY_US} AS DOUBLE)"
+    return [
+        Feature("orders_7d", "int", 7, "Orders placed in the last 7 days, all channels.",
+                "Orders in the last 7 days: {value:,.0f}", "w7_orders_all"),
+        Feature("orders_30d", "int", 30, "Orders placed in the last 30 days, all channels.",
+                "Orders in the last 30 days: {value:,.0f}", "w30_orders_all"),
+        Feature("orders_90d", "int", 90, "Orders placed in the last 90 days, all channels.",
+                "Orders in the last 90 days: {value:,.0f}", "w90_orders_all"),
+        Feature("order_growth", "float", 60, "Orders in the last 30 days over the 30 days before (1 = flat).",
+                "Order volume, last 30 days against the 30 before: {value:.2f}x",
+                _ratio("w30_orders_all", "(w60_orders_all - w30_orders_all)")),
+        Feature("gmv_30d", "float", 30, "Sales value of orders in the last 30 days.",
+                "Sales in the last 30 days: ${value:,.0f}", "w30_gmv_cents / 100.0"),
+        Feature("avg_order_value_30d", "float", 30, "Average order value over the last 30 days.",
+                "Average order value in the last 30 days: ${value:,.2f}",
+                _ratio("w30_gmv_cents / 100.0", "w30_orders_all")),
+        Feature("marketplace_fulfilled_share_30d", "float", 30,
+                "Share of the last 30 days' orders fulfilled by the marketplace.",
+                "Orders fulfilled by the marketplace in the last 30 days: {value:.0%}",
+                _ratio("w30_orders_mfn", "w30_orders_all")),
+        Feature("tenure_days", "float", None, "Days since the seller was approved to sell.",
+                "Selling on the marketplace for {value:,.0f} days",
+                f"(as_of_day * {DAY_US} - onboarded_us) / {day}"),
+        Feature("late_handover_rate_30d", "float", 30,
+                "Seller-shipped orders first scanned by the carrier after the ship-by time, last 30 days.",
+                "Parcels handed to the carrier late in the last 30 days: {value:.1%}",
+                _ratio("w30_late_handover_sf", "w30_shipped_sf")),
+        Feature("overdue_unshipped_orders", "int", None,
+                "Orders past their promised ship-by time and neither shipped nor cancelled at t.",
+                "Orders past their ship-by date and not shipped: {value:,.0f}", "cum_overdue_open"),
+        Feature("unanswered_contacts", "int", None, "Customer messages still unanswered at t.",
+                "Customer messages waiting for an answer: {value:,.0f}", "cum_unanswered_open"),
+        Feature("overdue_contacts", "int", None, "Customer messages unanswered for more than 48 hours at t.",
+                "Customer messages unanswered for over 48 hours: {value:,.0f}", "cum_overdue_contacts"),
+        Feature("warnings_90d", "int", 90, "Performance warnings from the marketplace in the last 90 days.",
+                "Marketplace warnings in the last 90 days: {value:,.0f}", "w90_warnings"),
+        Feature("warnings_total", "int", None, "Performance warnings from the marketplace ever received.",
+                "Marketplace warnings ever received: {value:,.0f}", "cum_warnings"),
+        Feature("days_since_last_warning", "int", None, "Whole days since the last warning (empty: never warned).",
+                "Last marketplace warning {value:,.0f} days ago", "as_of_day - 1 - last_warning_day"),
+        Feature("category", "category", None, "The seller's primary product category.",
+                "Category: {value}", "category"),
+        Feature("region", "category", None, "The region the seller ships from.",
+                "Ships from: {value}", "region"),
+    ]
+
+
+def feature_spec(policy: Policy) -> FeatureSpec:
+    """The features for a policy: its metrics' features first, then volume, tenure and history."""
+    features = [f for m in policy.metrics.values() for f in _metric_features(m)] + _general_features()
+    return FeatureSpec(policy.version, tuple(features))

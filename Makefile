@@ -8,7 +8,7 @@ SELLERS ?= 2000
 WEEKS  ?= 52
 SEED   ?= 7
 
-.PHONY: demo test bench install install-dev clean
+.PHONY: demo test bench install install-dev java clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,19 @@ $(UV):
 install: $(UV)
 	$(UV) pip install --quiet --python $(BIN)/python -e .
 
-install-dev: $(UV)
+install-dev: $(UV) java
 	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev]'
 
-## demo: set up .venv, simulate a marketplace on the embedded defaults, check it, summarise it
+# the Spark engine's tests need a Java runtime; install Debian's when the machine has none
+java:
+	@command -v java >/dev/null 2>&1 || { echo "installing a Java runtime for PySpark"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+
+## demo: set up .venv, simulate a marketplace on the embedded defaults, check it, build its features
 demo: install
 	$(BIN)/seller-risk simulate --sellers $(SELLERS) --weeks $(WEEKS) --seed $(SEED) --out $(DATA)/events
 	$(BIN)/seller-risk validate --events $(DATA)/events
+	$(BIN)/seller-risk features --events $(DATA)/events --out $(DATA)/features
 
 ## test: install the dev extras and run the whole test suite
 test: install-dev
@@ -32,6 +38,7 @@ test: install-dev
 ## bench: performance benchmarks (prints a table; not part of the tests)
 bench: install-dev
 	$(BIN)/python benchmarks/simulate.py
+	$(BIN)/python benchmarks/features.py
 
 clean:
 	rm -rf $(DATA) .pytest_cache

@@ -12,6 +12,7 @@ Layout of the output folder:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -117,6 +118,8 @@ def build_snapshots(events: Path | str, out: Path | str, policy: Policy, as_of: 
     events, out = Path(events), Path(out)
     spec = feature_spec(policy)
     con = open_events(events, cutoff)  # validates first: bad events stop here, before anything is written
+    con.execute(f"SET memory_limit = '{os.environ.get('SELLER_RISK_DUCKDB_MEMORY', '6GB')}'")
+    con.execute("SET preserve_insertion_order = false")
     cutoff = cutoff or read_cutoff(events) or datetime.utcnow()
     as_of_days, grid_days = plan_dates(con, cutoff, policy, as_of)
     with replaced_whole(out, MANIFEST) as tmp:

@@ -63,6 +63,33 @@ def simulate(
     print_simulation_summary(summary, out)
 
 
+@app.command()
+def features(
+    events: Path = typer.Option(..., "--events", help="Directory of validated event tables."),
+    out: Path = typer.Option(Path("data/features"), "--out", help="Output directory for the snapshots."),
+    as_of: list[datetime] | None = typer.Option(
+        None, "--as-of", formats=["%Y-%m-%d"], help="As-of date (repeatable); default: every weekly date."
+    ),
+    policy: str = typer.Option("walmart-us-2026", "--policy", help="Policy (name or YAML path)."),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded default) or spark (local mode)."),
+) -> None:
+    """Build point-in-time feature snapshots and labels for every active seller at every weekly date."""
+    from features.policy import PolicyError, load_policy
+    from features.snapshots import build_snapshots
+    from features.validation import EventValidationError
+    from serving.console import print_snapshot_summary, spinner
+
+    if engine not in {"duckdb", "spark"}:
+        _fail(f"--engine must be duckdb or spark, not {engine!r}")
+    dates = [d.date() for d in as_of] if as_of else None
+    try:
+        with spinner(f"Building feature snapshots with {engine}"):
+            run = build_snapshots(events, out, load_policy(policy), as_of=dates, engine=engine)  # type: ignore[arg-type]
+    except (PolicyError, FileExistsError, EventValidationError, ValueError) as err:
+        _fail(str(err))
+    print_snapshot_summary(run, out)
+
+
 def _fail(message: str) -> None:
     """Stop with a message a person can act on (exit status 2), not a traceback."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)

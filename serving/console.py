@@ -104,3 +104,38 @@ def print_simulation_summary(summary, out: Path) -> None:
     ):
         people.add_row(label, value)
     console.print(people)
+
+
+@contextmanager
+def spinner(description: str) -> Iterator[None]:
+    """A spinner with elapsed time on a terminal; a start and an end line otherwise."""
+    import time
+
+    start = time.perf_counter()
+    if console.is_terminal:
+        with console.status(description):
+            yield
+    else:
+        console.print(f"{description} ...")
+        yield
+    console.print(f"{description}: done in {time.perf_counter() - start:.1f} s")
+
+
+def print_snapshot_summary(run, out: Path) -> None:
+    """What the snapshots hold: dates, sellers, the label base rate and the early-warning set."""
+    table = Table(title=f"Feature snapshots in {out}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    dates = run.as_of_dates
+    for label, value in (
+        ("policy / feature spec hash", f"{run.policy_version} / {run.spec_hash}"),
+        ("as-of dates", f"{len(dates)} ({dates[0]} to {dates[-1]})"),
+        ("seller-weeks (active sellers x dates)", f"{run.rows:,}"),
+        ("sellers", f"{run.sellers:,}"),
+        ("seller-weeks with a known label", f"{run.labelled_rows:,}"),
+        ("base rate: breach within the horizon", f"{run.breach_rate:.2%}"),
+        ("early-warning set: compliant at t", f"{run.early_warning_share:.2%} of seller-weeks"),
+        ("breach rate in the early-warning set", f"{run.early_warning_breach_rate:.2%}"),
+    ):
+        table.add_row(label, value)
+    console.print(table)

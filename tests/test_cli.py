@@ -61,3 +61,24 @@ def test_simulate_will_not_overwrite_a_foreign_folder(tmp_path: Path) -> None:
 def test_unknown_policy_is_a_clear_error(tmp_path: Path) -> None:
     res = run("simulate", "--sellers", "10", "--weeks", "2", "--policy", "nope", "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "nope" in res.stderr and "walmart-us-2026" in res.stderr
+
+
+def test_features_builds_snapshots_and_reports_the_base_rate(tmp_path: Path) -> None:
+    events, out = tmp_path / "events", tmp_path / "features"
+    assert run("simulate", "--sellers", "300", "--weeks", "12", "--out", str(events), "--no-latent").returncode == 0
+    res = run("features", "--events", str(events), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "base rate: breach within the horizon" in res.stdout and "early-warning set" in res.stdout
+    assert len(list((out / "snapshots").glob("as_of=*"))) == 12  # weekly, 2025-01-13 to 2025-03-31
+    assert (out / "latest.parquet").exists() and (out / "feature_spec.json").exists()
+    one = run("features", "--events", str(events), "--out", str(out), "--as-of", "2025-03-03")
+    assert one.returncode == 0 and [p.name for p in (out / "snapshots").glob("as_of=*")] == ["as_of=2025-03-03"]
+
+
+def test_features_on_bad_events_is_a_clear_error(tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    assert run("simulate", "--sellers", "100", "--weeks", "6", "--out", str(events), "--no-latent").returncode == 0
+    shutil.rmtree(events / "feedback")
+    res = run("features", "--events", str(events), "--out", str(tmp_path / "features"))
+    assert res.returncode == 2 and "feedback" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "features").exists()

@@ -37,8 +37,8 @@ test: install-dev
 
 ## bench: performance benchmarks (prints a table; not part of the tests)
 bench: install-dev
-	$(BIN)/python benchmarks/simulate.py
-	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/bench_simulate.py
+	$(BIN)/python benchmarks/bench_features.py
 
 clean:
 	rm -rf $(DATA) .pytest_cache

@@ -1,8 +1,8 @@
 """Benchmark `seller-risk simulate` as a user runs it: wall time, peak memory of the whole process
 tree (the parent and its worker processes, sampled every 50 ms), and orders per second.
 
-    .venv/bin/python benchmarks/simulate.py                    # both scenarios
-    .venv/bin/python benchmarks/simulate.py --scenario small --repeats 5
+    .venv/bin/python benchmarks/bench_simulate.py                    # both scenarios
+    .venv/bin/python benchmarks/bench_simulate.py --scenario small --repeats 5
 
 Reports the median over repeats and each scenario's target.
 """
@@ -13,15 +13,15 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import psutil
 from rich.console import Console
 from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).parent))
+from measure import run_measured  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
@@ -31,41 +31,13 @@ SCENARIOS = {  # name: (sellers, weeks, default repeats, target seconds, target 
 }
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
 def run_once(sellers: int, weeks: int, out: Path) -> dict:
     """Run the simulator once in its own process; return wall seconds, peak bytes and rows."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out.with_name(out.name + "-latent"), ignore_errors=True)
     cmd = [str(Path(sys.executable).with_name("seller-risk")), "simulate", "--sellers", str(sellers),
            "--weeks", str(weeks), "--seed", "7", "--out", str(out)]
-    peak = 0
-    start = time.perf_counter()
-    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _tree_rss(proc))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, err = proc.communicate()
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    if proc.returncode:
-        raise SystemExit(f"simulate failed ({proc.returncode}):\n{err.decode()[-2000:]}")
+    wall, peak, _ = run_measured(cmd)
     summary = json.loads((out / "_summary.json").read_text())
     return {"wall_s": wall, "peak_bytes": peak, "orders": summary["rows"]["orders"],
             "rows": sum(summary["rows"].values())}

@@ -87,11 +87,8 @@ def print_simulation_summary(summary, out: Path) -> None:
         drivers.add_row(name, f"{value:.2%}")
     console.print(drivers)
 
-    people = Table(title="Sellers and enforcement")
-    people.add_column("what")
-    people.add_column("value", justify="right")
     s = summary.sellers
-    for label, value in (
+    _print_facts("Sellers and enforcement", (
         ("sellers", f"{summary.config['sellers']:,}"),
         ("joined during the period", f"{c['sellers_joining_during_period']:,}"),
         ("orders per seller: median / p90 / max", f"{s['orders_per_seller_median']:,.0f} / "
@@ -101,9 +98,17 @@ def print_simulation_summary(summary, out: Path) -> None:
         ("warnings / suppressions / suspensions / reinstated",
          f"{c['actions_warning']:,} / {c['actions_suppression']:,} / {c['actions_suspension']:,} / "
          f"{c['actions_reinstatement']:,}"),
-    ):
-        people.add_row(label, value)
-    console.print(people)
+    ))
+
+
+def _print_facts(title: str, facts: tuple[tuple[str, str], ...]) -> None:
+    """A two-column table of labelled values."""
+    table = Table(title=title)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for label, value in facts:
+        table.add_row(label, value)
+    console.print(table)
 
 
 @contextmanager
@@ -123,11 +128,8 @@ def spinner(description: str) -> Iterator[None]:
 
 def print_snapshot_summary(run, out: Path) -> None:
     """What the snapshots hold: dates, sellers, the label base rate and the early-warning set."""
-    table = Table(title=f"Feature snapshots in {out}")
-    table.add_column("what")
-    table.add_column("value", justify="right")
     dates = run.as_of_dates
-    for label, value in (
+    _print_facts(f"Feature snapshots in {out}", (
         ("policy / feature spec hash", f"{run.policy_version} / {run.spec_hash}"),
         ("as-of dates", f"{len(dates)} ({dates[0]} to {dates[-1]})"),
         ("seller-weeks (active sellers x dates)", f"{run.rows:,}"),
@@ -136,6 +138,4 @@ def print_snapshot_summary(run, out: Path) -> None:
         ("base rate: breach within the horizon", f"{run.breach_rate:.2%}"),
         ("early-warning set: compliant at t", f"{run.early_warning_share:.2%} of seller-weeks"),
         ("breach rate in the early-warning set", f"{run.early_warning_breach_rate:.2%}"),
-    ):
-        table.add_row(label, value)
-    console.print(table)
+    ))

@@ -54,10 +54,8 @@ def incremental(events: Path) -> dict:
 
 def naive(events: Path, sample: int) -> dict:
     """For each as-of date alone: scan every event, aggregate its windows, compute its features."""
-    from features.flows import all_flows
-    from features.pipeline import DUCKDB, flow_events_sql, snapshot_sql
     from features.policy import load_policy
-    from features.snapshots import plan_dates, probe_days
+    from features.snapshots import plan_dates, prepare_duckdb, seller_buckets
     from features.spec import feature_spec
     from features.validation import open_events, read_cutoff
 
@@ -65,14 +63,16 @@ def naive(events: Path, sample: int) -> dict:
     spec = feature_spec(policy)
     con = open_events(events)
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET memory_limit = '6GB'")
+    buckets = seller_buckets(con)
     days, _ = plan_dates(con, read_cutoff(events), policy, None)
     chosen = days if not sample else [days[round(i * (len(days) - 1) / (sample - 1))] for i in range(sample)]
     per_date, rows = [], 0
     for d in chosen:
         t = time.perf_counter()
-        con.execute(f"CREATE OR REPLACE TEMP TABLE flow_days AS {flow_events_sql(all_flows(policy), DUCKDB)}")
-        con.register("probe_days", probe_days([d], [d]))
-        rows += con.execute(f"SELECT count(*) FROM ({snapshot_sql(policy, spec, DUCKDB, d)})").fetchone()[0]
+        for b in range(buckets):
+            query = prepare_duckdb(con, policy, spec, [d], [d], f"hash(seller_id) % {buckets} = {b}")
+            rows += con.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0]
         per_date.append(time.perf_counter() - t)
     return {"dates": len(chosen), "of_dates": len(days), "rows": rows, "per_date_s": per_date}
 

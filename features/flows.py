@@ -3,8 +3,10 @@ window over. A flow counts (or sums) rows of one event table, dated by the momen
 known, so a window ending at t only ever sees what was known at t. Stocks (orders overdue, messages
 unanswered) are flows of +1 and -1 whose running total is the state at t.
 
-Time is bucketed by days, right-closed: bucket k holds (day k 00:00, day k+1 00:00], so an as-of
-date t (midnight of day D) sees buckets up to D - 1, that is every event at or before t.
+Each event is emitted once per flow with its fulfilment channel; `Column`s then select the
+channels a policy metric or a feature counts. Time is bucketed by days, right-closed: bucket k
+holds (day k 00:00, day k+1 00:00], so an as-of date t (midnight of day D) sees buckets up to
+D - 1, that is every event at or before t.
 """
 
 from __future__ import annotations
@@ -12,77 +14,112 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from features.measures import MEASURES
-from features.policy import Policy
+from features.policy import Metric, Policy
 
 DAY_US = 86_400_000_000
 ALL_WINDOWS = (7, 30, 60, 90)
+ANSWER_US = 48 * 3_600_000_000
 
 
 @dataclass(frozen=True)
 class Flow:
-    """One additive daily quantity: `value` summed over rows of `table` where `condition`
-    holds, dated by `time_us` (SQL notation of `features.measures`)."""
+    """Rows of `table` where `condition` holds, each adding `value` on the day of `time_us`
+    (SQL in the notation of `features.measures`). Several flows may share a name (+1 and -1)."""
 
     name: str
     table: str
     time_us: str
     condition: str = "TRUE"
     value: str = "1"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A daily column: a flow restricted to some fulfilment channels (None: all), and the
+    trailing windows (and running total) the features need of it."""
+
+    name: str
+    flow: str
+    channels: tuple[str, ...] | None = None
     windows: tuple[int, ...] = ()
     cumulative: bool = False
 
 
-def metric_flows(policy: Policy) -> list[Flow]:
-    """Numerator and denominator of every policy metric, restricted to the metric's channels."""
-    flows = []
-    for metric in policy.metrics.values():
-        channels = ", ".join(f"'{c}'" for c in metric.channels)
-        for part, names in (("num", metric.numerator), ("den", (metric.denominator,))):
-            for name in names:
-                m = MEASURES[name]
-                flows.append(Flow(f"m_{metric.name}_{part}", m.table, m.event_time,
-                                  f"({m.condition}) AND channel IN ({channels})", windows=ALL_WINDOWS))
-    return flows
+def measure_column(measure: str, channels: tuple[str, ...]) -> str:
+    """The daily column counting a policy measure on some channels, e.g. `orders__seller`."""
+    return f"{measure}__{'_'.join(sorted(channels))}"
+
+
+def metric_parts(metric: Metric, window: int) -> tuple[str, str]:
+    """SQL for a metric's numerator and denominator over a trailing window."""
+    num = " + ".join(f"w{window}_{measure_column(m, metric.channels)}" for m in metric.numerator)
+    return f"({num})", f"w{window}_{measure_column(metric.denominator, metric.channels)}"
 
 
 _OPEN_END = "LEAST({us}(shipped_at), {us}(cancelled_at))"
-_DUE = "{us}(opened_at) + 172800000000"
+_DUE = f"{{us}}(opened_at) + {ANSWER_US}"
 
 FEATURE_FLOWS: tuple[Flow, ...] = (
-    Flow("orders_all", "orders", "{us}(ordered_at)", windows=ALL_WINDOWS),
-    Flow("orders_mfn", "orders", "{us}(ordered_at)", "channel = 'marketplace'", windows=(30,)),
-    Flow("gmv_cents", "orders", "{us}(ordered_at)", value="CAST(ROUND(order_value * 100) AS BIGINT)", windows=(30,)),
-    Flow("shipped_sf", "orders", "{us}(shipped_at)", "shipped_at IS NOT NULL AND channel = 'seller'", windows=(30,)),
-    Flow("late_handover_sf", "orders", "{us}(carrier_handover_at)",
-         "{us}(carrier_handover_at) > {us}(promised_ship_by) AND channel = 'seller'", windows=(30,)),
+    Flow("gmv_cents", "orders", "{us}(ordered_at)", value="CAST(ROUND(order_value * 100) AS BIGINT)"),
+    Flow("late_handover", "orders", "{us}(carrier_handover_at)",
+         "{us}(carrier_handover_at) > {us}(promised_ship_by)"),
     # orders past their ship-by time and neither shipped nor cancelled: +1 at ship-by, -1 when resolved
     Flow("overdue_open", "orders", "{us}(promised_ship_by)",
-         f"channel = 'seller' AND ({_OPEN_END} IS NULL OR {_OPEN_END} > {{us}}(promised_ship_by))", cumulative=True),
-    Flow("overdue_open", "orders", _OPEN_END,
-         f"channel = 'seller' AND {_OPEN_END} > {{us}}(promised_ship_by)", value="-1", cumulative=True),
-    # customer messages not (yet) answered, and those past the 48 h answer window
-    Flow("unanswered_open", "contacts", "{us}(opened_at)", cumulative=True),
-    Flow("unanswered_open", "contacts", "{us}(first_response_at)", "first_response_at IS NOT NULL", value="-1",
-         cumulative=True),
-    Flow("overdue_contacts", "contacts", _DUE,
-         f"first_response_at IS NULL OR {{us}}(first_response_at) > {_DUE}", cumulative=True),
+         f"{_OPEN_END} IS NULL OR {_OPEN_END} > {{us}}(promised_ship_by)"),
+    Flow("overdue_open", "orders", _OPEN_END, f"{_OPEN_END} > {{us}}(promised_ship_by)", value="-1"),
+    # customer messages not (yet) answered, and those unanswered 48 h or more after they came in
+    Flow("unanswered_open", "contacts", "{us}(opened_at)"),
+    Flow("unanswered_open", "contacts", "{us}(first_response_at)", "first_response_at IS NOT NULL", value="-1"),
+    Flow("overdue_contacts", "contacts", _DUE, f"first_response_at IS NULL OR {{us}}(first_response_at) > {_DUE}"),
     Flow("overdue_contacts", "contacts", "{us}(first_response_at)", f"{{us}}(first_response_at) > {_DUE}",
-         value="-1", cumulative=True),
-    Flow("warnings", "policy_actions", "{us}(issued_at)", "action = 'warning'", windows=(90,), cumulative=True),
+         value="-1"),
+    Flow("warnings", "policy_actions", "{us}(issued_at)", "action = 'warning'"),
+)
+
+SELLER = ("seller",)
+FEATURE_COLUMNS: tuple[Column, ...] = (
+    Column("orders_all", "orders", None, ALL_WINDOWS),
+    Column("orders_mfn", "orders", ("marketplace",), (30,)),
+    Column("gmv_cents", "gmv_cents", None, (30,)),
+    Column("shipped_sf", "shipped_orders", SELLER, (30,)),
+    Column("late_handover_sf", "late_handover", SELLER, (30,)),
+    Column("overdue_open", "overdue_open", SELLER, cumulative=True),
+    Column("unanswered_open", "unanswered_open", None, cumulative=True),
+    Column("overdue_contacts", "overdue_contacts", None, cumulative=True),
+    Column("warnings", "warnings", None, (90,), cumulative=True),
 )
 
 
-def all_flows(policy: Policy) -> list[Flow]:
-    """Every flow the feature spec and the policy metrics need."""
-    return metric_flows(policy) + list(FEATURE_FLOWS)
+def _measure_flow(name: str) -> Flow:
+    m = MEASURES[name]
+    return Flow(m.name, m.table, m.event_time, m.condition)
 
 
-def window_columns(flows: list[Flow]) -> dict[str, tuple[str, int | None]]:
-    """Windowed column name -> (flow, window days; None for the running total since the start)."""
+def columns(policy: Policy) -> list[Column]:
+    """Every daily column the policy's metrics and the feature spec read, each once."""
+    out: dict[str, Column] = {}
+    for metric in policy.metrics.values():
+        for measure in (*metric.numerator, metric.denominator):
+            name = measure_column(measure, metric.channels)
+            out[name] = Column(name, measure, tuple(sorted(metric.channels)), ALL_WINDOWS)
+    for c in FEATURE_COLUMNS:
+        out[c.name] = c
+    return list(out.values())
+
+
+def flows(policy: Policy) -> list[Flow]:
+    """Every flow the columns need, each emitted once per event."""
+    needed = {c.flow for c in columns(policy)}
+    measure_flows = [_measure_flow(n) for n in MEASURES if n in needed]
+    return measure_flows + [f for f in FEATURE_FLOWS if f.name in needed]
+
+
+def window_columns(cols: list[Column]) -> dict[str, tuple[str, int | None]]:
+    """Windowed column name -> (daily column, window days; None for the running total)."""
     out: dict[str, tuple[str, int | None]] = {}
-    for f in flows:
-        for w in f.windows:
-            out[f"w{w}_{f.name}"] = (f.name, w)
-        if f.cumulative:
-            out[f"cum_{f.name}"] = (f.name, None)
+    for c in cols:
+        for w in c.windows:
+            out[f"w{w}_{c.name}"] = (c.name, w)
+        if c.cumulative:
+            out[f"cum_{c.name}"] = (c.name, None)
     return out

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -22,8 +24,7 @@ import duckdb
 import pandas as pd
 
 from features.atomic import replaced_whole
-from features.flows import all_flows
-from features.pipeline import DUCKDB, flow_events_sql, snapshot_columns, snapshot_sql
+from features.pipeline import DUCKDB, flow_days_sql, probe_lags, snapshot_columns, snapshot_sql
 from features.policy import Policy
 from features.spec import FeatureSpec, feature_spec
 from features.validation import open_events, read_cutoff
@@ -31,6 +32,7 @@ from features.validation import open_events, read_cutoff
 EPOCH = date(1970, 1, 1)
 MANIFEST = "_snapshots.json"
 Engine = Literal["duckdb", "spark"]
+Progress = Callable[[int, int], None]
 
 
 def day_number(d: date) -> int:
@@ -75,7 +77,7 @@ class SnapshotRun:
 
 
 def _first_event_day(con: duckdb.DuckDBPyConnection) -> int:
-    first = con.execute("SELECT min(ordered_at) FROM orders").fetchone()[0]
+    first = con.execute("SELECT min(ordered_at) FROM orders").fetchall()[0][0]
     if first is None:
         raise ValueError("orders: the table is empty; there is nothing to build features from")
     return day_number(first.date())
@@ -93,13 +95,38 @@ def plan_dates(con: duckdb.DuckDBPyConnection, cutoff: datetime, policy: Policy,
     return sorted({day_number(d) for d in as_of}), grid
 
 
-def compute_duckdb(con: duckdb.DuckDBPyConnection, policy: Policy, spec: FeatureSpec, as_of_days: list[int],
-                   grid_days: list[int]) -> duckdb.DuckDBPyRelation:
-    """The snapshot rows as a lazy DuckDB relation over the validated event views."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE flow_days AS {flow_events_sql(all_flows(policy), DUCKDB)}")
+ORDERS_PER_PASS = 8_000_000
+"""Sellers are processed in hash buckets of about this many orders, so memory stays bounded."""
+
+
+def seller_buckets(con: duckdb.DuckDBPyConnection) -> int:
+    """How many seller buckets keep each pass near ORDERS_PER_PASS orders."""
+    orders = con.execute("SELECT count(*) FROM orders").fetchall()[0][0]
+    return max(1, -(-orders // ORDERS_PER_PASS))
+
+
+def prepare_duckdb(con: duckdb.DuckDBPyConnection, policy: Policy, spec: FeatureSpec, as_of_days: list[int],
+                   grid_days: list[int], sellers: str = "TRUE") -> str:
+    """Stage the daily flows of the sellers matching `sellers`; return the query of their snapshot rows."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE flow_days AS {flow_days_sql(policy, DUCKDB, sellers)}")
     con.register("probe_days", probe_days(as_of_days, grid_days))
-    sql = snapshot_sql(policy, spec, DUCKDB, max(grid_days))
-    return con.sql(sql).select(", ".join(snapshot_columns(policy, spec)))
+    con.register("probe_lags", pd.DataFrame({"lag": pd.array(probe_lags(policy), dtype="int64")}))
+    columns = ", ".join(snapshot_columns(policy, spec))
+    return f"SELECT {columns} FROM ({snapshot_sql(policy, spec, DUCKDB, max(grid_days), sellers)}) s"
+
+
+def write_duckdb(con: duckdb.DuckDBPyConnection, folder: Path, policy: Policy, spec: FeatureSpec,
+                 as_of_days: list[int], grid_days: list[int], progress: Progress | None = None) -> None:
+    """Compute and write the snapshots bucket by bucket of sellers (Parquet, partitioned by as-of date)."""
+    n = seller_buckets(con)
+    for b in range(n):
+        query = prepare_duckdb(con, policy, spec, as_of_days, grid_days, f"hash(seller_id) % {n} = {b}")
+        con.execute(f"COPY ({query}) TO '{folder}' "
+                    f"(FORMAT parquet, PARTITION_BY (as_of), FILENAME_PATTERN 'part-{b:03d}-{{i}}', "
+                    "OVERWRITE_OR_IGNORE)")
+        con.execute("DROP TABLE flow_days")
+        if progress:
+            progress(b + 1, n)
 
 
 def _summarise(con: duckdb.DuckDBPyConnection, folder: Path) -> dict:
@@ -107,25 +134,26 @@ def _summarise(con: duckdb.DuckDBPyConnection, folder: Path) -> dict:
         SELECT count(*), count(DISTINCT seller_id), count(breach), avg(CAST(breach AS DOUBLE)),
                avg(CAST(compliant_at_t AS DOUBLE)),
                avg(CASE WHEN compliant_at_t THEN CAST(breach AS DOUBLE) END)
-        FROM read_parquet('{folder}/snapshots/*/*.parquet', hive_partitioning = true)""").fetchone()
+        FROM read_parquet('{folder}/snapshots/*/*.parquet', hive_partitioning = true)""").fetchall()[0]
     keys = ("rows", "sellers", "labelled_rows", "breach_rate", "early_warning_share", "early_warning_breach_rate")
     return {k: (v if v is not None else float("nan")) for k, v in zip(keys, row)}
 
 
 def build_snapshots(events: Path | str, out: Path | str, policy: Policy, as_of: list[date] | None = None,
-                    engine: Engine = "duckdb", cutoff: datetime | None = None) -> SnapshotRun:
+                    engine: Engine = "duckdb", cutoff: datetime | None = None,
+                    progress: Progress | None = None) -> SnapshotRun:
     """Validate the events, compute the snapshots with `engine`, and write them (all or nothing)."""
     events, out = Path(events), Path(out)
     spec = feature_spec(policy)
     con = open_events(events, cutoff)  # validates first: bad events stop here, before anything is written
     con.execute(f"SET memory_limit = '{os.environ.get('SELLER_RISK_DUCKDB_MEMORY', '6GB')}'")
     con.execute("SET preserve_insertion_order = false")
+    con.execute(f"SET temp_directory = '{Path(tempfile.gettempdir()) / 'seller-risk-duckdb'}'")
     cutoff = cutoff or read_cutoff(events) or datetime.utcnow()
     as_of_days, grid_days = plan_dates(con, cutoff, policy, as_of)
     with replaced_whole(out, MANIFEST) as tmp:
         if engine == "duckdb":
-            rel = compute_duckdb(con, policy, spec, as_of_days, grid_days)
-            rel.write_parquet(str(tmp / "snapshots"), partition_by=["as_of"])
+            write_duckdb(con, tmp / "snapshots", policy, spec, as_of_days, grid_days, progress)
         else:
             from features.spark import compute_spark_to
 

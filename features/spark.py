@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.flows import all_flows
-from features.pipeline import SPARK, flow_events_sql, snapshot_columns, snapshot_sql
+from features.pipeline import SPARK, flow_days_sql, probe_lags, snapshot_columns, snapshot_sql
 from features.policy import Policy
 from features.schema import TABLES
 from features.spec import FeatureSpec
@@ -54,8 +53,10 @@ def compute_spark(spark, events: Path, policy: Policy, spec: FeatureSpec, as_of_
     from features.snapshots import probe_days
 
     register_events(spark, events)
-    spark.sql(flow_events_sql(all_flows(policy), SPARK)).createOrReplaceTempView("flow_days")
+    spark.sql(flow_days_sql(policy, SPARK)).createOrReplaceTempView("flow_days")
     spark.createDataFrame(probe_days(as_of_days, grid_days)).createOrReplaceTempView("probe_days")
+    lags = pd.DataFrame({"lag": pd.array(probe_lags(policy), dtype="int64")})
+    spark.createDataFrame(lags).createOrReplaceTempView("probe_lags")
     return spark.sql(snapshot_sql(policy, spec, SPARK, max(grid_days))).select(*snapshot_columns(policy, spec))
 
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Literal
 
-from features.flows import DAY_US
+from features.flows import DAY_US, metric_parts
 from features.policy import Metric, Policy
 
 Dtype = Literal["float", "int", "category"]
@@ -84,7 +84,13 @@ def _pct(x: float) -> str:
 
 def _metric_features(m: Metric) -> list[Feature]:
     n, w = m.name, m.window_days
-    rate = lambda days: _ratio(f"w{days}_m_{n}_num", f"w{days}_m_{n}_den")  # noqa: E731
+
+    def rate(days: int) -> str:
+        return _ratio(*metric_parts(m, days))
+
+    num_w, den_w = metric_parts(m, w)
+    num_30, den_30 = metric_parts(m, 30)
+    num_60, den_60 = metric_parts(m, 60)
     standard = f"standard: {m.standard_text}"
     out = [
         Feature(f"{n}_{d}d", "float", d, f"{m.description}, last {d} days.",
@@ -93,7 +99,7 @@ def _metric_features(m: Metric) -> list[Feature]:
     ]
     sign = "" if m.direction == "at_most" else "-"
     gap = f"{sign}({rate(w)} - {m.threshold})"
-    p, cnt = rate(w), f"CAST(w{w}_m_{n}_den AS DOUBLE)"
+    p, cnt = rate(w), f"CAST({den_w} AS DOUBLE)"
     z2 = WILSON_Z**2
     half = f"{WILSON_Z} * SQRT({p} * (1 - {p}) / {cnt} + {z2} / (4 * {cnt} * {cnt}))"
     centre = f"({p} + {z2} / (2 * {cnt}))"
@@ -101,18 +107,17 @@ def _metric_features(m: Metric) -> list[Feature]:
             f"({centre} - {half}) / (1 + {z2} / {cnt})"
     out += [
         Feature(f"{n}_volume", "int", w, f"Orders (or messages) the {n} standard counts over its {w}-day window.",
-                f"{m.label}: {{value:,.0f}} counted in the last {w} days (evaluated from {m.min_count})",
-                f"w{w}_m_{n}_den"),
+                f"{m.label}: {{value:,.0f}} counted in the last {w} days (evaluated from {m.min_count})", den_w),
         Feature(f"{n}_gap", "float", w,
                 f"How far the {w}-day {n} lies past its standard (positive: missing it).",
                 f"{m.label} in the last {w} days is {{value:+.1%}} from the standard ({_pct(m.threshold)})", gap),
         Feature(f"{n}_wilson", "float", w,
                 f"The {w}-day {n} at its unfavourable 95% Wilson bound, so few orders mean wide doubt.",
                 f"{m.label}, cautious estimate for this volume: {{value:.1%}} ({standard})",
-                f"CASE WHEN w{w}_m_{n}_den > 0 THEN {bound} END"),
+                f"CASE WHEN {den_w} > 0 THEN {bound} END"),
         Feature(f"{n}_trend", "float", 60, f"{n} over the last 30 days minus the 30 days before.",
                 f"{m.label}: {{value:+.1%}} in the last 30 days against the 30 before",
-                f"{rate(30)} - {_ratio(f'(w60_m_{n}_num - w30_m_{n}_num)', f'(w60_m_{n}_den - w30_m_{n}_den)')}"),
+                f"{rate(30)} - {_ratio(f'({num_60} - {num_30})', f'({den_60} - {den_30})')}"),
     ]
     return out
 
@@ -150,8 +155,8 @@ def _general_features() -> list[Feature]:
                 "Orders past their ship-by date and not shipped: {value:,.0f}", "cum_overdue_open"),
         Feature("unanswered_contacts", "int", None, "Customer messages still unanswered at t.",
                 "Customer messages waiting for an answer: {value:,.0f}", "cum_unanswered_open"),
-        Feature("overdue_contacts", "int", None, "Customer messages unanswered for more than 48 hours at t.",
-                "Customer messages unanswered for over 48 hours: {value:,.0f}", "cum_overdue_contacts"),
+        Feature("overdue_contacts", "int", None, "Customer messages unanswered 48 hours or more after they came in, at t.",
+                "Customer messages unanswered for 48 hours or more: {value:,.0f}", "cum_overdue_contacts"),
         Feature("warnings_90d", "int", 90, "Performance warnings from the marketplace in the last 90 days.",
                 "Marketplace warnings in the last 90 days: {value:,.0f}", "w90_warnings"),
         Feature("warnings_total", "int", None, "Performance warnings from the marketplace ever received.",

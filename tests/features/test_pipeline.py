@@ -41,6 +41,8 @@ def _compare_with_reference(events: Path, snaps: pd.DataFrame, policy: Policy, s
     assert (snaps["compliant_at_t"].to_numpy() == ~ev.misses[i, k].any(axis=1)).all()
     for j, name in enumerate(ev.metrics):
         m = policy.metrics[name]
+        assert (snaps[f"evaluated_{name}"].to_numpy() == (ev.volume[i, k, j] >= m.min_count)).all()
+        assert (snaps[f"miss_{name}"].to_numpy() == ev.misses[i, k, j]).all()
         got = snaps[f"{name}_{m.window_days}d"].to_numpy(dtype=float)
         np.testing.assert_allclose(got, ev.rate[i, k, j], rtol=1e-12, equal_nan=True)
         assert (snaps[f"{name}_volume"].to_numpy() == ev.volume[i, k, j]).all()

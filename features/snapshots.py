@@ -24,6 +24,7 @@ import duckdb
 import pandas as pd
 
 from features.atomic import replaced_whole
+from features.fingerprint import fingerprint
 from features.pipeline import DUCKDB, flow_days_sql, probe_lags, snapshot_columns, snapshot_sql
 from features.policy import Policy
 from features.spec import FeatureSpec, feature_spec
@@ -74,6 +75,8 @@ class SnapshotRun:
     breach_rate: float
     early_warning_share: float
     early_warning_breach_rate: float
+    events: str = ""
+    events_fingerprint: str = ""  # features.fingerprint of the events folder read
 
 
 def _first_event_day(con: duckdb.DuckDBPyConnection) -> int:
@@ -164,7 +167,8 @@ def build_snapshots(events: Path | str, out: Path | str, policy: Policy, as_of: 
                         TO '{tmp / 'latest.parquet'}' (FORMAT parquet)""")
         (tmp / "feature_spec.json").write_text(spec.to_json() + "\n")
         run = SnapshotRun(policy.version, spec.hash, engine, cutoff.isoformat(),
-                          [str(from_day_number(d)) for d in as_of_days], **_summarise(con, tmp))
+                          [str(from_day_number(d)) for d in as_of_days], **_summarise(con, tmp),
+                          events=str(events.resolve()), events_fingerprint=fingerprint(events))
         (tmp / MANIFEST).write_text(json.dumps(asdict(run), indent=2) + "\n")
     return run
 

@@ -1,0 +1,216 @@
+"""How good the risk scores are, measured the way reviewers use them.
+
+Reviewers work a weekly queue: the highest-scoring sellers, as many as the team can look at that
+week. So beyond ranking (ROC AUC, PR AUC) and calibration (Brier score, ECE), a model is judged by
+precision, recall and lift *at capacity*: of the sellers it put in front of reviewers, how many did
+go on to breach, and how many of the week's breaches did it catch. Every number is reported on all
+sellers and on the early-warning set (sellers who meet every standard at the as-of date).
+
+Input is a frame of scored rows: one per seller and as-of week, with `as_of`, `seller_id`, `breach`
+(0/1), `score` (calibrated probability), `compliant_at_t`, and the segment columns `tenure_days`,
+`orders_90d` and `category`. Everything here is a pure function of such frames.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from features.policy import ReviewCapacity
+
+POPULATIONS = ("all", "early_warning")
+NEW_SELLER_DAYS = 90
+"""Sellers approved fewer days ago than this are 'new'; sellers of unknown tenure count as new."""
+VOLUME_CUTS = (30, 300, 3000)
+"""Orders in the last 90 days that separate the volume bands: <30, 30-299, 300-2999, >=3000."""
+VOLUME_BANDS = ("<30", "30-299", "300-2999", ">=3000")
+TENURE_BANDS = ("new", "established")
+SEGMENT_TYPES = ("tenure_band", "volume_band", "category")
+
+_QUALITY = ("roc_auc", "pr_auc", "brier", "ece")
+
+
+def weekly_capacity(active_sellers: int, capacity: ReviewCapacity) -> int:
+    """How many sellers reviewers can look at in a week with this many active sellers (at least one)."""
+    if capacity.share_of_active_sellers is not None:
+        # round first so that e.g. 0.1 * 30 = 3.0000000000000004 is a queue of 3, not 4
+        k = math.ceil(round(capacity.share_of_active_sellers * active_sellers, 9))
+    else:
+        k = int(capacity.sellers_per_week)
+    return max(1, k)
+
+
+def _in_population(scored: pd.DataFrame, population: str) -> pd.Series:
+    """Which rows belong to a population: every seller, or the early-warning set."""
+    if population == "all":
+        return pd.Series(True, index=scored.index)
+    if population == "early_warning":
+        return scored["compliant_at_t"].astype("boolean").fillna(False).astype(bool)
+    raise ValueError(f"unknown population {population!r}; expected one of {POPULATIONS}")
+
+
+def _queue(scored: pd.DataFrame, capacity: ReviewCapacity, population: str = "all") -> pd.DataFrame:
+    """The reviewers' weekly queue: each week's top-k of the population by score, with k sized on
+    every active seller that week; ties go to the smaller seller_id. Returns the week's k, whether
+    each row is in the population and whether it was flagged (aligned with `scored`)."""
+    frame = scored[["as_of", "score", "seller_id"]].reset_index(drop=True)  # positional: the index may repeat
+    week_rows = frame.groupby("as_of", sort=False)["seller_id"].transform("size")
+    sizes = {n: weekly_capacity(int(n), capacity) for n in week_rows.unique()}  # one per distinct week size
+    k = week_rows.map(sizes).to_numpy()
+    member = _in_population(scored, population).to_numpy(dtype=bool)
+    order = frame[member].sort_values(["as_of", "score", "seller_id"], ascending=[True, False, True],
+                                      na_position="last")
+    position = order.groupby("as_of", sort=False).cumcount()
+    flagged = np.zeros(len(frame), dtype=bool)
+    flagged[position.index.to_numpy()] = position.to_numpy() < k[position.index.to_numpy()]
+    return pd.DataFrame({"k": k, "member": member, "flagged": flagged}, index=scored.index)
+
+
+def _ratio(num: pd.Series | float, den: pd.Series | float) -> pd.Series | float:
+    """num / den, NaN where the denominator is zero."""
+    if isinstance(den, pd.Series):
+        return num / den.where(den != 0)
+    return float(num) / den if den else float("nan")
+
+
+def at_capacity(scored: pd.DataFrame, capacity: ReviewCapacity, population: str = "all") -> pd.DataFrame:
+    """Per as-of week, the reviewers' queue and what it caught: precision, recall and lift at capacity.
+
+    k is sized on every active seller that week; with population="early_warning" the queue is picked
+    among sellers who meet every standard at t, and positives, rows and base rate are theirs."""
+    q = _queue(scored, capacity, population)
+    breach = scored["breach"].to_numpy(dtype="int64") == 1
+    flagged, member = q["flagged"].to_numpy(), q["member"].to_numpy()
+    parts = pd.DataFrame({
+        "as_of": scored["as_of"].to_numpy(),
+        "k": q["k"].to_numpy(),
+        "flagged": flagged.astype(int),
+        "true_positives": (flagged & breach).astype(int),
+        "positives": (member & breach).astype(int),
+        "rows": member.astype(int),
+    })
+    weekly = parts.groupby("as_of", sort=True).agg(
+        k=("k", "first"), flagged=("flagged", "sum"), true_positives=("true_positives", "sum"),
+        positives=("positives", "sum"), rows=("rows", "sum")).reset_index()
+    weekly["precision"] = _ratio(weekly["true_positives"], weekly["flagged"])
+    weekly["recall"] = _ratio(weekly["true_positives"], weekly["positives"])
+    weekly["base_rate"] = _ratio(weekly["positives"], weekly["rows"])
+    weekly["lift"] = _ratio(weekly["precision"], weekly["base_rate"])
+    return weekly
+
+
+def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Observed breach rate against mean predicted score in equal-width score bins on [0, 1]
+    (a score of exactly 1 falls in the last bin); one row per non-empty bin."""
+    y = np.asarray(y, dtype="float64")
+    p = np.asarray(p, dtype="float64")
+    idx = np.clip(np.floor(p * bins).astype(int), 0, bins - 1)
+    frame = pd.DataFrame({"bin": idx, "y": y, "p": p})
+    out = frame.groupby("bin", sort=True).agg(count=("y", "size"), breach_rate=("y", "mean"),
+                                              mean_score=("p", "mean")).reset_index()
+    out["lower"], out["upper"] = out["bin"] / bins, (out["bin"] + 1) / bins
+    return out[["bin", "lower", "upper", "count", "mean_score", "breach_rate"]]
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """How far, on average over sellers, the predicted breach probability is from the observed
+    breach rate of sellers scored alike (equal-width bins, weighted by bin size)."""
+    table = calibration_bins(y, p, bins)
+    n = table["count"].sum()
+    if n == 0:
+        return float("nan")
+    return float((table["count"] / n * (table["breach_rate"] - table["mean_score"]).abs()).sum())
+
+
+def _quality(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Ranking and calibration of a set of scores; ranking is NaN unless both outcomes occur."""
+    y = np.asarray(y, dtype="int64")
+    p = np.asarray(p, dtype="float64")
+    two_classes = len(np.unique(y)) == 2
+    return {
+        "roc_auc": float(roc_auc_score(y, p)) if two_classes else float("nan"),
+        "pr_auc": float(average_precision_score(y, p)) if two_classes else float("nan"),
+        "brier": float(np.mean((p - y) ** 2)) if len(y) else float("nan"),
+        "ece": expected_calibration_error(y, p) if len(y) else float("nan"),
+    }
+
+
+def evaluate(scored: pd.DataFrame, capacity: ReviewCapacity) -> dict[str, float]:
+    """The model's report card on all sellers and on the early-warning set, keyed "<population>.<metric>"."""
+    out: dict[str, float] = {}
+    for population in POPULATIONS:
+        rows = scored[_in_population(scored, population).to_numpy()]
+        y = rows["breach"].to_numpy(dtype="int64")
+        n, positives = len(y), int(y.sum())
+        base_rate = _ratio(positives, n)
+        weekly = at_capacity(scored, capacity, population)
+        tp, flagged = weekly["true_positives"].sum(), weekly["flagged"].sum()
+        precision = _ratio(tp, flagged)
+        quality = _quality(y, rows["score"].to_numpy())
+        metrics = {
+            "n": n, "positives": positives, "base_rate": base_rate,
+            "roc_auc": quality["roc_auc"], "pr_auc": quality["pr_auc"],
+            "precision_at_capacity": precision,
+            "recall_at_capacity": _ratio(tp, positives),
+            "lift_at_capacity": _ratio(precision, base_rate),
+            "brier": quality["brier"], "ece": quality["ece"],
+        }
+        out |= {f"{population}.{name}": float(value) for name, value in metrics.items()}
+    return out
+
+
+def segments(scored: pd.DataFrame) -> pd.DataFrame:
+    """The scored rows with the cohorts analysts slice by: tenure band (new under 90 days, or of
+    unknown tenure; established otherwise), volume band by orders in the last 90 days, and category."""
+    out = scored.copy()
+    tenure = pd.to_numeric(out["tenure_days"], errors="coerce")
+    out["tenure_band"] = np.where(tenure >= NEW_SELLER_DAYS, "established", "new")  # NaN >= 90 is False
+    volume = pd.cut(pd.to_numeric(out["orders_90d"], errors="coerce"), [-np.inf, *VOLUME_CUTS, np.inf],
+                    right=False, labels=list(VOLUME_BANDS))
+    out["volume_band"] = volume.astype("object")
+    return out
+
+
+def _segment_order(segment_type: str, labels: pd.Series) -> list:
+    """Segments in reading order: bands from small to large, categories alphabetically."""
+    present = set(labels.dropna().unique())
+    declared = {"tenure_band": TENURE_BANDS, "volume_band": VOLUME_BANDS}.get(segment_type)
+    if declared is not None:
+        return [s for s in declared if s in present]
+    return sorted(present, key=str)
+
+
+def by_segment(scored: pd.DataFrame, capacity: ReviewCapacity) -> pd.DataFrame:
+    """The report card per cohort (tenure band, volume band, category), on all sellers and on the
+    early-warning set. The reviewers' queue is the whole week's; a cohort's precision and recall at
+    capacity count only its own sellers in and out of that queue."""
+    labelled = segments(scored)
+    columns = ["population", "segment_type", "segment", "n", "positives", "base_rate", "roc_auc", "pr_auc",
+               "precision_at_capacity", "recall_at_capacity", "brier", "ece"]
+    records = []
+    for population in POPULATIONS:
+        q = _queue(labelled, capacity, population)
+        member = q["member"].to_numpy()
+        rows = labelled[member].assign(flagged=q["flagged"].to_numpy()[member])
+        rows = rows.assign(tp=rows["flagged"].to_numpy() & (rows["breach"].to_numpy(dtype="int64") == 1))
+        for segment_type in SEGMENT_TYPES:
+            groups = rows.groupby(segment_type, sort=False, observed=True, dropna=True)
+            counts = groups.agg(n=("breach", "size"), positives=("breach", "sum"),
+                                flagged=("flagged", "sum"), tp=("tp", "sum"))
+            for segment in _segment_order(segment_type, rows[segment_type]):
+                c = counts.loc[segment]
+                part = groups.get_group(segment)
+                quality = _quality(part["breach"].to_numpy(), part["score"].to_numpy())
+                records.append({
+                    "population": population, "segment_type": segment_type, "segment": str(segment),
+                    "n": int(c["n"]), "positives": int(c["positives"]),
+                    "base_rate": _ratio(c["positives"], c["n"]),
+                    "roc_auc": quality["roc_auc"], "pr_auc": quality["pr_auc"],
+                    "precision_at_capacity": _ratio(c["tp"], c["flagged"]),
+                    "recall_at_capacity": _ratio(c["tp"], c["positives"]),
+                    "brier": quality["brier"], "ece": quality["ece"],
+                })
+    return pd.DataFrame.from_records(records, columns=columns)

@@ -25,3 +25,13 @@ def marketplace(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> tup
     out = tmp_path_factory.mktemp("marketplace") / "events"
     summary = simulate_marketplace(MARKETPLACE, policy, out)
     return out, summary
+
+
+@pytest.fixture(scope="session")
+def feature_dir(marketplace: tuple[Path, SimulationSummary], policy: Policy, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The marketplace's feature snapshots and labels, as `seller-risk features` writes them."""
+    from features.snapshots import build_snapshots
+
+    out = tmp_path_factory.mktemp("features") / "features"
+    build_snapshots(marketplace[0], out, policy)
+    return out

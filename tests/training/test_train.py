@@ -1,0 +1,153 @@
+"""Training end to end on a simulated marketplace: the backtest, the MLflow run, the registry,
+the gate, promotion and rollback, and leak detection."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from features.policy import load_policy
+from features.registry import load_risk_model, use_store
+from features.risk_model import ModelSpecMismatch, model_frame
+from features.spec import feature_spec
+from training.backtest import LOGREG, MODEL, RULE, run_backtest
+from training.dataset import load_training_set
+from training.folds import rolling_origin
+from training.promotion import GateBounds, decide, promote, rollback
+from training.search import best_guess
+from training.train import TrainConfig, TrainResult, train
+
+
+def _latest(feature_dir: Path) -> pd.DataFrame:
+    return pd.read_parquet(feature_dir / "latest.parquet")
+
+
+def test_the_model_beats_both_baselines_where_it_matters(trained: TrainResult) -> None:
+    m = trained.backtest.metrics
+    for pop in ("all", "early_warning"):
+        assert m[f"{MODEL}.pooled.{pop}.pr_auc"] > m[f"{LOGREG}.pooled.{pop}.pr_auc"]
+        assert m[f"{MODEL}.pooled.{pop}.pr_auc"] > m[f"{RULE}.pooled.{pop}.pr_auc"]
+    # per fold too, and the pooled rows are exactly the folds' test weeks
+    for fold in trained.folds:
+        assert m[f"{MODEL}.{fold.name}.early_warning.roc_auc"] > 0.75
+    scored = trained.backtest.pooled(MODEL)
+    assert set(scored["as_of"]) == {d for f in trained.folds for d in f.test}
+    assert trained.gate.passed, trained.gate.failures()
+
+
+def test_scores_are_calibrated_probabilities(trained: TrainResult) -> None:
+    m = trained.backtest.metrics
+    first = trained.backtest.pooled(MODEL).query("fold == 'fold1'")
+    # outside the holiday peak (which the first fold's past has never seen) a score means what it says
+    assert abs(first["score"].mean() - first["breach"].mean()) < 0.01
+    assert m[f"{MODEL}.fold1.all.ece"] < 0.02
+    assert m[f"{MODEL}.pooled.all.ece"] < GateBounds().max_ece
+    assert m[f"{MODEL}.pooled.all.brier"] < m[f"{LOGREG}.pooled.all.brier"]
+
+
+def test_the_registered_model_reloads_and_predicts_the_same(trained: TrainResult, feature_dir: Path) -> None:
+    use_store(Path(trained.tracking_uri.removeprefix("sqlite:///")).parent)
+    X = model_frame(_latest(feature_dir), feature_spec(load_training_set(feature_dir).policy))
+    reloaded, ref = load_risk_model("models:/seller-risk@challenger")
+    assert ref.version == trained.version and ref.run_id == trained.run_id
+    np.testing.assert_array_equal(reloaded.probability(X), trained.model.probability(X))
+    assert reloaded.metadata() == trained.model.metadata()
+    # TreeSHAP contributions plus the expected value are the raw score
+    contrib, expected = reloaded.contributions(X)
+    np.testing.assert_allclose(contrib.sum(axis=1) + expected, reloaded.raw_score(X), rtol=0, atol=1e-9)
+
+
+def test_the_run_records_what_a_model_reviewer_needs(trained: TrainResult, feature_dir: Path) -> None:
+    use_store(Path(trained.tracking_uri.removeprefix("sqlite:///")).parent)
+    client = MlflowClient()
+    run = client.get_run(trained.run_id)
+    spec = feature_spec(load_training_set(feature_dir).policy)
+    assert run.data.tags["feature_spec_hash"] == spec.hash
+    assert run.data.tags["policy_version"] == "walmart-us-2026"
+    manifest = json.loads((feature_dir / "_snapshots.json").read_text())
+    assert run.data.tags["events_fingerprint"] == manifest["events_fingerprint"] != ""
+    assert len(run.data.tags["data_fingerprint"]) == 16
+    assert int(run.data.params["search.trials_run"]) == 3
+    assert run.data.metrics["model.trees"] == trained.size.trees > 0
+    assert run.data.metrics[f"{MODEL}.pooled.early_warning.pr_auc"] == pytest.approx(
+        trained.backtest.metrics[f"{MODEL}.pooled.early_warning.pr_auc"])
+    artifacts = {a.path for a in client.list_artifacts(trained.run_id)} | {
+        a.path for d in ("plots", "evaluation") for a in client.list_artifacts(trained.run_id, d)}
+    for expected in ("gate.json", "plots/pr_curve_early_warning.png", "plots/calibration.png",
+                     "plots/shap_summary.png", "plots/lift_at_capacity_by_week.png", "evaluation/segments.csv",
+                     "evaluation/search_trials.csv", "evaluation/backtest_scores.parquet"):
+        assert expected in artifacts, expected
+    # the model is LightGBM's own text format, not a pickle
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/seller-risk/{trained.version}"))
+    assert (local / "model.lgb").read_text().startswith("tree\n")
+    assert not list(local.glob("*.pkl"))
+    mv = client.get_model_version("seller-risk", trained.version)
+    assert mv.tags["feature_spec_hash"] == spec.hash and "challenger" in mv.aliases
+
+
+def test_a_model_for_another_feature_spec_is_refused(trained: TrainResult) -> None:
+    other = feature_spec(load_policy("amazon-account-health"))
+    with pytest.raises(ModelSpecMismatch, match=trained.model.spec_hash):
+        trained.model.check_spec(other)
+
+
+def test_promotion_refuses_a_worse_model_and_rollback_restores_the_champion(feature_dir: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    fast = best_guess()
+    first = train(TrainConfig(feature_dir, models, seed=1, params=fast, n_folds=2))
+    assert first.gate.passed, first.gate.failures()
+    move = promote("seller-risk", models)
+    assert move.done and move.to_version == first.version
+    client = MlflowClient()
+    assert client.get_model_version_by_alias("seller-risk", "champion").version == first.version
+
+    # one tree of two leaves: worse than the champion and than the baselines
+    worse = train(TrainConfig(feature_dir, models, seed=1, params={"num_boost_round": 1, "num_leaves": 2}, n_folds=2))
+    assert worse.champion_version == first.version and not worse.gate.passed
+    refused = promote("seller-risk", models)
+    assert not refused.done
+    assert any("champion" in r and r.startswith("FAILED") for r in refused.reasons)
+    assert any("beats baselines" in r and r.startswith("FAILED") for r in refused.reasons)
+    assert client.get_model_version_by_alias("seller-risk", "champion").version == first.version
+
+    # a forced promotion is recorded, and rollback brings the first champion back
+    assert promote("seller-risk", models, force=True).done
+    assert client.get_model_version_by_alias("seller-risk", "champion").version == worse.version
+    back = rollback("seller-risk", models)
+    assert back.done and back.to_version == first.version
+    assert client.get_model_version_by_alias("seller-risk", "champion").version == first.version
+    assert not rollback("seller-risk", models).done  # nothing older to go back to
+    moves = mlflow.search_runs(experiment_names=["seller-risk-promotions"])
+    assert sorted(moves["params.action"]) == ["promote", "promote", "promote", "rollback", "rollback"]
+
+
+def test_a_feature_leaked_from_the_label_window_is_caught(feature_dir: Path) -> None:
+    data = load_training_set(feature_dir)
+    leaky = data.frame.copy()
+    rng = np.random.default_rng(0)
+    # a column that "knows" the future: the breach label plus a little noise, planted as a real feature
+    leaky["warnings_total"] = leaky["breach"] * 3 + rng.integers(0, 2, len(leaky))
+    folds = rolling_origin(data.dates, data.policy.horizon_days, n_folds=1)
+    bt = run_backtest(leaky, folds, data.spec, data.policy, best_guess(), seed=0)
+    assert "warnings_total" in bt.leaks
+    gate = decide(bt.metrics, bt.segments, bt.leaks, champion_version=None)
+    assert not gate.passed
+    assert any("warnings_total" in f for f in gate.failures())
+    honest = run_backtest(data.frame, folds, data.spec, data.policy, best_guess(), seed=0)
+    assert honest.leaks == {}
+
+
+def test_training_is_deterministic_for_a_seed(feature_dir: Path, tmp_path: Path) -> None:
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    a = train(TrainConfig(feature_dir, tmp_path / "a", seed=3, params=best_guess(), n_folds=1))
+    b = train(TrainConfig(feature_dir, tmp_path / "b", seed=3, params=best_guess(), n_folds=1))
+    X = model_frame(_latest(feature_dir), feature_spec(load_training_set(feature_dir).policy))
+    np.testing.assert_array_equal(a.model.probability(X), b.model.probability(X))
+    assert a.backtest.metrics == pytest.approx(b.backtest.metrics, nan_ok=True)

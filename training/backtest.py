@@ -1,0 +1,104 @@
+"""The rolling-origin backtest: every fold fits the model and its baselines on its own past, and
+scores its test weeks; the scored rows of all folds pooled are what the model is judged on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from features.policy import Policy
+from features.risk_model import RiskModel, model_frame
+from features.spec import FeatureSpec
+from training.baselines import logistic_inputs, logistic_regression, rule_score
+from training.dataset import CONTEXT
+from training.fit import fit_platt, fit_risk_model, halves
+from training.folds import Fold, rows
+from training.metrics import by_segment, evaluate
+
+MODEL, LOGREG, RULE, CHAMPION = "lightgbm", "logistic_regression", "rule", "champion"
+LEAK_AUC = 0.95
+"""A single feature that separates breaches this well on its own is treated as a leak, not a signal."""
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """The scored test rows of every fold and model (column `model`), and their evaluations."""
+
+    scored: pd.DataFrame
+    metrics: dict[str, float]  # "<model>.<fold|pooled>.<population>.<metric>"
+    segments: pd.DataFrame  # by_segment of the pooled rows, with a `model` column
+    leaks: dict[str, float]  # feature -> univariate ROC AUC, for suspected leaks
+
+    def pooled(self, model: str) -> pd.DataFrame:
+        return self.scored[self.scored["model"] == model]
+
+
+def _scored(test: pd.DataFrame, score: np.ndarray, model: str, fold: str) -> pd.DataFrame:
+    out = test[CONTEXT].copy()
+    out["score"] = score
+    out["model"], out["fold"] = model, fold
+    return out
+
+
+def score_fold(frame: pd.DataFrame, fold: Fold, spec: FeatureSpec, policy: Policy, params: dict, seed: int,
+               champion: RiskModel | None = None) -> pd.DataFrame:
+    """Fit the model and the baselines on the fold's past; score its test weeks with each."""
+    train, valid, test = rows(frame, fold.train), rows(frame, fold.valid), rows(frame, fold.test)
+    _, cal = halves(valid)
+    model = fit_risk_model(train, valid, spec, params, seed)
+    out = [_scored(test, model.probability(model_frame(test, spec)), MODEL, fold.name)]
+
+    lr = logistic_regression(spec).fit(logistic_inputs(train, spec), train["breach"])
+    lr_cal = fit_platt(lr.decision_function(logistic_inputs(valid[cal], spec)), valid.loc[cal, "breach"].to_numpy())
+    out.append(_scored(test, lr_cal(lr.decision_function(logistic_inputs(test, spec))), LOGREG, fold.name))
+
+    rule_cal = fit_platt(rule_score(valid[cal], policy), valid.loc[cal, "breach"].to_numpy())
+    out.append(_scored(test, rule_cal(rule_score(test, policy)), RULE, fold.name))
+
+    if champion is not None:
+        out.append(_scored(test, champion.probability(model_frame(test, spec)), CHAMPION, fold.name))
+    return pd.concat(out, ignore_index=True)
+
+
+def suspected_leaks(frame: pd.DataFrame, spec: FeatureSpec, threshold: float = LEAK_AUC) -> dict[str, float]:
+    """Features that alone separate breaches from the rest better than any honest signal could."""
+    y = frame["breach"].to_numpy()
+    if len(np.unique(y)) < 2:
+        return {}
+    found = {}
+    for f in spec.features:
+        if f.dtype == "category":
+            continue
+        x = pd.to_numeric(frame[f.name]).astype("float64").replace([np.inf, -np.inf], np.nan)
+        x = x.fillna(x.median() if x.notna().any() else 0.0)
+        auc = float(roc_auc_score(y, x))
+        auc = max(auc, 1.0 - auc)
+        if auc > threshold:
+            found[f.name] = round(auc, 4)
+    return found
+
+
+def run_backtest(frame: pd.DataFrame, folds: list[Fold], spec: FeatureSpec, policy: Policy, params: dict,
+                 seed: int, champion: RiskModel | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> Backtest:
+    """Score every fold, evaluate each model per fold and pooled, by segment, and look for leaks."""
+    parts = []
+    for i, fold in enumerate(folds):
+        parts.append(score_fold(frame, fold, spec, policy, params, seed, champion))
+        if progress:
+            progress(i + 1, len(folds))
+    scored = pd.concat(parts, ignore_index=True)
+    capacity = policy.review_capacity
+    metrics: dict[str, float] = {}
+    segments = []
+    for model, by_model in scored.groupby("model", sort=False):
+        for fold, part in by_model.groupby("fold", sort=False):
+            metrics |= {f"{model}.{fold}.{k}": v for k, v in evaluate(part, capacity).items()}
+        metrics |= {f"{model}.pooled.{k}": v for k, v in evaluate(by_model, capacity).items()}
+        segments.append(by_segment(by_model, capacity).assign(model=model))
+    test_rows = frame[frame["as_of"].isin([d for f in folds for d in f.test])]
+    return Backtest(scored, metrics, pd.concat(segments, ignore_index=True), suspected_leaks(test_rows, spec))

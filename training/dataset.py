@@ -1,0 +1,53 @@
+"""The training set: labelled seller-weeks read from the feature snapshots, point-in-time by
+construction (features at t, the label over (t, t + horizon]), checked against the code's spec."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from features.policy import Policy, load_policy
+from features.snapshots import MANIFEST, read_snapshots
+from features.spec import FeatureSpec, feature_spec
+
+CONTEXT = ["seller_id", "as_of", "breach", "compliant_at_t", "tenure_days", "orders_90d", "category", "region"]
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Labelled rows (one per seller and as-of date), the spec and policy they were built with."""
+
+    frame: pd.DataFrame
+    spec: FeatureSpec
+    policy: Policy
+    manifest: dict
+
+    @property
+    def dates(self) -> list[pd.Timestamp]:
+        return sorted(self.frame["as_of"].unique())
+
+
+def load_training_set(features_dir: Path | str, policy: str | Path | None = None) -> TrainingSet:
+    """Read the snapshots with known labels; refuse snapshots built with another feature spec."""
+    features_dir = Path(features_dir)
+    if not (features_dir / MANIFEST).is_file():
+        raise FileNotFoundError(f"{features_dir} holds no feature snapshots ({MANIFEST} is missing); "
+                                "run `seller-risk features` first")
+    manifest = json.loads((features_dir / MANIFEST).read_text())
+    pol = load_policy(policy or manifest["policy_version"])
+    spec = feature_spec(pol)
+    stored = json.loads((features_dir / "feature_spec.json").read_text())["hash"]
+    if stored != spec.hash:
+        raise ValueError(f"{features_dir} was built with feature spec {stored}, the code's is {spec.hash}; "
+                         "rebuild the snapshots with `seller-risk features`")
+    df = read_snapshots(features_dir)
+    df = df[df["breach"].notna()].copy()
+    if df.empty:
+        raise ValueError(f"{features_dir}: no seller-week has a known label yet (the horizon reaches past the cut-off)")
+    df["as_of"] = pd.to_datetime(df["as_of"])
+    df["breach"] = df["breach"].astype("int64")
+    df["compliant_at_t"] = df["compliant_at_t"].astype(bool)
+    return TrainingSet(df.reset_index(drop=True), spec, pol, manifest)

@@ -1,0 +1,77 @@
+"""Fitting one breach model: LightGBM trees with early stopping, then Platt calibration on a
+later, disjoint slice; and the model's size, which prices its explanations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from features.risk_model import Calibration, RiskModel, model_frame
+from features.spec import FeatureSpec
+
+FIXED_PARAMS = {"objective": "binary", "verbosity": -1, "num_threads": 2, "deterministic": True,
+                "force_row_wise": True, "bagging_freq": 1}
+MAX_ROUNDS = 1000
+EARLY_STOPPING = 50
+
+
+def halves(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Split a validation slice by seller into an early-stopping half and a calibration half
+    (stable across runs: a seller always lands in the same half)."""
+    h = pd.util.hash_pandas_object(frame["seller_id"], index=False) % 2 == 0
+    return h, ~h
+
+
+def fit_booster(train: pd.DataFrame, stop: pd.DataFrame, spec: FeatureSpec, params: dict, seed: int) -> lgb.Booster:
+    """Trees on `train`, stopped when the breach log-loss on `stop` no longer improves."""
+    full = {**FIXED_PARAMS, **params, "seed": seed}
+    rounds = int(full.pop("num_boost_round", MAX_ROUNDS))
+    dtrain = lgb.Dataset(model_frame(train, spec), train["breach"].to_numpy(), free_raw_data=False)
+    dstop = lgb.Dataset(model_frame(stop, spec), stop["breach"].to_numpy(), reference=dtrain)
+    return lgb.train(full, dtrain, num_boost_round=rounds, valid_sets=[dstop],
+                     callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)])
+
+
+def fit_platt(raw: np.ndarray, y: np.ndarray) -> Calibration:
+    """Platt scaling: a one-feature logistic regression of the label on the raw score."""
+    if len(np.unique(y)) < 2:
+        return Calibration()
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(raw).reshape(-1, 1), y)
+    return Calibration(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+
+
+def fit_risk_model(train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, params: dict, seed: int) -> RiskModel:
+    """Trees on `train`; early stopping on one half of `valid`, calibration on the other."""
+    stop, cal = halves(valid)
+    booster = fit_booster(train, valid[stop], spec, params, seed)
+    uncalibrated = RiskModel(booster, Calibration(), spec.hash, spec.policy_version, tuple(spec.names))
+    calibration = fit_platt(uncalibrated.raw_score(model_frame(valid[cal], spec)), valid.loc[cal, "breach"].to_numpy())
+    return RiskModel(booster, calibration, spec.hash, spec.policy_version, tuple(spec.names))
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """How big the model is, and what one explanation costs (sum over trees of leaves x depth^2)."""
+
+    trees: int
+    leaves: int
+    max_depth: int
+    explanation_cost: int
+
+
+def model_size(booster: lgb.Booster) -> ModelSize:
+    """Count trees, leaves and depth from the booster's own dump."""
+    def walk(node: dict, depth: int) -> tuple[int, int]:
+        if "leaf_index" in node or "leaf_value" in node and "split_index" not in node:
+            return 1, depth
+        left = walk(node["left_child"], depth + 1)
+        right = walk(node["right_child"], depth + 1)
+        return left[0] + right[0], max(left[1], right[1])
+
+    trees = [walk(t["tree_structure"], 0) for t in booster.dump_model()["tree_info"]]
+    return ModelSize(len(trees), sum(n for n, _ in trees), max((d for _, d in trees), default=0),
+                     sum(n * d * d for n, d in trees))

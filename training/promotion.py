@@ -1,0 +1,204 @@
+"""The promotion gate and the registry moves it guards.
+
+Training evaluates the challenger, the baselines and the current champion on the same backtest and
+decides the gate there (a pure function of those numbers); `promote` reads that verdict and moves
+the `champion` alias only when it passed and the champion has not changed since; `rollback` moves it
+back. Every move is recorded: the registered model keeps its champion history in a tag, the version
+gets tags saying when and why, and each move is a run in the `seller-risk-promotions` experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from training.backtest import CHAMPION, LOGREG, MODEL, RULE
+
+HISTORY_TAG = "champion_history"
+PROMOTIONS_EXPERIMENT = "seller-risk-promotions"
+
+
+@dataclass(frozen=True)
+class GateBounds:
+    """What a challenger must show to become champion."""
+
+    baseline_margin: float = 0.10  # early-warning PR AUC at least 10% above the best baseline's
+    champion_tolerance: float = 0.005  # early-warning PR AUC and ROC AUC at most this below the champion's
+    max_ece: float = 0.05  # expected calibration error on all sellers, pooled over the test weeks
+    min_segment_auc: float = 0.60  # every segment with enough breaches keeps this ROC AUC
+    segment_drop: float = 0.05  # and loses at most this against the champion
+    min_segment_positives: int = 30
+
+
+@dataclass
+class Gate:
+    """The gate's verdict: every check with what it compared."""
+
+    passed: bool
+    champion_version: str | None
+    checks: list[dict] = field(default_factory=list)
+
+    def failures(self) -> list[str]:
+        return [c["detail"] for c in self.checks if not c["passed"]]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Gate:
+        return cls(**json.loads(text))
+
+
+def _m(metrics: dict[str, float], model: str, key: str) -> float:
+    return metrics.get(f"{model}.pooled.{key}", float("nan"))
+
+
+def decide(metrics: dict[str, float], segments: pd.DataFrame, leaks: dict[str, float],
+           champion_version: str | None, bounds: GateBounds = GateBounds()) -> Gate:
+    """Whether the challenger (model `lightgbm` in the backtest) may replace the champion."""
+    checks = []
+
+    def check(name: str, ok: bool, detail: str) -> None:
+        checks.append({"check": name, "passed": bool(ok), "detail": detail})
+
+    ew = "early_warning.pr_auc"
+    mine = _m(metrics, MODEL, ew)
+    best_name = max((LOGREG, RULE), key=lambda b: _m(metrics, b, ew) if not math.isnan(_m(metrics, b, ew)) else -1)
+    best = _m(metrics, best_name, ew)
+    need = best * (1 + bounds.baseline_margin)
+    check("beats baselines", mine >= need,
+          f"early-warning PR AUC {mine:.4f} vs best baseline {best_name} {best:.4f} (needs >= {need:.4f})")
+
+    if champion_version is not None and f"{CHAMPION}.pooled.{ew}" not in metrics:
+        check("not worse than champion", True,
+              f"champion v{champion_version} was built for another feature spec; compared with the baselines only")
+    elif champion_version is not None:
+        for key in (ew, "all.roc_auc"):
+            theirs = _m(metrics, CHAMPION, key)
+            check(f"not worse than champion ({key})", mine_ok := _m(metrics, MODEL, key) >= theirs - bounds.champion_tolerance,
+                  f"{key} {_m(metrics, MODEL, key):.4f} vs champion v{champion_version} {theirs:.4f} on the same backtest"
+                  + ("" if mine_ok else f" (more than {bounds.champion_tolerance} worse)"))
+
+    ece = _m(metrics, MODEL, "all.ece")
+    check("calibrated", ece <= bounds.max_ece, f"expected calibration error {ece:.4f} (bound {bounds.max_ece})")
+
+    seg = segments[(segments["population"] == "all") & (segments["positives"] >= bounds.min_segment_positives)]
+    mine_seg = seg[seg["model"] == MODEL].set_index(["segment_type", "segment"])["roc_auc"]
+    theirs_seg = seg[seg["model"] == CHAMPION].set_index(["segment_type", "segment"])["roc_auc"]
+    collapsed = []
+    for key, auc in mine_seg.items():
+        if pd.isna(auc):
+            continue
+        if auc < bounds.min_segment_auc:
+            collapsed.append(f"{key[0]}={key[1]}: ROC AUC {auc:.3f} < {bounds.min_segment_auc}")
+        elif champion_version is not None and key in theirs_seg.index and auc < theirs_seg[key] - bounds.segment_drop:
+            collapsed.append(f"{key[0]}={key[1]}: ROC AUC {auc:.3f} vs champion {theirs_seg[key]:.3f}")
+    check("no segment collapses", not collapsed,
+          "; ".join(collapsed) if collapsed else f"{len(mine_seg)} segments with >= {bounds.min_segment_positives} breaches hold up")
+
+    check("no leaked feature", not leaks,
+          "; ".join(f"{k} alone has ROC AUC {v:.3f}" for k, v in leaks.items()) if leaks else "no feature alone separates breaches suspiciously well")
+    return Gate(all(c["passed"] for c in checks), champion_version, checks)
+
+
+# ------------------------------------------------------------------ registry moves (I/O)
+
+
+@dataclass(frozen=True)
+class Move:
+    """What a promote or rollback did (or refused to do) and why."""
+
+    action: str
+    done: bool
+    from_version: str | None
+    to_version: str | None
+    reasons: list[str]
+
+
+def _alias_version(client, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except Exception:  # no such alias (the registry raises several kinds of "not found")
+        return None
+
+
+def _history(client, name: str) -> list[str]:
+    tags = client.get_registered_model(name).tags
+    return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+
+def _record(move: Move, name: str, models_dir) -> None:
+    """Each move is a run in the promotions experiment, and tags on the versions it touched."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from features.registry import ensure_experiment
+
+    client = MlflowClient()
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    exp = ensure_experiment(PROMOTIONS_EXPERIMENT, models_dir)
+    with mlflow.start_run(experiment_id=exp, run_name=f"{move.action} {move.from_version}->{move.to_version}"):
+        mlflow.log_params({"action": move.action, "done": move.done, "model": name,
+                           "from_version": move.from_version, "to_version": move.to_version})
+        mlflow.log_text("\n".join(move.reasons) + "\n", "reasons.txt")
+    if move.to_version:
+        client.set_model_version_tag(name, move.to_version, f"last_{move.action}",
+                                     f"{when} {'done' if move.done else 'refused'}")
+
+
+def promote(name: str, models_dir, force: bool = False) -> Move:
+    """Move `champion` to the current `challenger` when its gate passed against this champion."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from features.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS
+
+    client = MlflowClient()
+    challenger = _alias_version(client, name, CHALLENGER)
+    champion = _alias_version(client, name, CHAMPION_ALIAS)
+    if challenger is None:
+        return Move("promote", False, champion, None, [f"{name} has no {CHALLENGER}: train one first"])
+    if challenger == champion:
+        return Move("promote", False, champion, challenger, [f"v{challenger} is already the champion"])
+    run_id = client.get_model_version(name, challenger).run_id
+    gate = Gate.from_json(mlflow.artifacts.load_text(f"runs:/{run_id}/gate.json"))
+    reasons = [("passed: " if c["passed"] else "FAILED: ") + f"{c['check']}: {c['detail']}" for c in gate.checks]
+    done = gate.passed
+    if gate.champion_version != champion:
+        done = False
+        reasons.append(f"FAILED: the gate compared v{challenger} with champion {gate.champion_version or 'none'}, "
+                       f"but the champion is now {champion or 'none'}; retrain to compare on the same backtest")
+    if force and not done:
+        done = True
+        reasons.append("forced: promoted despite the failures above")
+    move = Move("promote", done, champion, challenger, reasons)
+    if done:
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, challenger)
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(_history(client, name) + [challenger]))
+    _record(move, name, models_dir)
+    return move
+
+
+def rollback(name: str, models_dir) -> Move:
+    """Move `champion` back to the version that held it before the current one."""
+    from mlflow import MlflowClient
+
+    from features.registry import CHAMPION as CHAMPION_ALIAS
+
+    client = MlflowClient()
+    history = _history(client, name)
+    current = _alias_version(client, name, CHAMPION_ALIAS)
+    if len(history) < 2 or history[-1] != current:
+        move = Move("rollback", False, current, None,
+                    [f"no earlier champion to go back to (history: {history or 'empty'}, champion: {current or 'none'})"])
+    else:
+        previous = history[-2]
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, previous)
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[:-1]))
+        move = Move("rollback", True, current, previous, [f"champion moved back from v{current} to v{previous}"])
+    _record(move, name, models_dir)
+    return move

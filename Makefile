@@ -7,6 +7,8 @@ DATA   ?= data
 SELLERS ?= 2000
 WEEKS  ?= 52
 SEED   ?= 7
+TRIALS ?= 20
+BUDGET ?= 120
 
 .PHONY: demo test bench install install-dev java clean
 
@@ -25,11 +27,14 @@ java:
 	@command -v java >/dev/null 2>&1 || { echo "installing a Java runtime for PySpark"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
-## demo: set up .venv, simulate a marketplace on the embedded defaults, check it, build its features
+## demo: set up .venv, simulate a marketplace on the embedded defaults, check it, build its features,
+## train a model (MLflow store under models/) and promote it to champion when its gate passes
 demo: install
 	$(BIN)/seller-risk simulate --sellers $(SELLERS) --weeks $(WEEKS) --seed $(SEED) --out $(DATA)/events
 	$(BIN)/seller-risk validate --events $(DATA)/events
 	$(BIN)/seller-risk features --events $(DATA)/events --out $(DATA)/features
+	$(BIN)/seller-risk train --features $(DATA)/features --trials $(TRIALS) --budget $(BUDGET)
+	$(BIN)/seller-risk promote
 
 ## test: install the dev extras and run the whole test suite
 test: install-dev
@@ -42,3 +47,4 @@ bench: install-dev
 
 clean:
 	rm -rf $(DATA) .pytest_cache
+	find models -mindepth 1 ! -name README.md -delete 2>/dev/null || true

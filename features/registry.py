@@ -19,10 +19,17 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 DEFAULT_MODELS_DIR = Path("models")
 
 
+_EMBEDDED: set[str] = set()
+"""Embedded store URIs this process chose. MLflow copies whatever URI it is given into the
+MLFLOW_TRACKING_URI variable (for child processes), so a value found there that we put there
+ourselves is not a user's choice of server."""
+
+
 def tracking_uri(models_dir: Path | str = DEFAULT_MODELS_DIR) -> str:
-    """MLFLOW_TRACKING_URI when set, else the embedded SQLite store under `models_dir`."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+    """MLFLOW_TRACKING_URI when a user set it, else the embedded SQLite store under `models_dir`."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env and env not in _EMBEDDED:
+        return env
     return f"sqlite:///{Path(models_dir).resolve() / 'mlflow.db'}"
 
 
@@ -31,8 +38,9 @@ def use_store(models_dir: Path | str = DEFAULT_MODELS_DIR) -> str:
     import mlflow
 
     uri = tracking_uri(models_dir)
-    if uri.startswith("sqlite:///"):
+    if uri == f"sqlite:///{Path(models_dir).resolve() / 'mlflow.db'}":
         Path(models_dir).mkdir(parents=True, exist_ok=True)
+        _EMBEDDED.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -47,7 +55,7 @@ def ensure_experiment(name: str, models_dir: Path | str = DEFAULT_MODELS_DIR) ->
     if found is not None:
         return found.experiment_id
     location = None
-    if tracking_uri(models_dir).startswith("sqlite:///"):
+    if tracking_uri(models_dir) in _EMBEDDED:
         location = (Path(models_dir).resolve() / "artifacts").as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 

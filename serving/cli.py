@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 app = typer.Typer(
-    help="Seller risk scoring: simulate a marketplace, validate events, and (soon) train, score and serve.",
+    help="Seller risk scoring: simulate a marketplace, validate events, build features, train and promote models.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -88,6 +88,58 @@ def features(
     except (PolicyError, FileExistsError, EventValidationError, ValueError) as err:
         _fail(str(err))
     print_snapshot_summary(run, out)
+
+
+@app.command()
+def train(
+    features_dir: Path = typer.Option(Path("data/features"), "--features", help="Snapshots with labels (from `features`)."),
+    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+    trials: int = typer.Option(30, "--trials", min=1, help="Hyperparameter search trials at most."),
+    budget: float = typer.Option(120.0, "--budget", min=1.0, help="Search time budget in seconds."),
+    seed: int = typer.Option(7, "--seed", help="Seed: same data, same trials, same model."),
+    folds: int = typer.Option(3, "--folds", min=1, max=12, help="Rolling-origin backtest folds."),
+) -> None:
+    """Search, backtest against the baselines and the champion, and register the model as the challenger."""
+    from serving.console import print_training_summary, staged_progress
+    from training.train import TrainConfig, train as run_training
+
+    try:
+        with staged_progress() as report:
+            result = run_training(TrainConfig(features_dir, models, seed, trials, budget, folds), report)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    print_training_summary(result)
+
+
+@app.command()
+def promote(
+    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+    force: bool = typer.Option(False, "--force", help="Promote even when the gate failed (recorded as forced)."),
+) -> None:
+    """Move seller-risk@champion to the challenger when its gate passed (exit 1 and the reasons if not)."""
+    from features.registry import MODEL_NAME, use_store
+    from serving.console import print_move
+    from training.promotion import promote as run_promote
+
+    use_store(models)
+    move = run_promote(MODEL_NAME, models, force=force)
+    print_move(move)
+    raise typer.Exit(code=0 if move.done else 1)
+
+
+@app.command()
+def rollback(
+    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+) -> None:
+    """Move seller-risk@champion back to the previous champion."""
+    from features.registry import MODEL_NAME, use_store
+    from serving.console import print_move
+    from training.promotion import rollback as run_rollback
+
+    use_store(models)
+    move = run_rollback(MODEL_NAME, models)
+    print_move(move)
+    raise typer.Exit(code=0 if move.done else 1)
 
 
 def _fail(message: str) -> None:

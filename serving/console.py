@@ -139,3 +139,78 @@ def print_snapshot_summary(run, out: Path) -> None:
         ("early-warning set: compliant at t", f"{run.early_warning_share:.2%} of seller-weeks"),
         ("breach rate in the early-warning set", f"{run.early_warning_breach_rate:.2%}"),
     ))
+
+
+@contextmanager
+def staged_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """Progress of a job with several stages, fed with (stage, done, total): a bar per stage on a
+    terminal, a line per stage step otherwise."""
+    if not console.is_terminal:
+        def report(stage: str, done: int, total: int) -> None:
+            console.print(f"{stage}: {done}/{total}")
+
+        yield report
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _num(value: float, pct: bool = False) -> str:
+    if value != value:  # NaN
+        return "-"
+    return f"{value:.1%}" if pct else f"{value:.3f}"
+
+
+def print_training_summary(result) -> None:
+    """The backtest against the baselines, the model's size, and the gate's verdict."""
+    from training.train import summary_rows
+
+    table = Table(title=f"Backtest, pooled over {len(result.folds)} folds (test weeks only)")
+    cols = (("model", "model"), ("sellers", "population"), ("ROC AUC", "roc_auc"), ("PR AUC", "pr_auc"),
+            ("precision @ capacity", "precision_at_capacity"), ("recall @ capacity", "recall_at_capacity"),
+            ("lift @ capacity", "lift_at_capacity"), ("Brier", "brier"), ("ECE", "ece"), ("base rate", "base_rate"))
+    for name, _ in cols:
+        table.add_column(name, justify="left" if name in {"model", "sellers"} else "right")
+    for row in summary_rows(result).to_dict("records"):
+        table.add_row(row["model"], row["population"].replace("_", "-"),
+                      *(_num(row[k], pct=k in {"precision_at_capacity", "recall_at_capacity", "base_rate"})
+                        for _, k in cols[2:]))
+    console.print(table)
+    for fold in result.folds:
+        console.print(f"  {fold.describe()}")
+    s = result.size
+    search = result.search
+    _print_facts("Model", (
+        ("registered as", f"seller-risk v{result.version} (alias challenger)"),
+        ("MLflow run / store", f"{result.run_id} / {result.tracking_uri}"),
+        ("search", f"{len(search.trials)} trials, chose #{search.chosen.number} "
+                   f"(best PR AUC #{search.best.number})" if search else "skipped (fixed parameters)"),
+        ("parameters", ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.params.items())),
+        ("trees / leaves / max depth", f"{s.trees} / {s.leaves} / {s.max_depth}"),
+        ("explanation cost (sum of leaves x depth^2)", f"{s.explanation_cost:,}"),
+        ("calibration (Platt slope, intercept)", f"{result.model.calibration.slope:.3f}, {result.model.calibration.intercept:.3f}"),
+    ))
+    gate = Table(title="Promotion gate: " + ("[green]passed[/]" if result.gate.passed else "[red]failed[/]"))
+    gate.add_column("check")
+    gate.add_column("result")
+    gate.add_column("detail", overflow="fold")
+    for c in result.gate.checks:
+        gate.add_row(c["check"], "[green]pass[/]" if c["passed"] else "[red]fail[/]", c["detail"])
+    console.print(gate)
+
+
+def print_move(move) -> None:
+    """What a promote or rollback did, and why."""
+    verdict = "[green]done[/]" if move.done else "[red]refused[/]"
+    console.print(f"{move.action} {verdict}: champion {move.from_version or 'none'} -> "
+                  f"{(move.to_version if move.done else move.from_version) or 'none'}")
+    for reason in move.reasons:
+        console.print(f"  {reason}")

@@ -82,3 +82,23 @@ def test_features_on_bad_events_is_a_clear_error(tmp_path: Path) -> None:
     res = run("features", "--events", str(events), "--out", str(tmp_path / "features"))
     assert res.returncode == 2 and "feedback" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "features").exists()
+
+
+def test_train_without_snapshots_is_a_clear_error(tmp_path: Path) -> None:
+    res = run("train", "--features", str(tmp_path / "nothing"), "--models", str(tmp_path / "models"))
+    assert res.returncode == 2 and "seller-risk features" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_train_on_too_short_a_history_says_so(tmp_path: Path) -> None:
+    events, out = tmp_path / "events", tmp_path / "features"
+    assert run("simulate", "--sellers", "100", "--weeks", "12", "--out", str(events), "--no-latent").returncode == 0
+    assert run("features", "--events", str(events), "--out", str(out)).returncode == 0
+    res = run("train", "--features", str(out), "--models", str(tmp_path / "models"))
+    assert res.returncode == 2 and "not enough weekly as-of dates" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_promote_and_rollback_with_no_model_say_why(tmp_path: Path) -> None:
+    res = run("promote", "--models", str(tmp_path / "models"))
+    assert res.returncode == 1 and "no challenger" in res.stdout and "Traceback" not in res.stderr
+    back = run("rollback", "--models", str(tmp_path / "models"))
+    assert back.returncode == 1 and "no earlier champion" in back.stdout

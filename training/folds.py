@@ -47,6 +47,9 @@ def rolling_origin(dates: Sequence[pd.Timestamp], horizon_days: int, n_folds: in
                    valid_weeks: int = 4) -> list[Fold]:
     """`n_folds` folds whose test blocks of `test_weeks` dates tile the end of the history."""
     dates = sorted(pd.Timestamp(d) for d in dates)
+    if len(dates) <= n_folds * test_weeks:
+        raise ValueError(f"not enough weekly as-of dates with labels ({len(dates)}) for {n_folds} test blocks of "
+                         f"{test_weeks} weeks and the training before them; use fewer folds or a longer history")
     folds = []
     for k in range(n_folds):
         end = len(dates) - (n_folds - 1 - k) * test_weeks

@@ -127,7 +127,11 @@ def _alias_version(client, name: str, alias: str) -> str | None:
 
 
 def _history(client, name: str) -> list[str]:
-    tags = client.get_registered_model(name).tags
+    """The versions that have been champion, oldest first (empty when nothing was registered)."""
+    try:
+        tags = client.get_registered_model(name).tags
+    except Exception:  # no such registered model yet
+        return []
     return json.loads(tags.get(HISTORY_TAG, "[]"))
 
 

@@ -3,7 +3,6 @@ MLflow store; tests that change the registry train their own."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,5 @@ TRIALS, SEED = 3, 7  # the CLI test against a real MLflow server trains with the
 
 @pytest.fixture(scope="session")
 def trained(feature_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
     models = tmp_path_factory.mktemp("models")
     return train(TrainConfig(feature_dir, models, seed=SEED, n_trials=TRIALS, budget_s=600.0))

@@ -11,7 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console()
+_terminal = Console()
+console = _terminal if _terminal.is_terminal else Console(width=140)
+"""On a terminal, its width; in a log or a pipe, wide enough for the result tables to stay legible."""
 
 
 @contextmanager

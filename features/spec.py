@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Literal
 
+import pandas as pd
+
 from features.flows import DAY_US, metric_parts
 from features.policy import Metric, Policy
 
@@ -32,11 +34,15 @@ class Feature:
     description: str
     reason: str  # str.format template with {value}
     sql: str
+    missing: str = ""  # the sentence when the value is missing; default: "<template's lead>: no data"
 
     def reason_text(self, value: object) -> str:
         """The reason sentence for a value of this feature."""
-        if value is None or (isinstance(value, float) and value != value):
-            return self.reason.split(":")[0] + ": unknown"
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            if self.missing:
+                return self.missing
+            lead = self.reason.split("{")[0].rstrip(" :")
+            return f"{lead}: no data"
         return self.reason.format(value=value)
 
 
@@ -162,7 +168,8 @@ def _general_features() -> list[Feature]:
         Feature("warnings_total", "int", None, "Performance warnings from the marketplace ever received.",
                 "Marketplace warnings ever received: {value:,.0f}", "cum_warnings"),
         Feature("days_since_last_warning", "int", None, "Whole days since the last warning (empty: never warned).",
-                "Last marketplace warning {value:,.0f} days ago", "as_of_day - 1 - last_warning_day"),
+                "Last marketplace warning {value:,.0f} days ago", "as_of_day - 1 - last_warning_day",
+                missing="Never warned by the marketplace"),
         Feature("category", "category", None, "The seller's primary product category.",
                 "Category: {value}", "category"),
         Feature("region", "category", None, "The region the seller ships from.",

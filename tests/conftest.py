@@ -35,3 +35,16 @@ def feature_dir(marketplace: tuple[Path, SimulationSummary], policy: Policy, tmp
     out = tmp_path_factory.mktemp("features") / "features"
     build_snapshots(marketplace[0], out, policy)
     return out
+
+
+TRAIN_TRIALS, TRAIN_SEED = 3, 7  # the CLI test against a real MLflow server trains with the same settings
+
+
+@pytest.fixture(scope="session")
+def trained(feature_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One model trained on the marketplace's snapshots (search, backtest, gate) in its own embedded
+    MLflow store; tests that change the registry train their own."""
+    from training.train import TrainConfig, train
+
+    models = tmp_path_factory.mktemp("models")
+    return train(TrainConfig(feature_dir, models, seed=TRAIN_SEED, n_trials=TRAIN_TRIALS, budget_s=600.0))

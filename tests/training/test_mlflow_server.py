@@ -19,7 +19,7 @@ import pytest
 from features.registry import load_risk_model
 from features.risk_model import model_frame
 from features.spec import feature_spec
-from tests.training.conftest import SEED, TRIALS
+from tests.conftest import TRAIN_SEED as SEED, TRAIN_TRIALS as TRIALS
 from training.dataset import load_training_set
 from training.train import TrainResult
 

@@ -1,0 +1,73 @@
+"""Reasons from a real trained model: contributions add up to the score, the strongest come first,
+and the sentence is the spec's template filled with the seller's own value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import shap
+
+from features.explain import explain, reasons
+from features.risk_model import model_frame
+from features.spec import feature_spec
+from training.train import TrainResult
+
+
+@pytest.fixture(scope="module")
+def latest(feature_dir: Path) -> pd.DataFrame:
+    return pd.read_parquet(feature_dir / "latest.parquet")
+
+
+def test_contributions_add_up_to_the_calibrated_score(trained: TrainResult, latest: pd.DataFrame, policy) -> None:
+    spec = feature_spec(policy)
+    X = model_frame(latest, spec)
+    ex = explain(trained.model, X)
+    np.testing.assert_allclose(ex.score, trained.model.probability(X), rtol=0, atol=1e-12)
+    cal = trained.model.calibration
+    np.testing.assert_allclose(ex.logit(), cal.slope * trained.model.raw_score(X) + cal.intercept, atol=1e-9)
+
+
+def test_lightgbm_treeshap_agrees_with_the_shap_package(trained: TrainResult, latest: pd.DataFrame, policy) -> None:
+    spec = feature_spec(policy)
+    X = model_frame(latest.head(200), spec)
+    ours, expected = trained.model.contributions(X)
+    explainer = shap.TreeExplainer(trained.model.booster)
+    theirs = explainer.shap_values(X)
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    assert float(np.ravel(explainer.expected_value)[0]) == pytest.approx(expected[0], abs=1e-6)
+
+
+def test_top_reasons_are_the_largest_contributions_in_words(trained: TrainResult, latest: pd.DataFrame, policy) -> None:
+    spec = feature_spec(policy)
+    ex = explain(trained.model, model_frame(latest, spec))
+    riskiest = int(np.argmax(ex.score))
+    got = reasons(trained.model, latest, spec, top=5)
+    mine = got[got["row"] == riskiest].sort_values("rank")
+    expected = np.argsort(-ex.contributions[riskiest], kind="stable")[:5]
+    assert list(mine["feature"]) == [spec.names[j] for j in expected]
+    assert (mine["contribution"].diff().dropna() <= 0).all() and (mine["contribution"] > 0).all()
+    first = mine.iloc[0]
+    value = latest[first["feature"]].iloc[riskiest]
+    assert first["value"] == (None if pd.isna(value) else value)
+    assert first["text"] == spec[first["feature"]].reason_text(first["value"])
+    # removing a raising reason lowers the score by its probability change
+    p = ex.score[riskiest]
+    assert first["probability_change"] == pytest.approx(p - 1 / (1 + np.exp(-(np.log(p / (1 - p)) - first["contribution"]))))
+
+
+def test_lowering_reasons_push_the_other_way(trained: TrainResult, latest: pd.DataFrame, policy) -> None:
+    spec = feature_spec(policy)
+    low = reasons(trained.model, latest.head(50), spec, top=3, direction="lowers")
+    assert (low["contribution"] < 0).all() and (low["probability_change"] < 0).all()
+    assert set(low["direction"]) == {"lowers"} and low.groupby("row")["rank"].max().max() <= 3
+
+
+def test_missing_values_read_as_words_not_nan(policy) -> None:
+    spec = feature_spec(policy)
+    assert spec["days_since_last_warning"].reason_text(float("nan")) == "Never warned by the marketplace"
+    assert spec["on_time_delivery_rate_30d"].reason_text(None) == "On-time deliveries in the last 30 days: no data"
+    assert spec["on_time_delivery_rate_30d"].reason_text(0.8523) == \
+        "On-time deliveries in the last 30 days: 85.2% (standard: at least 90%)"

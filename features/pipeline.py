@@ -1,8 +1,9 @@
 """The one point-in-time pipeline, as SQL that DuckDB and Spark both run.
 
-events -> daily flows per seller (one pass over each table) -> probe rows at every as-of and
-evaluation date -> rolling window sums over days (one sorted pass per seller) -> policy metrics,
-misses and features at each date -> labels: a miss at an evaluation date in (t, t + horizon].
+events -> daily flows per seller (one pass over each table) -> summed into the spans between the
+days the as-of and evaluation dates look back to -> running totals over those spans (one sorted
+pass per seller), whose differences are the rolling windows -> policy metrics, misses and features
+at each date -> labels: a miss at an evaluation date in (t, t + horizon].
 
 The policy metrics at t, the `compliant_at_t` flag and the labels come from the same columns, so
 they cannot disagree. Engines differ only in the few functions of `Dialect`.
@@ -10,10 +11,12 @@ they cannot disagree. Engines differ only in the few functions of `Dialect`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from features.flows import DAY_US, Flow, columns, flows, metric_parts, window_columns
 from features.policy import Policy
+from features.schema import TABLES
 from features.spec import FeatureSpec
 
 CHANNELLED = {  # how each event table gets its order's fulfilment channel
@@ -41,11 +44,13 @@ DUCKDB = Dialect("duckdb", "epoch_us", "CAST(DATE '1970-01-01' + CAST({} AS INTE
 SPARK = Dialect("spark", "unix_micros", "date_add(DATE '1970-01-01', CAST({} AS INT))")
 
 
-def _channelled(table: str, sellers: str) -> str:
+def _channelled(table: str) -> str:
+    """The table with its rows' fulfilment channel; order-level tables look theirs up in `t_orders`
+    (the orders already read for this pass), so the orders are scanned once per pass."""
     if table in CHANNELLED:
         return CHANNELLED[table]
-    return (f"SELECT x.*, COALESCE(o.fulfilment_channel, 'seller') AS channel FROM {table} x LEFT JOIN "
-            f"(SELECT order_id AS o_id, fulfilment_channel FROM orders WHERE {sellers}) o ON o.o_id = x.order_id")
+    return (f"SELECT x.*, COALESCE(o.o_channel, 'seller') AS channel FROM {table} x LEFT JOIN "
+            f"(SELECT order_id AS o_id, channel AS o_channel FROM t_orders) o ON o.o_id = x.order_id")
 
 
 def _bucket(us_expr: str) -> str:
@@ -57,13 +62,25 @@ def _fill(sql: str, d: Dialect) -> str:
     return sql.replace("{us}", d.epoch_us)
 
 
+def _read_columns(table: str, flow_list: list[Flow]) -> list[str]:
+    """The columns of `table` the flows read (plus the seller, and the order key lookups use)."""
+    text = " ".join(f"{f.time_us} {f.condition} {f.value}" for f in flow_list if f.table == table)
+    keys = ["seller_id", "order_id"] if table == "orders" else ["seller_id"]
+    used = [c.name for c in TABLES[table].columns if re.search(rf"\b{c.name}\b", text)]
+    return list(dict.fromkeys(keys + used + ["channel"]))
+
+
+def _flow_ids(policy: Policy) -> dict[str, int]:
+    return {name: i for i, name in enumerate(dict.fromkeys(f.name for f in flows(policy)))}
+
+
 def _picks(policy: Policy) -> list[str]:
     """The daily columns as conditional sums over the flow rows."""
-    ids = {name: i for i, name in enumerate(dict.fromkeys(f.name for f in flows(policy)))}
+    ids = _flow_ids(policy)
     out = []
     for c in columns(policy):
         chans = "" if c.channels is None else " AND channel IN (" + ", ".join(f"'{x}'" for x in c.channels) + ")"
-        out.append(f"CAST(SUM(CASE WHEN flow = {ids[c.flow]}{chans} THEN v ELSE 0 END) AS BIGINT) AS {c.name}")
+        out.append(f"COALESCE(CAST(SUM(v) FILTER (WHERE flow = {ids[c.flow]}{chans}) AS BIGINT), 0) AS {c.name}")
     return out
 
 
@@ -71,16 +88,16 @@ def flow_days_sql(policy: Policy, d: Dialect, sellers: str = "TRUE") -> str:
     """One row per seller, day, flow and channel with the day's total: the only pass over the
     events. `sellers` restricts it to a subset of sellers (a SQL condition on seller_id)."""
     flow_list = flows(policy)
-    ids = {name: i for i, name in enumerate(dict.fromkeys(f.name for f in flow_list))}
+    ids = _flow_ids(policy)
     branches = [
         f"SELECT seller_id, {_bucket(_fill(f.time_us, d))} AS day, {ids[f.name]} AS flow, channel, "
         f"CAST({_fill(f.value, d)} AS BIGINT) AS v FROM t_{f.table} "
         f"WHERE ({_fill(f.condition, d)}) AND ({_fill(f.time_us, d)}) IS NOT NULL"
         for f in flow_list
     ]
-    tables = dict.fromkeys(f.table for f in flow_list)
-    ctes = ",\n".join(f"t_{t} AS {d.materialized}(SELECT * FROM ({_channelled(t, sellers)}) c WHERE {sellers})"
-                      for t in tables)
+    tables = dict.fromkeys(["orders", *(f.table for f in flow_list)])  # t_orders first: the others read it
+    ctes = ",\n".join(f"t_{t} AS {d.materialized}(SELECT {', '.join(_read_columns(t, flow_list))} "
+                      f"FROM ({_channelled(t)}) c WHERE {sellers})" for t in tables)
     return f"WITH {ctes}\nSELECT seller_id, day, flow, channel, SUM(v) AS v FROM (\n" + \
         "\nUNION ALL\n".join(branches) + "\n) e GROUP BY seller_id, day, flow, channel"
 
@@ -89,22 +106,25 @@ def snapshot_sql(policy: Policy, spec: FeatureSpec, d: Dialect, last_grid_day: i
     """Features, policy status and labels for every seller at every row of `probe_days`
     (as_of_day, is_as_of, is_grid), reading the daily columns from `flow_days`.
 
-    Windows are differences of running totals: each date t gets a probe row at day t - 1 and one
-    at t - 1 - W for each window W (the `probe_lags` table: lag 0 and every W), and a single
-    streaming running sum per column serves every window."""
+    Windows are differences of running totals: each date t needs the running total at day t - 1
+    and at t - 1 - W for each window W (the `probe_lags` table: lag 0 and every W). Those probe
+    points are few (about four a week), so the daily columns are first summed into the span of
+    days each point closes, then a single running sum per column over each seller's points (one
+    row per point, whether or not the seller had events in its span) serves every window."""
     cols = columns(policy)
     wcols = window_columns(cols)
     sep = ",\n  "
-    zeros = ", ".join(f"CAST(0 AS BIGINT) AS {c.name}" for c in cols)
-    pivot = sep.join(_picks(policy))
     lags = sorted({w for _, w in wcols.values() if w is not None})
-    running = [f"CAST(SUM({c.name}) OVER running AS BIGINT) AS {c.name}" for c in cols]
-    running.append("MAX(CASE WHEN warnings > 0 THEN day END) OVER running AS last_warning_day")
+    # the last day with a warning: warnings only ever add (+1), so any row of that flow marks its day
+    warned = f"flow = {_flow_ids(policy)['warnings']} AND v > 0"
+    span_sums = [*_picks(policy), f"MAX(CASE WHEN {warned} THEN day END) AS last_warning_day"]
+    running = [f"CAST(SUM(COALESCE(sp.{c.name}, 0)) OVER running AS BIGINT) AS {c.name}" for c in cols]
+    running.append("MAX(sp.last_warning_day) OVER running AS last_warning_day")
     windowed = []
     for col, (name, w) in wcols.items():
         windowed.append(f"t.{name} AS {col}" if w is None else f"t.{name} - l{w}.{name} AS {col}")
     lag_joins = "\n  ".join(
-        f"JOIN (SELECT * FROM running WHERE probe AND lag = {w}) l{w} "
+        f"JOIN (SELECT * FROM probed WHERE lag = {w}) l{w} "
         f"ON l{w}.seller_id = t.seller_id AND l{w}.as_of_day = t.as_of_day" for w in lags)
 
     metric_cols, miss_cols = [], []
@@ -134,27 +154,40 @@ def snapshot_sql(policy: Policy, spec: FeatureSpec, d: Dialect, last_grid_day: i
                            for m in policy.metrics)
     status_each = sep.join(f"evaluated_{m}, miss_{m}" for m in policy.metrics)
     return f"""
-WITH seller_day AS (
-  SELECT seller_id, day, FALSE AS probe, CAST(NULL AS BIGINT) AS as_of_day, CAST(NULL AS BIGINT) AS lag,
-  {pivot}
-  FROM flow_days GROUP BY seller_id, day
+WITH points AS (
+  SELECT DISTINCT as_of_day - 1 - lag AS point FROM probe_days CROSS JOIN probe_lags
 ),
-probes AS (
-  SELECT s.seller_id, p.as_of_day - 1 - p.lag AS day, TRUE AS probe, p.as_of_day, p.lag, {zeros}
-  FROM (SELECT * FROM sellers WHERE {sellers}) s
-  CROSS JOIN (SELECT as_of_day, lag FROM probe_days CROSS JOIN probe_lags) p
-  WHERE {d.us('s.onboarded_at')} <= p.as_of_day * {DAY_US}
+spans AS (
+  SELECT f.day, MIN(p.point) AS point
+  FROM (SELECT DISTINCT day FROM flow_days) f JOIN points p ON p.point >= f.day
+  GROUP BY f.day
+),
+seller_span AS (
+  SELECT seller_id, point,
+  {sep.join(span_sums)}
+  FROM (SELECT f.*, spans.point FROM flow_days f JOIN spans ON spans.day = f.day) d
+  GROUP BY seller_id, point
+),
+pass_sellers AS (
+  SELECT * FROM sellers WHERE {sellers}
 ),
 running AS (
-  SELECT seller_id, day, probe, as_of_day, lag,
+  SELECT g.seller_id, g.point, g.onboarded_us,
   {sep.join(running)}
-  FROM (SELECT * FROM seller_day UNION ALL SELECT * FROM probes) stream
-  WINDOW running AS (PARTITION BY seller_id ORDER BY day, probe ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+  FROM (SELECT s.seller_id, {d.us('s.onboarded_at')} AS onboarded_us, p.point FROM pass_sellers s CROSS JOIN points p) g
+  LEFT JOIN seller_span sp ON sp.seller_id = g.seller_id AND sp.point = g.point
+  WINDOW running AS (PARTITION BY g.seller_id ORDER BY g.point ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+probed AS {d.materialized}(
+  SELECT r.*, q.as_of_day, q.lag
+  FROM running r JOIN (SELECT as_of_day, lag, as_of_day - 1 - lag AS point FROM probe_days CROSS JOIN probe_lags) q
+  ON q.point = r.point
+  WHERE r.onboarded_us <= q.as_of_day * {DAY_US}
 ),
 windowed AS (
   SELECT t.seller_id, t.as_of_day, p.is_as_of, p.is_grid, t.last_warning_day,
   {sep.join(windowed)}
-  FROM (SELECT * FROM running WHERE probe AND lag = 0) t
+  FROM (SELECT * FROM probed WHERE lag = 0) t
   JOIN probe_days p ON p.as_of_day = t.as_of_day
   {lag_joins}
 ),

@@ -98,7 +98,7 @@ def plan_dates(con: duckdb.DuckDBPyConnection, cutoff: datetime, policy: Policy,
     return sorted({day_number(d) for d in as_of}), grid
 
 
-ORDERS_PER_PASS = 8_000_000
+ORDERS_PER_PASS = 10_000_000
 """Sellers are processed in hash buckets of about this many orders, so memory stays bounded."""
 
 

@@ -140,11 +140,11 @@ def _log(result_parts: dict, cfg: TrainConfig, data: TrainingSet, features_dir: 
             mlflow.log_figure(fig, path)
             plt.close(fig)  # the SHAP summary is drawn through pyplot, which keeps its figures
         example = model_frame(rows(data.frame, result_parts["final"].valid).head(5), data.spec)
-        signature = infer_signature(example.astype({c: "object" for c in data.spec.categorical}),
-                                    model.raw_score(example))
+        example = example.astype({c: "object" for c in data.spec.categorical})  # as a caller sends them
+        signature = infer_signature(example, model.raw_score(model_frame(example, data.spec)))
         # requirements named here: inferring them would load the model again in a subprocess
         info = mlflow.lightgbm.log_model(model.booster, name="model", signature=signature, metadata=model.metadata(),
-                                         pip_requirements=[f"lightgbm=={lgb.__version__}", f"mlflow=={mlflow.__version__}"],
+                                         input_example=example, pip_requirements=[f"lightgbm=={lgb.__version__}", f"mlflow=={mlflow.__version__}"],
                                          registered_model_name=MODEL_NAME)
         version = str(info.registered_model_version)
     client = MlflowClient()

@@ -87,6 +87,9 @@ def test_the_run_records_what_a_model_reviewer_needs(trained: TrainResult, featu
     local = Path(mlflow.artifacts.download_artifacts(f"models:/seller-risk/{trained.version}"))
     assert (local / "model.lgb").read_text().startswith("tree\n")
     assert not list(local.glob("*.pkl"))
+    assert (local / "input_example.json").exists()
+    signature = mlflow.models.Model.load(str(local)).signature
+    assert signature.inputs.input_names() == spec.names
     mv = client.get_model_version("seller-risk", trained.version)
     assert mv.tags["feature_spec_hash"] == spec.hash and "challenger" in mv.aliases
 

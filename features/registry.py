@@ -25,12 +25,16 @@ MLFLOW_TRACKING_URI variable (for child processes), so a value found there that 
 ourselves is not a user's choice of server."""
 
 
+def _embedded_uri(models_dir: Path | str) -> str:
+    return f"sqlite:///{Path(models_dir).resolve() / 'mlflow.db'}"
+
+
 def tracking_uri(models_dir: Path | str = DEFAULT_MODELS_DIR) -> str:
     """MLFLOW_TRACKING_URI when a user set it, else the embedded SQLite store under `models_dir`."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env and env not in _EMBEDDED:
         return env
-    return f"sqlite:///{Path(models_dir).resolve() / 'mlflow.db'}"
+    return _embedded_uri(models_dir)
 
 
 def use_store(models_dir: Path | str = DEFAULT_MODELS_DIR) -> str:
@@ -38,7 +42,7 @@ def use_store(models_dir: Path | str = DEFAULT_MODELS_DIR) -> str:
     import mlflow
 
     uri = tracking_uri(models_dir)
-    if uri == f"sqlite:///{Path(models_dir).resolve() / 'mlflow.db'}":
+    if uri == _embedded_uri(models_dir):
         Path(models_dir).mkdir(parents=True, exist_ok=True)
         _EMBEDDED.add(uri)
     mlflow.set_tracking_uri(uri)

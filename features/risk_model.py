@@ -10,7 +10,6 @@ log-odds.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,4 +114,4 @@ class RiskModel:
         if "feature_spec_hash" not in metadata:
             raise ModelSpecMismatch(f"{folder} is not a seller-risk model: its MLmodel has no feature_spec_hash")
         booster = lgb.Booster(model_file=str(folder / MODEL_FILE))
-        return cls.from_parts(booster, json.loads(json.dumps(metadata)))
+        return cls.from_parts(booster, metadata)

@@ -66,7 +66,7 @@ class ModelSize:
 def model_size(booster: lgb.Booster) -> ModelSize:
     """Count trees, leaves and depth from the booster's own dump."""
     def walk(node: dict, depth: int) -> tuple[int, int]:
-        if "leaf_index" in node or "leaf_value" in node and "split_index" not in node:
+        if "split_index" not in node:  # a leaf
             return 1, depth
         left = walk(node["left_child"], depth + 1)
         right = walk(node["right_child"], depth + 1)

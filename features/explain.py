@@ -10,13 +10,14 @@ up with the calibrated base value to the logit of the risk score.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from features.risk_model import RiskModel, model_frame, sigmoid
+from features.risk_model import RiskModel, sigmoid
 from features.spec import FeatureSpec
 
 Direction = Literal["raises", "lowers"]
@@ -35,9 +36,9 @@ class Explanation:
         return self.base + self.contributions.sum(axis=1)
 
 
-def explain(model: RiskModel, X: pd.DataFrame) -> Explanation:
-    """Scores and per-feature contributions for model-ready rows (see `model_frame`)."""
-    raw_contrib, expected = model.contributions(X)
+def explain(model: RiskModel, X: pd.DataFrame | np.ndarray, threads: int = 0) -> Explanation:
+    """Scores and per-feature contributions for model-ready rows (a `model_frame` or `RiskModel.matrix`)."""
+    raw_contrib, expected = model.contributions(X, threads)
     slope, intercept = model.calibration.slope, model.calibration.intercept
     contributions = slope * raw_contrib
     base = float(slope * expected[0] + intercept) if len(expected) else float(intercept)
@@ -45,38 +46,100 @@ def explain(model: RiskModel, X: pd.DataFrame) -> Explanation:
     return Explanation(score, base, contributions)
 
 
-def _display(value: object) -> object:
-    """A feature value as JSON and Parquet hold it: numbers as floats, missing as None."""
+def display_value(value: object) -> float | str | None:
+    """A feature value as a reason shows it: numbers as floats, categories as labels, missing as None."""
     if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return None
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return value
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    return str(value)
+
+
+ValuesAt = Callable[[np.ndarray, np.ndarray], list]
+"""Given row positions and feature positions (in spec order), the sellers' values there."""
+
+
+def frame_values(frame: pd.DataFrame, spec: FeatureSpec) -> ValuesAt:
+    """Values looked up in a frame of features, one feature column at a time (no n x F copy)."""
+    def at(rows: np.ndarray, cols: np.ndarray) -> list:
+        out: list = [None] * len(rows)
+        for j in np.unique(cols):
+            where = np.flatnonzero(cols == j)
+            column = frame[spec.names[j]].to_numpy(dtype=object)
+            for k, v in zip(where, column[rows[where]]):
+                out[k] = display_value(v)
+        return out
+    return at
+
+
+def record_values(records: Sequence[Mapping[str, object]], spec: FeatureSpec) -> ValuesAt:
+    """Values looked up in sellers given as {feature: value} (absent: missing)."""
+    def at(rows: np.ndarray, cols: np.ndarray) -> list:
+        return [display_value(records[i].get(spec.names[j])) for i, j in zip(rows, cols)]
+    return at
+
+
+@dataclass(frozen=True)
+class Reasons:
+    """Reasons for a batch of rows, column-wise and sorted by row then rank (cheap to build for
+    one seller or a million): row (position in the input), rank (1 = strongest), feature, value,
+    contribution (calibrated log-odds), probability_change (the score minus the score without this
+    contribution), direction, and text (the spec's sentence for the value)."""
+
+    row: np.ndarray
+    rank: np.ndarray
+    feature: np.ndarray  # object: feature names
+    value: np.ndarray  # object: display values (float, label or None)
+    contribution: np.ndarray
+    probability_change: np.ndarray
+    direction: Direction
+    text: np.ndarray  # object: sentences
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"row": self.row, "rank": self.rank, "feature": self.feature,
+                             "value": pd.Series(self.value, dtype=object), "contribution": self.contribution,
+                             "probability_change": self.probability_change, "direction": self.direction,
+                             "text": pd.Series(self.text, dtype=object)})
+
+
+def top_reasons(ex: Explanation, values_at: ValuesAt, spec: FeatureSpec, top: int = 5,
+                direction: Direction = "raises") -> Reasons:
+    """The `top` features that most raise (or most lower) each row's risk; a feature that does not
+    push that way is no reason, so a row may have fewer."""
+    c = ex.contributions
+    signed = c if direction == "raises" else -c
+    k = max(0, min(top, c.shape[1]))
+    if k == 0 or len(c) == 0:
+        order = np.empty((len(c), 0), dtype=np.int64)
+    elif k < c.shape[1]:
+        part = np.argpartition(-signed, k - 1, axis=1)[:, :k]
+        keys = np.take_along_axis(-signed, part, axis=1)
+        # strongest first; ties by feature position, as a stable sort would give
+        order = np.take_along_axis(part, np.lexsort((part, keys), axis=1), axis=1)
+    else:
+        order = np.argsort(-signed, axis=1, kind="stable")
+    rows = np.repeat(np.arange(len(c)), order.shape[1])
+    cols = order.ravel()
+    keep = signed[rows, cols] > 0
+    rows, cols = rows[keep], cols[keep]
+    contribution = c[rows, cols]
+    logit = ex.logit()[rows]
+    change = sigmoid(logit) - sigmoid(logit - contribution)
+    names = np.asarray(spec.names, dtype=object)[cols]
+    values = np.empty(len(rows), dtype=object)
+    values[:] = values_at(rows, cols)
+    texts = np.array([spec[n].reason_text(v) for n, v in zip(names, values)], dtype=object)
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") + 1
+    return Reasons(rows, rank, names, values, contribution, change, direction, texts)
 
 
 def reasons(model: RiskModel, frame: pd.DataFrame, spec: FeatureSpec, top: int = 5,
             direction: Direction = "raises") -> pd.DataFrame:
-    """The `top` features that most raise (or most lower) each row's risk, as a long frame:
-    row (position in `frame`), rank (1 = strongest), feature, value, contribution (calibrated
-    log-odds), probability_change (the score minus the score without this contribution),
-    direction, and text (the spec's sentence for the value)."""
-    X = model_frame(frame, spec)
-    ex = explain(model, X)
-    c = ex.contributions
-    signed = c if direction == "raises" else -c
-    k = min(top, c.shape[1])
-    order = np.argsort(-signed, axis=1, kind="stable")[:, :k]
-    rows = np.repeat(np.arange(len(frame)), k)
-    cols = order.ravel()
-    contribution = c[rows, cols]
-    keep = signed[rows, cols] > 0  # a feature that does not push this way is no reason
-    rows, cols, contribution = rows[keep], cols[keep], contribution[keep]
-    logit = ex.logit()[rows]
-    change = sigmoid(logit) - sigmoid(logit - contribution)
-    names = np.asarray(spec.names, dtype=object)[cols]
-    values = [_display(v) for v in frame[spec.names].to_numpy(dtype=object)[rows, cols]]
-    texts = [spec[n].reason_text(v) for n, v in zip(names, values)]
-    rank = pd.Series(rows).groupby(rows).cumcount().to_numpy() + 1
-    return pd.DataFrame({"row": rows, "rank": rank, "feature": names, "value": pd.Series(values, dtype=object),
-                         "contribution": contribution, "probability_change": change,
-                         "direction": direction, "text": texts})
+    """`top_reasons` for a frame of features (a snapshot, or any frame with the spec's columns), as
+    a long frame: row, rank, feature, value, contribution, probability_change, direction, text."""
+    return top_reasons(explain(model, model.matrix(frame)), frame_values(frame, spec), spec, top, direction).frame()

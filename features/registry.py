@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +105,21 @@ def load_risk_model(model_uri: str) -> tuple[RiskModel, ModelRef]:
     import mlflow
 
     ref = resolve(model_uri)
-    with tempfile.TemporaryDirectory(prefix="seller-risk-model-") as tmp:
+    quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # a progress bar per file is noise in logs
+    with tempfile.TemporaryDirectory(prefix="seller-risk-model-") as tmp, _env(quiet):
         local = mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=tmp)
         return RiskModel.load_dir(local), ref
+
+
+@contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

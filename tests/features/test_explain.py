@@ -51,7 +51,7 @@ def test_top_reasons_are_the_largest_contributions_in_words(trained: TrainResult
     assert (mine["contribution"].diff().dropna() <= 0).all() and (mine["contribution"] > 0).all()
     first = mine.iloc[0]
     value = latest[first["feature"]].iloc[riskiest]
-    assert first["value"] == (None if pd.isna(value) else value)
+    assert first["value"] == (None if pd.isna(value) else float(value))
     assert first["text"] == spec[first["feature"]].reason_text(first["value"])
     # removing a raising reason lowers the score by its probability change
     p = ex.score[riskiest]

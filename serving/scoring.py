@@ -1,0 +1,172 @@
+"""Scoring sellers: features in, score records out. The HTTP service and the weekly batch job both
+score through `Scorer`, so a seller gets the same score, band and reasons from either (bit for bit
+on the same snapshot): the same model inputs (`RiskModel.matrix`), the same TreeSHAP explanation
+(`features.explain`) and the same record layout (`serving.records`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.explain import Reasons, ValuesAt, explain, frame_values, record_values, top_reasons
+from features.policy import Policy, load_policy
+from features.registry import CHAMPION, MODEL_NAME, ModelRef, load_risk_model, use_store
+from features.risk_model import ModelSpecMismatch, RiskModel
+from features.spec import FeatureSpec, feature_spec
+from serving.records import REASON_ARROW, SCORE_ARROW
+
+DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Scores and reasons for a batch of sellers, column-wise (row i of every array is one seller)."""
+
+    seller_id: np.ndarray
+    as_of: np.ndarray  # datetime.date or None per row
+    risk_score: np.ndarray
+    risk_band: np.ndarray
+    band_meaning: np.ndarray
+    reasons: Reasons  # the strongest raising reasons, column-wise
+    lowering_reasons: Reasons
+
+    def __len__(self) -> int:
+        return len(self.risk_score)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A pinned model version with the policy and feature spec it was trained for."""
+
+    model: RiskModel
+    ref: ModelRef
+    spec: FeatureSpec
+    policy: Policy
+    threads: int = 0  # LightGBM threads per call: 0 = all cores (batches), 1 = one request per worker thread
+
+    def __post_init__(self) -> None:
+        self.model.check_spec(self.spec)
+        if tuple(self.spec.names) != self.model.feature_names:
+            raise ModelSpecMismatch("the model's feature order differs from the feature spec's")
+
+    @classmethod
+    def load(cls, model_uri: str = DEFAULT_MODEL_URI, models_dir: Path | str = "models", threads: int = 0) -> Scorer:
+        """Resolve `model_uri` in the registry (an alias is pinned to its version now), read the
+        model natively, and refuse it if it was trained for another feature spec or policy."""
+        use_store(models_dir)
+        model, ref = load_risk_model(model_uri)
+        policy = load_policy(model.policy_version)
+        return cls(model, ref, feature_spec(policy), policy, threads)
+
+    # ------------------------------------------------------------------ scoring
+
+    def bands(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each score's band and what it means: the first band whose upper bound the score is below."""
+        uppers = np.array([b.below for b in self.policy.risk_bands])
+        idx = np.searchsorted(uppers, scores, side="right").clip(max=len(uppers) - 1)
+        names = np.array([b.name for b in self.policy.risk_bands], dtype=object)
+        meanings = np.array([b.meaning for b in self.policy.risk_bands], dtype=object)
+        return names[idx], meanings[idx]
+
+    def score_matrix(self, X: np.ndarray, values_at: ValuesAt, seller_id: Sequence[str],
+                     as_of: Sequence[date | None], top: int = 5, lowering: int = 0) -> Scored:
+        """Score model-ready rows (`RiskModel.matrix`) and give their top reasons each way."""
+        ex = explain(self.model, X, self.threads)
+        band, meaning = self.bands(ex.score)
+        up = top_reasons(ex, values_at, self.spec, top, "raises")
+        down = top_reasons(ex, values_at, self.spec, lowering, "lowers")
+        return Scored(np.asarray(seller_id, dtype=object), np.asarray(as_of, dtype=object),
+                      ex.score, band, meaning, up, down)
+
+    def score_frame(self, frame: pd.DataFrame, top: int = 5, lowering: int = 0) -> Scored:
+        """Score a snapshot (rows with seller_id, as_of and the spec's feature columns)."""
+        as_of = frame["as_of"] if "as_of" in frame.columns else pd.Series([None] * len(frame))
+        return self.score_matrix(self.model.matrix(frame), frame_values(frame, self.spec),
+                                 frame["seller_id"].astype(str).to_numpy(dtype=object),
+                                 [_as_date(d) for d in as_of], top, lowering)
+
+    def score_sellers(self, seller_id: Sequence[str], features: Sequence[Mapping[str, float | str | None]],
+                      as_of: Sequence[date | None] | None = None, top: int = 5, lowering: int = 0) -> Scored:
+        """Score sellers whose features come as {name: value} (absent or None: missing), as over HTTP."""
+        as_of = as_of if as_of is not None else [None] * len(features)
+        return self.score_matrix(self.model.matrix_from_records(features), record_values(features, self.spec),
+                                 seller_id, as_of, top, lowering)
+
+    # ------------------------------------------------------------------ the record, two ways
+
+    def _common(self) -> dict[str, str]:
+        return {"model_name": self.ref.name, "model_version": self.ref.version,
+                "policy_version": self.policy.version, "feature_spec_hash": self.spec.hash}
+
+    def records(self, scored: Scored) -> list[dict]:
+        """Score records as JSON-ready dicts (the HTTP response)."""
+        common = self._common()
+        cat = self.spec.categorical
+        up = _reason_lists(scored.reasons, len(scored), cat)
+        down = _reason_lists(scored.lowering_reasons, len(scored), cat)
+        return [{"seller_id": str(scored.seller_id[i]), "as_of": scored.as_of[i],
+                 "risk_score": float(scored.risk_score[i]), "risk_band": str(scored.risk_band[i]),
+                 "band_meaning": str(scored.band_meaning[i]), **common,
+                 "reasons": up[i], "lowering_reasons": down[i]} for i in range(len(scored))]
+
+    def table(self, scored: Scored) -> pa.Table:
+        """Score records as an Arrow table (the batch job's Parquet rows), built column-wise."""
+        n = len(scored)
+        common = {k: pa.array([v] * n, pa.string()) for k, v in self._common().items()}
+        columns = {
+            "seller_id": pa.array(scored.seller_id, pa.string()),
+            "as_of": pa.array(scored.as_of, pa.date32()),
+            "risk_score": pa.array(scored.risk_score, pa.float64()),
+            "risk_band": pa.array(scored.risk_band, pa.string()),
+            "band_meaning": pa.array(scored.band_meaning, pa.string()),
+            **common,
+            "reasons": _reason_list_array(scored.reasons, n, self.spec.categorical),
+            "lowering_reasons": _reason_list_array(scored.lowering_reasons, n, self.spec.categorical),
+        }
+        return pa.table([columns[name] for name in SCORE_ARROW.names], schema=SCORE_ARROW)
+
+
+def _as_date(value: object) -> date | None:
+    if value is None or (not isinstance(value, date) and pd.isna(value)):
+        return None
+    return pd.Timestamp(value).date() if not isinstance(value, date) else value
+
+
+def _number_or_label(reasons: Reasons, categorical: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A reason's value as the record holds it: a number for numeric features, a label for categories."""
+    is_cat = np.isin(reasons.feature, categorical)
+    number = np.array([np.nan if c or v is None else v for v, c in zip(reasons.value, is_cat)], dtype="float64")
+    label = np.where(is_cat, reasons.value, None)
+    return number, label
+
+
+def _reason_lists(reasons: Reasons, n: int, categorical: list[str]) -> list[list[dict]]:
+    out: list[list[dict]] = [[] for _ in range(n)]
+    number, label = _number_or_label(reasons, categorical)
+    for i in range(len(reasons)):
+        out[int(reasons.row[i])].append({
+            "rank": int(reasons.rank[i]), "feature": str(reasons.feature[i]),
+            "value": None if np.isnan(number[i]) else float(number[i]), "label": label[i],
+            "contribution": float(reasons.contribution[i]), "probability_change": float(reasons.probability_change[i]),
+            "direction": reasons.direction, "text": str(reasons.text[i])})
+    return out
+
+
+def _reason_list_array(reasons: Reasons, n: int, categorical: list[str]) -> pa.ListArray:
+    """Reasons (sorted by row, then rank) as one list of structs per seller."""
+    offsets = np.searchsorted(reasons.row, np.arange(n + 1), side="left").astype("int32")
+    number, label = _number_or_label(reasons, categorical)
+    struct = pa.StructArray.from_arrays(
+        [pa.array(reasons.rank, pa.int32()), pa.array(reasons.feature, pa.string()),
+         pa.array(number, pa.float64(), from_pandas=True), pa.array(label, pa.string()),
+         pa.array(reasons.contribution, pa.float64()), pa.array(reasons.probability_change, pa.float64()),
+         pa.array(np.full(len(reasons), reasons.direction, dtype=object), pa.string()),
+         pa.array(reasons.text, pa.string())],
+        fields=list(REASON_ARROW))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), struct)

@@ -142,6 +142,33 @@ def rollback(
     raise typer.Exit(code=0 if move.done else 1)
 
 
+@app.command()
+def score(
+    events: Path | None = typer.Option(None, "--events", help="Event tables to build the week's snapshot from (when --features lacks it)."),
+    out: Path = typer.Option(Path("data/scores"), "--out", help="Output folder: one as_of=YYYY-MM-DD partition per week."),
+    as_of: datetime | None = typer.Option(None, "--as-of", formats=["%Y-%m-%d"], help="Week to score; default: the latest complete week."),
+    model: str = typer.Option("models:/seller-risk@champion", "--model", help="Registry URI of the model."),
+    features_dir: Path | None = typer.Option(None, "--features", help="Snapshots to read the week from, when they hold it."),
+    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+    reasons: int = typer.Option(5, "--reasons", min=0, max=20, help="Top reasons per seller."),
+    chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=1, help="Sellers scored per chunk (bounds memory)."),
+) -> None:
+    """Score and explain every active seller of a week, write the partition whole, print and log the summary."""
+    from serving.batch import BatchConfig, BatchError, run_batch
+    from serving.console import print_riskiest, print_score_summary, progress_bar
+
+    if events is None and features_dir is None:
+        _fail("give --events (and/or --features) to score from")
+    cfg = BatchConfig(out, events, features_dir, as_of.date() if as_of else None, model, models, reasons, chunk_rows)
+    try:
+        with progress_bar("Scoring sellers") as advance:
+            result = run_batch(cfg, advance)
+    except (BatchError, FileExistsError) as err:
+        _fail(str(err))
+    print_score_summary(result.summary)
+    print_riskiest(result.riskiest)
+
+
 def _fail(message: str) -> None:
     """Stop with a message a person can act on (exit status 2), not a traceback."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)

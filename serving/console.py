@@ -216,3 +216,55 @@ def print_move(move) -> None:
                   f"{(move.to_version if move.done else move.from_version) or 'none'}")
     for reason in move.reasons:
         console.print(f"  {reason}")
+
+
+def print_score_summary(summary: dict) -> None:
+    """A weekly scoring run at a glance: bands, expected case volume, queue coverage, risers, drift."""
+    eb, cap, m = summary["expected_breaches"], summary["review_capacity"], summary["model"]
+    n = summary["sellers_scored"]
+    _print_facts(f"Scores for {summary['as_of']} (run {summary['run_id']})", (
+        ("model / policy", f"{m['name']} v{m['version']} / {summary['policy_version']}"),
+        ("snapshot", summary["snapshot"]),
+        ("sellers scored", f"{n:,}"),
+        (f"expected breaches within {eb['horizon_days']} days",
+         f"{eb['expected']:,.1f} ({eb['interval_level']:.0%} interval {eb['low']:,.1f} to {eb['high']:,.1f})"),
+        ("weekly review capacity", f"{cap['sellers']:,} sellers (scores >= {cap['lowest_score_in_queue']:.3f})"),
+        ("expected breaches in the queue",
+         f"{cap['expected_breaches_in_queue']:,.1f} ({cap['share_of_expected_breaches']:.1%} of all)"),
+        ("written to", summary["partition"]),
+        ("time", f"{summary['seconds']:.1f} s"),
+    ))
+    bands = Table(title="Sellers per risk band")
+    for name, justify in (("band", "left"), ("sellers", "right"), ("share", "right"), ("expected breaches", "right")):
+        bands.add_column(name, justify=justify)
+    for b in summary["bands"]:
+        bands.add_row(b["band"], f"{b['sellers']:,}", f"{b['share']:.1%}", f"{b['expected_breaches']:,.1f}")
+    console.print(bands)
+    rise = summary["risers"]
+    risers = Table(title=f"Biggest risers (against {rise['compared_with']})")
+    for name, justify in (("seller", "left"), ("before", "right"), ("now", "right"), ("change", "right"), ("band", "left")):
+        risers.add_column(name, justify=justify)
+    for r in rise["sellers"]:
+        risers.add_row(r["seller_id"], f"{r['risk_score_previous']:.3f}", f"{r['risk_score']:.3f}",
+                       f"+{r['change']:.3f}", f"{r['risk_band_previous'] or '?'} -> {r['risk_band']}")
+    console.print(risers)
+    drift = summary["drift"]
+    colour = {"stable": "green", "watch": "yellow", "alert": "red"}
+    table = Table(title=f"Drift (PSI; watch >= {drift['watch']}, alert >= {drift['alert']}) against {drift['reference']}")
+    for name, justify in (("variable", "left"), ("PSI", "right"), ("level", "left")):
+        table.add_column(name, justify=justify)
+    for d in drift["variables"]:
+        level = d["level"]
+        table.add_row(d["variable"], _num(d["psi"]), f"[{colour.get(level, 'white')}]{level}[/]")
+    console.print(table)
+
+
+def print_riskiest(records: list[dict]) -> None:
+    """The riskiest sellers with their top reasons, as a reviewer would read them."""
+    table = Table(title=f"The {len(records)} riskiest sellers", show_lines=True)
+    for name, justify in (("seller", "left"), ("score", "right"), ("band", "left"), ("top reasons", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for r in records:
+        reasons = "\n".join(f"{x['rank']}. {x['text']}" for x in r["reasons"])
+        table.add_row(r["seller_id"], f"{r['risk_score']:.3f}", r["risk_band"], reasons)
+    console.print(table)

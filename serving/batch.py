@@ -1,0 +1,516 @@
+"""The weekly batch scoring job: every active seller of one as-of week scored and explained by the
+pinned champion, written as one Parquet partition of score records, with a run summary for the
+people who staff and work the review queue.
+
+    <out>/as_of=YYYY-MM-DD/part-00000.parquet ...   score records (serving.records.SCORE_ARROW) plus
+                                                    run_id, model_run_id and scored_at on every row
+    <out>/as_of=YYYY-MM-DD/_summary.json            the run summary (also logged to MLflow)
+    <out>/_features/                                snapshots built from the events, when the job built them
+    <out>/_reference/                               drift references, one per model version
+
+Safe to re-run and to interrupt: a week's partition is filled in a hidden sibling folder and swapped
+in whole at the end (features.atomic), so readers see last run's partition or this run's, never a
+mixture; a crash or Ctrl-C leaves the previous one as it was. Sellers are read, scored and written in
+chunks, so memory stays bounded by the chunk size (plus a score and an id per seller for the summary).
+
+Scores and reasons come from `serving.scoring.Scorer`, the same code the HTTP service calls, so a
+seller's batch record equals the service's for the same snapshot (`read_record` reads it back)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.atomic import replaced_whole
+from serving.records import SCORE_ARROW
+from serving.scoring import DEFAULT_MODEL_URI, Scorer
+from serving.summary import (Bins, band_counts, capacity_coverage, drift_table, expected_breaches, reference_bins,
+                             risers)
+
+SCORING_EXPERIMENT = "seller-risk-scoring"
+SUMMARY_FILE = "_summary.json"
+FEATURES_CACHE, REFERENCE_CACHE = "_features", "_reference"
+CHUNK_ROWS = 50_000
+"""Sellers per chunk: big enough that LightGBM's threads stay busy, small enough that a chunk's
+contributions, reasons and Arrow table stay in the tens of megabytes."""
+TOP_FEATURES = 10  # features whose drift the summary reports: the model's largest by total gain
+REFERENCE_ROWS = 50_000  # sample of the training weeks the drift reference is cut from
+RISKIEST = 10
+
+BATCH_ARROW = (SCORE_ARROW.append(pa.field("run_id", pa.string()))
+               .append(pa.field("model_run_id", pa.string()))
+               .append(pa.field("scored_at", pa.timestamp("ms", tz="UTC"))))
+"""A batch row: the score record, the scoring run (MLflow run id in SCORING_EXPERIMENT), the training
+run of the model, and when it was scored."""
+
+Progress = Callable[[int, int], None]
+
+
+class BatchError(ValueError):
+    """An input the job will not score (a bad snapshot, an unknown model, no events); the message
+    says what is wrong. Raised before anything is written."""
+
+
+# ------------------------------------------------------------------ where things are
+
+
+def partition_dir(out: Path | str, as_of: date) -> Path:
+    """The folder of one week's score records."""
+    return Path(out) / f"as_of={as_of:%Y-%m-%d}"
+
+
+def snapshot_partition(features_dir: Path | str, as_of: date) -> Path:
+    return Path(features_dir) / "snapshots" / f"as_of={as_of:%Y-%m-%d}"
+
+
+def latest_week(events: Path | None, features_dir: Path | None) -> date:
+    """The latest complete week: the last weekly evaluation date at or before the events' cut-off
+    (the date `seller-risk features` makes its latest snapshot), else the features' newest date."""
+    from features.validation import read_cutoff
+
+    if events is not None:
+        cutoff = read_cutoff(events)
+        if cutoff is not None:
+            return cutoff.date()
+    if features_dir is not None and (Path(features_dir) / "_snapshots.json").is_file():
+        return date.fromisoformat(json.loads((Path(features_dir) / "_snapshots.json").read_text())["as_of_dates"][-1])
+    raise BatchError("no as-of date given and none to infer: the events have no manifest with a cut-off; pass --as-of")
+
+
+def _manifest(features_dir: Path) -> dict:
+    path = features_dir / "_snapshots.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _built_from(features_dir: Path, events: Path) -> bool:
+    return _manifest(features_dir).get("events") == str(events.resolve())
+
+
+def locate_snapshot(as_of: date, previous: date, events: Path | None, features_dir: Path | None, out: Path,
+                    policy) -> tuple[Path, str]:
+    """The features folder holding the week's snapshot, and how it was obtained: read from
+    `features_dir` when it holds that week (built from `events`, when given), else built from the
+    events for this week and the one before (cached under <out>/_features for re-runs)."""
+    if features_dir is not None and snapshot_partition(features_dir, as_of).is_dir():
+        if events is None or _built_from(features_dir, events):
+            return features_dir, f"read from {features_dir}"
+    if events is None:
+        raise BatchError(f"{features_dir} holds no snapshot for {as_of} and no --events were given to build it from")
+    from features.fingerprint import fingerprint
+    from features.snapshots import build_snapshots
+    from features.validation import EventValidationError
+
+    if not events.is_dir():
+        raise BatchError(f"events folder {events} does not exist")
+    cache = out / FEATURES_CACHE
+    manifest = _manifest(cache)
+    if (str(as_of) in manifest.get("as_of_dates", []) and _built_from(cache, events)
+            and manifest.get("events_fingerprint") == fingerprint(events)):
+        return cache, f"built earlier from {events} (cached in {cache})"
+    try:
+        build_snapshots(events, cache, policy, as_of=[previous, as_of])
+    except (EventValidationError, ValueError, FileExistsError) as err:
+        raise BatchError(f"cannot build the {as_of} snapshot from {events}: {err}") from None
+    return cache, f"built from {events} (cached in {cache})"
+
+
+# ------------------------------------------------------------------ the snapshot contract
+
+
+def check_snapshot(features_dir: Path, as_of: date, scorer: Scorer) -> list[Path]:
+    """The snapshot's Parquet files, after checking it is one the model can score: built with the
+    model's feature spec, with exactly the spec's feature columns (none missing, none extra)."""
+    from features.pipeline import snapshot_columns
+
+    folder = snapshot_partition(features_dir, as_of)
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        raise BatchError(f"{features_dir} holds no snapshot for {as_of} ({folder} has no Parquet files)")
+    spec_file = features_dir / "feature_spec.json"
+    if spec_file.is_file():
+        stored = json.loads(spec_file.read_text()).get("hash")
+        if stored != scorer.spec.hash:
+            raise BatchError(f"{features_dir} was built with feature spec {stored}, but model "
+                             f"{scorer.ref.name} v{scorer.ref.version} needs spec {scorer.spec.hash}; "
+                             "rebuild the snapshots or score with a model trained on them")
+    allowed = set(snapshot_columns(scorer.policy, scorer.spec))
+    for f in files:
+        cols = pq.read_schema(f).names
+        missing = [n for n in ["seller_id", *scorer.spec.names] if n not in cols]
+        extra = [c for c in cols if c not in allowed]
+        if missing:
+            raise BatchError(f"snapshot {f} lacks feature column(s) of spec {scorer.spec.hash}: {', '.join(missing)}")
+        if extra:
+            raise BatchError(f"snapshot {f} has column(s) that feature spec {scorer.spec.hash} does not define: "
+                             f"{', '.join(extra)}")
+    return files
+
+
+def snapshot_rows(files: list[Path]) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def read_chunks(files: list[Path], columns: list[str], as_of: date, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The snapshot's rows, a chunk at a time, with the as-of date as a column."""
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=chunk_rows, columns=columns):
+            frame = batch.to_pandas()
+            frame.insert(1, "as_of", as_of)
+            yield frame
+
+
+# ------------------------------------------------------------------ drift reference
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the scored population is compared with: per variable, its bins and the reference counts."""
+
+    source: str
+    bins: dict[str, tuple[Bins, np.ndarray]]
+
+    def to_json(self) -> str:
+        return json.dumps({"source": self.source, "bins": [{**b.to_dict(), "counts": c.tolist()}
+                                                           for b, c in self.bins.values()]})
+
+    @classmethod
+    def from_json(cls, text: str) -> Reference:
+        d = json.loads(text)
+        return cls(d["source"], {b["name"]: (Bins.from_dict(b), np.asarray(b["counts"], dtype="int64"))
+                                 for b in d["bins"]})
+
+
+def drift_features(scorer: Scorer, n: int = TOP_FEATURES) -> list[str]:
+    """The features drift is watched on: the model's `n` largest by total split gain."""
+    gain = scorer.model.booster.feature_importance("gain")
+    order = np.argsort(-gain, kind="stable")[:n]
+    return [scorer.model.feature_names[i] for i in order]
+
+
+_SPAN = re.compile(r"(train|valid) (\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})")
+
+
+def training_weeks(scorer: Scorer) -> tuple[Path, date, date] | None:
+    """The snapshots folder and first and last as-of week the model was fitted and calibrated on, from
+    its training run's parameters (`features_dir`, `final`); None when the run does not say."""
+    from mlflow import MlflowClient
+
+    if not scorer.ref.run_id:
+        return None
+    try:
+        params = MlflowClient().get_run(scorer.ref.run_id).data.params
+    except Exception:  # a run deleted or on another server: fall back
+        return None
+    spans = {m.group(1): (m.group(2), m.group(3)) for m in _SPAN.finditer(params.get("final", ""))}
+    if "train" not in spans or "features_dir" not in params:
+        return None
+    last = spans.get("valid", spans["train"])[1]
+    return Path(params["features_dir"]), date.fromisoformat(spans["train"][0]), date.fromisoformat(last)
+
+
+def _sample(features_dir: Path, first: date, last: date, columns: list[str], rows: int) -> pd.DataFrame:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads = 1")  # a repeatable sample
+    cols = ", ".join(f'"{c}"' for c in columns)
+    return con.sql(f"SELECT {cols} FROM read_parquet('{features_dir}/snapshots/*/*.parquet', hive_partitioning = true) "
+                   f"WHERE as_of BETWEEN DATE '{first}' AND DATE '{last}' "
+                   f"USING SAMPLE reservoir({rows} ROWS) REPEATABLE (7)").df()
+
+
+def build_reference(scorer: Scorer, sample: pd.DataFrame, features: list[str], source: str) -> Reference:
+    """Bins and counts of the score and the watched features in a reference sample."""
+    scores = scorer.model.probability(scorer.model.matrix(sample))
+    bins = {"risk_score": reference_bins("risk_score", scores)}
+    categorical = set(scorer.spec.categorical)
+    bins.update({f: reference_bins(f, sample[f], f in categorical) for f in features})
+    values = {"risk_score": scores, **{f: sample[f] for f in features}}
+    return Reference(source, {n: (b, b.counts(values[n])) for n, b in bins.items()})
+
+
+def drift_reference(scorer: Scorer, features_dir: Path, as_of: date, out: Path) -> Reference | None:
+    """The population drift is measured against. First choice: a sample of the weeks the model was
+    trained and calibrated on (its run's `final` split, read from the run's `features_dir`), cached
+    per model version. Fallback when those snapshots are gone: the snapshots before the scored week
+    in the folder being scored. None when neither exists."""
+    features = drift_features(scorer)
+    cache = out / REFERENCE_CACHE / f"{scorer.ref.name}-v{scorer.ref.version}.json"
+    if cache.is_file():
+        return Reference.from_json(cache.read_text())
+    columns = ["seller_id", *scorer.spec.names]
+    weeks = training_weeks(scorer)
+    if weeks is not None and (weeks[0] / "snapshots").is_dir():
+        folder, first, last = weeks
+        sample = _sample(folder, first, last, columns, REFERENCE_ROWS)
+        if len(sample):
+            ref = build_reference(scorer, sample, features,
+                                  f"training weeks {first}..{last} of model v{scorer.ref.version} ({folder})")
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+            tmp.write_text(ref.to_json())
+            tmp.replace(cache)
+            return ref
+    sample = _sample(features_dir, date(1970, 1, 1), as_of - timedelta(days=1), columns, REFERENCE_ROWS)
+    if len(sample) == 0:
+        return None
+    return build_reference(scorer, sample, features,
+                           f"snapshots before {as_of} in {features_dir} (the model's training weeks are not available)")
+
+
+# ------------------------------------------------------------------ last week's scores
+
+
+def previous_scores(out: Path, previous: date, features_dir: Path, scorer: Scorer,
+                    chunk_rows: int) -> tuple[pd.DataFrame | None, str]:
+    """Last week's scores to find the risers: the job's own partition for that week when there is one
+    (what reviewers saw), else last week's snapshot scored now by the same model; None if neither."""
+    part = partition_dir(out, previous)
+    files = sorted(part.glob("part-*.parquet"))
+    if files:
+        prev = pa.concat_tables([pq.read_table(f, columns=["seller_id", "risk_score", "risk_band", "model_version"])
+                                 for f in files]).to_pandas()
+        versions = ", ".join(f"v{v}" for v in sorted(prev.pop("model_version").unique()))
+        return prev, f"{previous} scores in {part} (model {versions})"
+    snap = snapshot_partition(features_dir, previous)
+    files = sorted(snap.glob("*.parquet"))
+    if not files:
+        return None, f"no scores or snapshot for {previous}"
+    parts = []
+    for frame in read_chunks(files, ["seller_id", *scorer.spec.names], previous, chunk_rows):
+        p = scorer.model.probability(scorer.model.matrix(frame))
+        parts.append(pd.DataFrame({"seller_id": frame["seller_id"].astype(str), "risk_score": p,
+                                   "risk_band": scorer.bands(p)[0]}))
+    return pd.concat(parts, ignore_index=True), f"{previous} snapshot scored now with model v{scorer.ref.version}"
+
+
+# ------------------------------------------------------------------ the job
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    out: Path
+    events: Path | None = None
+    features_dir: Path | None = None  # read the snapshot from here when it holds the week
+    as_of: date | None = None  # default: the latest complete week
+    model_uri: str = DEFAULT_MODEL_URI
+    models_dir: Path = Path("models")
+    top: int = 5  # reasons per seller
+    chunk_rows: int = CHUNK_ROWS
+    log_mlflow: bool = True
+
+
+@dataclass
+class BatchResult:
+    partition: Path
+    summary: dict
+    riskiest: list[dict]  # the RISKIEST highest scores, as score records
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _scored_table(scorer: Scorer, frame: pd.DataFrame, top: int, run_id: str, scored_at: datetime) -> tuple:
+    scored = scorer.score_frame(frame, top=top)
+    table = scorer.table(scored)
+    n = len(scored)
+    table = (table.append_column("run_id", pa.array([run_id] * n, pa.string()))
+             .append_column("model_run_id", pa.array([scorer.ref.run_id] * n, pa.string()))
+             .append_column("scored_at", pa.array([scored_at] * n, pa.timestamp("ms", tz="UTC"))))
+    return scored, table.cast(BATCH_ARROW)
+
+
+def _riskiest(tables: list[pa.Table], n: int) -> list[dict]:
+    if not tables:
+        return []
+    t = pa.concat_tables(tables).sort_by([("risk_score", "descending"), ("seller_id", "ascending")])
+    return t.slice(0, n).to_pylist()
+
+
+def _clean_stale(partition: Path) -> None:
+    """Hidden leftovers of runs killed mid-way (their process is gone): remove them."""
+    for tmp in partition.parent.glob(f".{partition.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not partition.exists():  # killed between the two renames of the swap: put the previous one back
+        olds = sorted(partition.parent.glob(f".{partition.name}.old-*"))
+        if olds:
+            olds[-1].rename(partition)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def prepare(cfg: BatchConfig) -> tuple[Scorer, date, Path, str, list[Path]]:
+    """Everything checked before anything is written: the model, the week, the snapshot."""
+    from features.risk_model import ModelSpecMismatch
+
+    try:
+        scorer = Scorer.load(cfg.model_uri, cfg.models_dir)
+    except (LookupError, ModelSpecMismatch, ValueError) as err:
+        raise BatchError(f"model {cfg.model_uri}: {err}") from None
+    except Exception as err:  # the registry's own "not found" errors (MlflowException)
+        raise BatchError(f"model {cfg.model_uri} cannot be loaded from the registry: {str(err).splitlines()[0]}") from None
+    as_of = cfg.as_of or latest_week(cfg.events, cfg.features_dir)
+    previous = as_of - timedelta(days=scorer.policy.evaluation_every_days)
+    folder, source = locate_snapshot(as_of, previous, cfg.events, cfg.features_dir, Path(cfg.out), scorer.policy)
+    files = check_snapshot(folder, as_of, scorer)
+    if snapshot_rows(files) == 0:
+        raise BatchError(f"the {as_of} snapshot in {folder} holds no active sellers")
+    return scorer, as_of, folder, source, files
+
+
+def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult:
+    """Score and explain every active seller of the week, write the partition whole, summarise, log."""
+    import mlflow
+
+    from features.registry import ensure_experiment, use_store
+
+    t0 = time.perf_counter()
+    scorer, as_of, folder, source, files = prepare(cfg)
+    out = Path(cfg.out)
+    previous = as_of - timedelta(days=scorer.policy.evaluation_every_days)
+    reference = drift_reference(scorer, folder, as_of, out)
+    prev, prev_source = previous_scores(out, previous, folder, scorer, cfg.chunk_rows)
+    timings = {"prepare_s": time.perf_counter() - t0}
+
+    partition = partition_dir(out, as_of)
+    _clean_stale(partition)
+    use_store(cfg.models_dir)
+    run = None
+    if cfg.log_mlflow:
+        run = mlflow.start_run(experiment_id=ensure_experiment(SCORING_EXPERIMENT, cfg.models_dir),
+                               run_name=f"score {as_of}")
+    run_id = run.info.run_id if run else "local"
+    scored_at = datetime.now(timezone.utc).replace(microsecond=0)
+    total = snapshot_rows(files)
+    watched = [n for n in (reference.bins if reference else {}) if n != "risk_score"]
+    try:
+        with replaced_whole(partition, SUMMARY_FILE) as tmp:
+            t1 = time.perf_counter()
+            ids, scores, bands, top_tables = [], [], [], []
+            counts: dict[str, np.ndarray] = {}
+            done = 0
+            for i, frame in enumerate(read_chunks(files, ["seller_id", *scorer.spec.names], as_of, cfg.chunk_rows)):
+                scored, table = _scored_table(scorer, frame, cfg.top, run_id, scored_at)
+                pq.write_table(table, tmp / f"part-{i:05d}.parquet")
+                ids.append(scored.seller_id)
+                scores.append(scored.risk_score)
+                bands.append(scored.risk_band)
+                k = min(RISKIEST, len(scored))
+                top_tables.append(table.take(np.argsort(-scored.risk_score, kind="stable")[:k]))
+                for name in watched:
+                    c = reference.bins[name][0].counts(frame[name])
+                    counts[name] = counts.get(name, 0) + c
+                done += len(scored)
+                if progress:
+                    progress(done, total)
+            timings["score_write_s"] = time.perf_counter() - t1
+            current = pd.DataFrame({"seller_id": np.concatenate(ids), "risk_score": np.concatenate(scores),
+                                    "risk_band": np.concatenate(bands)})
+            if reference is not None:
+                counts["risk_score"] = reference.bins["risk_score"][0].counts(current["risk_score"].to_numpy())
+            summary = summarise(scorer, current, as_of, prev, prev_source, reference, counts)
+            summary.update({"run_id": run_id, "scored_at": scored_at.isoformat(), "snapshot": source,
+                            "partition": str(partition), "files": i + 1 if total else 0,
+                            "seconds": round(time.perf_counter() - t0, 2)})
+            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+            if run:
+                _log_run(summary, cfg)
+        if run:
+            mlflow.end_run()
+    except BaseException:
+        if run:
+            mlflow.end_run(status="KILLED")
+        raise
+    timings["total_s"] = time.perf_counter() - t0
+    return BatchResult(partition, summary, _riskiest(top_tables, RISKIEST), timings)
+
+
+def summarise(scorer: Scorer, current: pd.DataFrame, as_of: date, previous: pd.DataFrame | None, previous_source: str,
+              reference: Reference | None, counts: dict[str, np.ndarray]) -> dict:
+    """The run summary (JSON-ready) from the week's scores, last week's and the drift counts."""
+    policy = scorer.policy
+    p = current["risk_score"].to_numpy()
+    eb = expected_breaches(p, 0.90)
+    cov = capacity_coverage(p, policy.review_capacity)
+    rise = risers(current, previous) if previous is not None else pd.DataFrame()
+    drift = drift_table(reference.bins, counts) if reference is not None else pd.DataFrame()
+    return {
+        "as_of": str(as_of),
+        "model": {"name": scorer.ref.name, "version": scorer.ref.version, "run_id": scorer.ref.run_id},
+        "policy_version": policy.version,
+        "feature_spec_hash": scorer.spec.hash,
+        "sellers_scored": int(len(p)),
+        "bands": band_counts(p, current["risk_band"].to_numpy(), policy).to_dict("records"),
+        "expected_breaches": {"horizon_days": policy.horizon_days, "expected": eb.expected, "std": eb.std,
+                              "interval_level": eb.level, "low": eb.low, "high": eb.high},
+        "review_capacity": {"sellers": cov.capacity, "expected_breaches_in_queue": cov.expected_in_queue,
+                            "share_of_expected_breaches": cov.share_of_expected,
+                            "lowest_score_in_queue": cov.lowest_score_in_queue,
+                            "rule": policy.review_capacity.model_dump(exclude_none=True)},
+        "risers": {"compared_with": previous_source, "sellers": rise.to_dict("records")},
+        "drift": {"reference": reference.source if reference else "none: no training or earlier snapshots found",
+                  "watch": 0.10, "alert": 0.25, "variables": drift.to_dict("records")},
+    }
+
+
+def _log_run(summary: dict, cfg: BatchConfig) -> None:
+    import mlflow
+
+    m = summary["model"]
+    mlflow.set_tags({"as_of": summary["as_of"], "model_version": m["version"], "policy_version": summary["policy_version"],
+                     "feature_spec_hash": summary["feature_spec_hash"]})
+    mlflow.log_params({"as_of": summary["as_of"], "model_uri": cfg.model_uri, "model_name": m["name"],
+                       "model_version": m["version"], "model_run_id": m["run_id"], "snapshot": summary["snapshot"][:490],
+                       "partition": summary["partition"][:490], "chunk_rows": cfg.chunk_rows, "reasons": cfg.top,
+                       "drift_reference": summary["drift"]["reference"][:490]})
+    eb, cap = summary["expected_breaches"], summary["review_capacity"]
+    metrics = {"sellers_scored": summary["sellers_scored"], "expected_breaches": eb["expected"],
+               "expected_breaches_std": eb["std"], "expected_breaches_low": eb["low"], "expected_breaches_high": eb["high"],
+               "capacity_sellers": cap["sellers"], "capacity_expected_breaches": cap["expected_breaches_in_queue"],
+               "capacity_share_of_expected_breaches": cap["share_of_expected_breaches"]}
+    metrics.update({f"band.{b['band']}": b["sellers"] for b in summary["bands"]})
+    metrics.update({f"psi.{d['variable']}": d["psi"] for d in summary["drift"]["variables"]})
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+    mlflow.log_dict(summary, "summary.json")
+
+
+# ------------------------------------------------------------------ reading back
+
+
+def read_record(out: Path | str, as_of: date, seller_id: str) -> dict | None:
+    """One seller's score record from a written partition, shaped like `Scorer.records` output (the
+    HTTP response), so the two can be compared field by field; None when the seller is not there."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(partition_dir(out, as_of), format="parquet")
+    table = dataset.to_table(columns=SCORE_ARROW.names, filter=ds.field("seller_id") == seller_id)
+    if table.num_rows == 0:
+        return None
+    return table.slice(0, 1).to_pylist()[0]
+
+
+def read_scores(out: Path | str, as_of: date, columns: list[str] | None = None) -> pa.Table:
+    """A written week's score rows (all columns by default)."""
+    import pyarrow.dataset as ds
+
+    return ds.dataset(partition_dir(out, as_of), format="parquet").to_table(columns=columns)

@@ -36,6 +36,12 @@ class Feature:
     sql: str
     missing: str = ""  # the sentence when the value is missing; default: "<template's lead>: no data"
 
+    @property
+    def optional(self) -> bool:
+        """Whether a value may be missing, as in training: rates and ratios (an empty window) and
+        features with a sentence for missing; counts and categories are always known."""
+        return self.dtype == "float" or bool(self.missing)
+
     def reason_text(self, value: object) -> str:
         """The reason sentence for a value of this feature."""
         if value is None or value is pd.NA or (isinstance(value, float) and value != value):

@@ -169,6 +169,33 @@ def score(
     print_riskiest(result.riskiest)
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(3000, "--port", min=1, max=65535, help="TCP port."),
+    features_dir: Path = typer.Option(Path("data/features"), "--features", help="Feature snapshots (from `features`); the latest is served."),
+    model: str = typer.Option("models:/seller-risk@champion", "--model", help="Registered model: an alias or a version."),
+    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one per core)."),
+) -> None:
+    """Serve scores with reasons over HTTP (BentoML) until Ctrl-C; /docs has the API."""
+    from features.risk_model import ModelSpecMismatch
+    from serving.console import print_serving
+    from serving.scoring import Scorer, Snapshot
+    from serving.serve import bentoml_command
+
+    try:  # refuse here, with one clear line, what every worker would refuse at start
+        scorer = Scorer.load(model, models)
+        snapshot = Snapshot.load(features_dir, scorer)
+    except (LookupError, FileNotFoundError, ModelSpecMismatch, ValueError) as err:
+        _fail(str(err))
+    command, env = bentoml_command(host, port, scorer, features_dir, models, workers)
+    print_serving(scorer, snapshot, host, port)
+    import os
+
+    os.execve(command[0], command, env)  # Ctrl-C goes straight to BentoML, which stops its workers
+
+
 def _fail(message: str) -> None:
     """Stop with a message a person can act on (exit status 2), not a traceback."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)

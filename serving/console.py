@@ -268,3 +268,20 @@ def print_riskiest(records: list[dict]) -> None:
         reasons = "\n".join(f"{x['rank']}. {x['text']}" for x in r["reasons"])
         table.add_row(r["seller_id"], f"{r['risk_score']:.3f}", r["risk_band"], reasons)
     console.print(table)
+
+
+def print_serving(scorer, snapshot, host: str, port: int) -> None:
+    """What is about to be served, and a request to paste."""
+    import json
+    import shlex
+
+    seller = next(iter(snapshot.index), "S0000000")
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    body = json.dumps({"seller_id": seller, "reasons": 5})
+    console.print(f"Serving [bold]{scorer.ref.name} v{scorer.ref.version}[/] (policy {scorer.policy.version}, "
+                  f"feature spec {scorer.spec.hash}) on {url}; features as of {snapshot.as_of} "
+                  f"for {len(snapshot):,} sellers. Ctrl-C stops it.")
+    console.print(f"API docs: {url}/docs   ready when: curl -sf {url}/readyz")
+    console.print("Try:", soft_wrap=True)
+    console.print(f"  curl -s -X POST {url}/score_seller -H 'Content-Type: application/json' -d {shlex.quote(body)}",
+                  soft_wrap=True, highlight=False)

@@ -1,0 +1,121 @@
+"""The service's front door, as plain ASGI middleware: it refuses what must never reach the model
+(a missing API key, a pickle or any non-JSON body, a body over the size limit) with a 4xx that says
+what is wrong, and writes one structured log line per request (request id, route, status, model
+version, sellers, latency; never feature values)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("seller_risk.requests")
+
+MODEL_VERSION_HEADER = "x-model-version"
+SELLERS_HEADER = "x-sellers-scored"
+REQUEST_ID_HEADER = "x-request-id"
+
+
+class Guard:
+    """Checks every request to `routes` before BentoML reads it, and logs every request to them."""
+
+    def __init__(self, app: ASGIApp, routes: frozenset[str], max_body_bytes: int, api_key: str | None) -> None:
+        self.app, self.routes, self.max_body, self.api_key = app, routes, max_body_bytes, api_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.routes:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        seen: dict[str, Any] = {"status": 500, "model_version": None, "sellers": 0}
+
+        async def send_logged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                out = [(k, v) for k, v in message.get("headers", []) if k.lower() not in
+                       (MODEL_VERSION_HEADER.encode(), SELLERS_HEADER.encode())]
+                for k, v in message.get("headers", []):
+                    if k.lower() == MODEL_VERSION_HEADER.encode():
+                        seen["model_version"] = v.decode()
+                        out.append((k, v))
+                    elif k.lower() == SELLERS_HEADER.encode():
+                        seen["sellers"] = int(v)
+                message["headers"] = [*out, (REQUEST_ID_HEADER.encode(), request_id.encode())]
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope, headers)
+            body = None if refusal else await self._body(receive)
+            if body is None:
+                await _reply(send_logged, *(refusal or (413, f"request body over the limit of {self.max_body:,} "
+                                                              "bytes; send fewer sellers per request")))
+                return
+            await self.app(scope, _replay(body, receive), send_logged)
+        finally:
+            log.info(json.dumps({
+                "event": "request", "request_id": request_id, "method": scope["method"], "route": scope["path"],
+                "status": seen["status"], "model_version": seen["model_version"], "sellers": seen["sellers"],
+                "latency_ms": round(1000 * (time.perf_counter() - started), 3)}))
+
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
+        if self.api_key is not None:
+            given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not given or not hmac.compare_digest(given.encode(), self.api_key.encode()):
+                return 401, "missing or wrong API key: send it in the X-API-Key header"
+        if scope["method"] != "POST":
+            return 405, f"{scope['path']} takes POST with a JSON body"
+        media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if media != "application/json":
+            return 415, f"Content-Type {media!r} is not accepted: send application/json"
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            return 413, f"request body of {length} bytes is over the limit of {self.max_body:,} bytes; " \
+                        "send fewer sellers per request"
+        return None
+
+    async def _body(self, receive: Receive) -> bytes | None:
+        """The whole body, or None once it grows past the limit (chunked uploads have no length)."""
+        chunks, total, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_body:
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the body already read, then waits for the client as usual."""
+    sent = False
+
+    async def inner() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return inner
+
+
+async def _reply(send: Send, status: int, error: str) -> None:
+    body = json.dumps({"error": error}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

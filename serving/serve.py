@@ -1,0 +1,28 @@
+"""How `seller-risk serve` starts BentoML: the command line and the environment that
+`serving.service` reads, with the model pinned to the version resolved at launch so every worker
+loads the same one even if the alias moves meanwhile."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from serving.scoring import Scorer
+
+SERVICE = "serving.service:SellerRisk"
+
+
+def bentoml_command(host: str, port: int, scorer: Scorer, features_dir: Path, models_dir: Path,
+                    workers: int) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) for `bentoml serve` of the scoring service."""
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    env = {**os.environ,
+           "SELLER_RISK_MODEL_URI": scorer.ref.uri,
+           "SELLER_RISK_MODELS_DIR": str(Path(models_dir).resolve()),
+           "SELLER_RISK_FEATURES": str(Path(features_dir).resolve()),
+           "SELLER_RISK_POLICY": scorer.policy.version,
+           "SELLER_RISK_WORKERS": str(workers)}
+    # import the service from this installation, not from whatever `serving/` the current folder holds
+    root = str(Path(__file__).resolve().parent.parent)
+    return [bentoml, "serve", SERVICE, "--working-dir", root, "--host", host, "--port", str(port)], env

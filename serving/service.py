@@ -1,0 +1,185 @@
+"""The BentoML scoring service: how risky is this seller, and why.
+
+At start each worker pins `models:/seller-risk@champion` (or the URI it is given) to a version,
+reads the LightGBM model natively, refuses it if it was trained for another feature spec or
+policy, loads the latest feature snapshot, and only then answers `/readyz`. The endpoints are thin:
+they translate JSON to `serving.scoring.Scorer` calls and back, so a seller gets the same record
+here as from the batch job.
+
+Settings come from the environment (`seller-risk serve` sets them from its options):
+SELLER_RISK_MODEL_URI, SELLER_RISK_MODELS_DIR (the embedded MLflow store; MLFLOW_TRACKING_URI wins),
+SELLER_RISK_FEATURES (a `seller-risk features --out` folder), SELLER_RISK_POLICY (the policy whose
+feature spec shapes the request schema), SELLER_RISK_API_KEY (when set, required on every scoring
+request), SELLER_RISK_MAX_BODY_BYTES, SELLER_RISK_WORKERS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import bentoml
+from pydantic import Field
+from starlette.responses import Response
+
+from features.policy import load_policy
+from features.spec import feature_spec
+from serving.api import MAX_REASONS, MAX_SELLERS, SellerId, request_models
+from serving.guard import MODEL_VERSION_HEADER, SELLERS_HEADER, Guard
+from serving.records import ScoreRecord
+from serving.scoring import DEFAULT_MODEL_URI, Scorer, Snapshot
+
+log = logging.getLogger("seller_risk.service")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the service finds its model and features, and its limits."""
+
+    model_uri: str = DEFAULT_MODEL_URI
+    models_dir: Path = Path("models")
+    features_dir: Path = Path("data/features")
+    policy: str = "walmart-us-2026"
+    api_key: str | None = None
+    max_body_bytes: int = 1 << 20
+    workers: int = 2
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ.get
+        return cls(env("SELLER_RISK_MODEL_URI", cls.model_uri), Path(env("SELLER_RISK_MODELS_DIR", "models")),
+                   Path(env("SELLER_RISK_FEATURES", "data/features")), env("SELLER_RISK_POLICY", cls.policy),
+                   env("SELLER_RISK_API_KEY") or None, int(env("SELLER_RISK_MAX_BODY_BYTES", str(1 << 20))),
+                   int(env("SELLER_RISK_WORKERS", "2")))
+
+
+SETTINGS = Settings.from_env()
+SPEC = feature_spec(load_policy(SETTINGS.policy))  # the request schema is the code's feature spec
+SellerFeatures, SellerRequest = request_models(SPEC)
+Reasons = Annotated[int, Field(ge=0, le=MAX_REASONS, description="How many reasons to give (strongest first).")]
+
+
+@bentoml.service(
+    name="seller_risk",
+    workers=SETTINGS.workers,
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": False}},  # the Guard writes one structured line per request instead
+)
+class SellerRisk:
+    """Seller risk scores with reasons a reviewer can act on."""
+
+    def __init__(self) -> None:
+        _log_to_stdout()
+        started = time.perf_counter()
+        self._ready = False
+        self.scorer = Scorer.load(SETTINGS.model_uri, SETTINGS.models_dir, threads=1)
+        if self.scorer.spec.hash != SPEC.hash:
+            raise RuntimeError(f"the request schema was built for feature spec {SPEC.hash}, the model needs "
+                               f"{self.scorer.spec.hash}: set SELLER_RISK_POLICY to {self.scorer.policy.version}")
+        self.snapshot = Snapshot.load(SETTINGS.features_dir, self.scorer)
+        self.levels = {n: sorted(codes) for n, codes in self.scorer.model.category_codes.items()}
+        self._ready = True
+        log.info(json.dumps({"event": "ready", "model": self.scorer.ref.uri, "model_uri": SETTINGS.model_uri,
+                             "feature_spec_hash": SPEC.hash, "policy_version": self.scorer.policy.version,
+                             "snapshot_as_of": str(self.snapshot.as_of), "snapshot_sellers": len(self.snapshot),
+                             "load_s": round(time.perf_counter() - started, 3)}))
+
+    @bentoml.on_deployment
+    def refuse_a_mismatch() -> None:
+        """Once, before any worker starts: a model or snapshot that every worker would refuse stops
+        `bentoml serve` with one clear message, instead of workers failing and restarting forever."""
+        _log_to_stdout()
+        scorer = Scorer.load(SETTINGS.model_uri, SETTINGS.models_dir)
+        if scorer.spec.hash != SPEC.hash:
+            raise RuntimeError(f"the request schema was built for feature spec {SPEC.hash}, the model needs "
+                               f"{scorer.spec.hash}: set SELLER_RISK_POLICY to {scorer.policy.version}")
+        Snapshot.load(SETTINGS.features_dir, scorer)
+
+    def __is_ready__(self) -> bool:
+        return self._ready
+
+    @bentoml.api(route="/score")
+    def score(
+        self,
+        sellers: Annotated[list[SellerRequest], Field(min_length=1, max_length=MAX_SELLERS,  # type: ignore[valid-type]
+                                                      description=f"1 to {MAX_SELLERS} sellers with their features.")],
+        reasons: Reasons = 5,
+        lowering_reasons: Reasons = 0,
+    ) -> list[ScoreRecord]:
+        """Score sellers from features the caller sends (missing optional features count as missing)."""
+        features = [s.features.model_dump(exclude_none=True) for s in sellers]
+        for i, f in enumerate(features):
+            bad = self._unknown_level(f)
+            if bad:
+                return _error(422, f"sellers[{i}].features.{bad}")
+        scored = self.scorer.score_sellers([s.seller_id for s in sellers], features, [s.as_of for s in sellers],
+                                           reasons, lowering_reasons)
+        return self._reply(self.scorer.records(scored))
+
+    @bentoml.api(route="/score_seller")
+    def score_seller(self, seller_id: SellerId, reasons: Reasons = 5, lowering_reasons: Reasons = 0) -> ScoreRecord:
+        """Score one seller from the latest feature snapshot."""
+        if seller_id not in self.snapshot.index:
+            return _error(404, f"seller_id {seller_id!r} is not in the feature snapshot of {self.snapshot.as_of} "
+                               f"({len(self.snapshot):,} active sellers)")
+        scored = self.scorer.score_ids(self.snapshot, [seller_id], reasons, lowering_reasons)
+        return self._reply(self.scorer.records(scored)[0], sellers=1)
+
+    def _unknown_level(self, features: dict) -> str | None:
+        for name, levels in self.levels.items():
+            value = features.get(name)
+            if value is not None and value not in self.scorer.model.category_codes[name]:
+                return f"{name}: {value!r} is not a level the model knows (one of: {', '.join(levels)})"
+        return None
+
+    def _reply(self, payload: dict | list, sellers: int | None = None) -> Response:
+        n = sellers if sellers is not None else len(payload)
+        return Response(json.dumps(payload, default=_json_default), media_type="application/json",
+                        headers={MODEL_VERSION_HEADER: self.scorer.ref.version, SELLERS_HEADER: str(n)})
+
+
+SellerRisk.add_asgi_middleware(Guard, routes=frozenset({"/score", "/score_seller"}),
+                               max_body_bytes=SETTINGS.max_body_bytes, api_key=SETTINGS.api_key)
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(json.dumps({"error": message}), status_code=status, media_type="application/json",
+                    headers={SELLERS_HEADER: "0"})
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class _NoRequestValues(logging.Filter):
+    """BentoML logs a refused request's validation error with the values sent; a 4xx is already
+    answered and logged by the Guard, so those records are dropped (real errors still pass)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pydantic import ValidationError
+
+        return not (record.exc_info and isinstance(record.exc_info[1], ValidationError))
+
+
+def _log_to_stdout() -> None:
+    """Structured lines (one JSON object each) on stdout, for the service's and the Guard's loggers."""
+    bentoml_errors = logging.getLogger("bentoml._internal.server.http_app")
+    if not any(isinstance(f, _NoRequestValues) for f in bentoml_errors.filters):
+        bentoml_errors.addFilter(_NoRequestValues())
+    for name in ("seller_risk.service", "seller_risk.requests"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False

@@ -5,6 +5,7 @@ on the same snapshot): the same model inputs (`RiskModel.matrix`), the same Tree
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.explain import Reasons, ValuesAt, explain, frame_values, record_values, top_reasons
+from features.explain import Reasons, ValuesAt, display_value, explain, frame_values, record_values, top_reasons
 from features.policy import Policy, load_policy
 from features.registry import CHAMPION, MODEL_NAME, ModelRef, load_risk_model, use_store
 from features.risk_model import ModelSpecMismatch, RiskModel
@@ -98,6 +99,12 @@ class Scorer:
         return self.score_matrix(self.model.matrix_from_records(features), record_values(features, self.spec),
                                  seller_id, as_of, top, lowering)
 
+    def score_ids(self, snapshot: Snapshot, seller_ids: Sequence[str], top: int = 5, lowering: int = 0) -> Scored:
+        """Score sellers of an in-memory snapshot by id (KeyError names the first unknown id)."""
+        rows = np.array([snapshot.index[s] for s in seller_ids], dtype=np.int64)
+        return self.score_matrix(snapshot.X[rows], snapshot.values_at(self.spec, rows), seller_ids,
+                                 [snapshot.as_of] * len(rows), top, lowering)
+
     # ------------------------------------------------------------------ the record, two ways
 
     def _common(self) -> dict[str, str]:
@@ -130,6 +137,53 @@ class Scorer:
             "lowering_reasons": _reason_list_array(scored.lowering_reasons, n, self.spec.categorical),
         }
         return pa.table([columns[name] for name in SCORE_ARROW.names], schema=SCORE_ARROW)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A feature snapshot held in memory as model inputs, so any of its sellers can be scored by
+    id without touching pandas per request (the HTTP service's look-ups)."""
+
+    path: Path
+    as_of: date | None
+    spec_hash: str
+    index: dict[str, int]  # seller_id -> row
+    X: np.ndarray  # RiskModel.matrix of every row
+    labels: dict[str, np.ndarray]  # categorical features' own labels, for the reasons' words
+
+    @classmethod
+    def load(cls, folder: Path | str, scorer: Scorer) -> Snapshot:
+        """The latest snapshot of a features folder (`seller-risk features --out`), refused if it
+        was built for another feature spec than the scorer's."""
+        folder = Path(folder)
+        latest, spec_file = folder / "latest.parquet", folder / "feature_spec.json"
+        if not latest.exists() or not spec_file.exists():
+            raise FileNotFoundError(f"no feature snapshot in {folder}: expected latest.parquet and feature_spec.json "
+                                    "(run `seller-risk features` first)")
+        built_for = json.loads(spec_file.read_text()).get("hash")
+        if built_for != scorer.spec.hash:
+            raise ModelSpecMismatch(f"the snapshot in {folder} was built for feature spec {built_for}, "
+                                    f"the model for {scorer.spec.hash}; rebuild the features")
+        frame = pd.read_parquet(latest)
+        dates = frame["as_of"].dropna().unique() if "as_of" in frame.columns else []
+        ids = frame["seller_id"].astype(str).to_numpy()
+        return cls(folder, _as_date(dates[0]) if len(dates) else None, built_for,
+                   {sid: i for i, sid in enumerate(ids)}, scorer.model.matrix(frame),
+                   {n: frame[n].to_numpy(dtype=object) for n in scorer.spec.categorical})
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def values_at(self, spec: FeatureSpec, rows: np.ndarray) -> ValuesAt:
+        """Display values of the sellers at `rows`, read from the model inputs (numbers exactly as
+        the snapshot holds them, as floats) and the categorical labels."""
+        def at(pos: np.ndarray, cols: np.ndarray) -> list:
+            out = []
+            for i, j in zip(rows[pos], cols):
+                name = spec.names[j]
+                out.append(display_value(self.labels[name][i]) if name in self.labels else display_value(self.X[i, j]))
+            return out
+        return at
 
 
 def _as_date(value: object) -> date | None:

@@ -36,6 +36,9 @@ class ScoreRecord(BaseModel):
     risk_score: float = Field(description="Calibrated probability that the seller misses a standard within the horizon.")
     risk_band: str = Field(description="The policy's band for the score (low, watch, high, critical).")
     band_meaning: str = Field(description="What the band asks of a reviewer.")
+    base_log_odds: float = Field(
+        description="Calibrated log-odds of the average seller; plus every feature's contribution it gives "
+                    "the log-odds of risk_score.")
     model_name: str
     model_version: str
     policy_version: str
@@ -53,7 +56,7 @@ REASON_ARROW = pa.struct([
 
 SCORE_ARROW = pa.schema([
     ("seller_id", pa.string()), ("as_of", pa.date32()), ("risk_score", pa.float64()),
-    ("risk_band", pa.string()), ("band_meaning", pa.string()), ("model_name", pa.string()),
+    ("risk_band", pa.string()), ("band_meaning", pa.string()), ("base_log_odds", pa.float64()), ("model_name", pa.string()),
     ("model_version", pa.string()), ("policy_version", pa.string()), ("feature_spec_hash", pa.string()),
     ("reasons", pa.list_(REASON_ARROW)), ("lowering_reasons", pa.list_(REASON_ARROW)),
 ])

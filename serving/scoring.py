@@ -34,6 +34,7 @@ class Scored:
     risk_score: np.ndarray
     risk_band: np.ndarray
     band_meaning: np.ndarray
+    base_log_odds: float
     reasons: Reasons  # the strongest raising reasons, column-wise
     lowering_reasons: Reasons
 
@@ -83,7 +84,7 @@ class Scorer:
         up = top_reasons(ex, values_at, self.spec, top, "raises")
         down = top_reasons(ex, values_at, self.spec, lowering, "lowers")
         return Scored(np.asarray(seller_id, dtype=object), np.asarray(as_of, dtype=object),
-                      ex.score, band, meaning, up, down)
+                      ex.score, band, meaning, ex.base, up, down)
 
     def score_frame(self, frame: pd.DataFrame, top: int = 5, lowering: int = 0) -> Scored:
         """Score a snapshot (rows with seller_id, as_of and the spec's feature columns)."""
@@ -119,7 +120,7 @@ class Scorer:
         down = _reason_lists(scored.lowering_reasons, len(scored), cat)
         return [{"seller_id": str(scored.seller_id[i]), "as_of": scored.as_of[i],
                  "risk_score": float(scored.risk_score[i]), "risk_band": str(scored.risk_band[i]),
-                 "band_meaning": str(scored.band_meaning[i]), **common,
+                 "band_meaning": str(scored.band_meaning[i]), "base_log_odds": scored.base_log_odds, **common,
                  "reasons": up[i], "lowering_reasons": down[i]} for i in range(len(scored))]
 
     def table(self, scored: Scored) -> pa.Table:
@@ -132,6 +133,7 @@ class Scorer:
             "risk_score": pa.array(scored.risk_score, pa.float64()),
             "risk_band": pa.array(scored.risk_band, pa.string()),
             "band_meaning": pa.array(scored.band_meaning, pa.string()),
+            "base_log_odds": pa.array(np.full(n, scored.base_log_odds), pa.float64()),
             **common,
             "reasons": _reason_list_array(scored.reasons, n, self.spec.categorical),
             "lowering_reasons": _reason_list_array(scored.lowering_reasons, n, self.spec.categorical),

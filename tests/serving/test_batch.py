@@ -1,0 +1,276 @@
+"""The weekly batch job as its users rely on it: one partition per week, replaced whole on a re-run,
+left intact by a killed run, the same records the service gives, and a summary whose figures add up."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from features.policy import ReviewCapacity
+from serving.batch import BATCH_ARROW, SUMMARY_FILE, partition_dir, read_record, read_scores
+from serving.cli import app
+from serving.summary import (Bins, capacity_coverage, expected_breaches, psi, psi_level, reference_bins, risers)
+
+CLI = str(Path(sys.executable).with_name("seller-risk"))
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def models_dir(trained) -> Path:
+    return Path(trained.tracking_uri.removeprefix("sqlite:///")).parent
+
+
+@pytest.fixture(scope="module")
+def model_uri(trained) -> str:
+    return f"models:/seller-risk/{trained.version}"
+
+
+@pytest.fixture(scope="module")
+def latest(feature_dir: Path) -> date:
+    return date.fromisoformat(json.loads((feature_dir / "_snapshots.json").read_text())["as_of_dates"][-1])
+
+
+def score(out: Path, feature_dir: Path, events: Path | None, models_dir: Path, model_uri: str, *extra: str):
+    args = ["score", "--out", str(out), "--features", str(feature_dir), "--models", str(models_dir),
+            "--model", model_uri, *extra]
+    if events is not None:
+        args += ["--events", str(events)]
+    return CliRunner().invoke(app, args, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, feature_dir, marketplace, models_dir, model_uri):
+    """The latest week scored once with the CLI (no --as-of: the latest complete week)."""
+    out = tmp_path_factory.mktemp("scores") / "scores"
+    res = score(out, feature_dir, marketplace[0], models_dir, model_uri)
+    assert res.exit_code == 0, res.output
+    return out, res
+
+
+def content(partition: Path) -> dict[str, str]:
+    """Every file of a partition by name, with a digest of its bytes."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(partition.iterdir())}
+
+
+def rows_without_run(partition: Path) -> pd.DataFrame:
+    t = pa.concat_tables([pq.read_table(f) for f in sorted(partition.glob("part-*.parquet"))])
+    df = t.drop(["run_id", "scored_at"]).to_pandas()
+    df["reasons"] = df["reasons"].map(lambda r: json.dumps(list(r), default=str))
+    df["lowering_reasons"] = df["lowering_reasons"].map(lambda r: json.dumps(list(r), default=str))
+    return df.sort_values("seller_id").reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ the partition
+
+
+def test_scores_every_active_seller_into_one_partition(first_run, feature_dir, latest, trained) -> None:
+    out, res = first_run
+    part = partition_dir(out, latest)
+    summary = json.loads((part / SUMMARY_FILE).read_text())
+    table = read_scores(out, latest)
+    snapshot = pq.read_table(feature_dir / "snapshots" / f"as_of={latest}").num_rows
+    assert table.schema.equals(BATCH_ARROW)
+    assert table.num_rows == snapshot == summary["sellers_scored"]
+    assert len(set(table.column("seller_id").to_pylist())) == snapshot
+    df = table.select(["as_of", "model_version", "policy_version", "run_id", "model_run_id"]).to_pandas()
+    assert (df["as_of"] == latest).all()
+    assert (df["model_version"] == trained.version).all() and (df["model_run_id"] == trained.run_id).all()
+    assert (df["policy_version"] == "walmart-us-2026").all() and (df["run_id"] == summary["run_id"]).all()
+    assert all(len(r) >= 1 for r in table.column("reasons").to_pylist()[:50])
+    # printed: the summary table and the ten riskiest sellers with their reasons
+    assert "expected breaches within 28 days" in res.output and "The 10 riskiest sellers" in res.output
+    riskiest = table.sort_by([("risk_score", "descending")]).column("seller_id").to_pylist()[0]
+    assert riskiest in res.output
+
+
+def test_rerun_replaces_the_partition_whole(first_run, feature_dir, marketplace, models_dir, model_uri, latest) -> None:
+    out, _ = first_run
+    part = partition_dir(out, latest)
+    before = rows_without_run(part)
+    run_before = json.loads((part / SUMMARY_FILE).read_text())["run_id"]
+    res = score(out, feature_dir, marketplace[0], models_dir, model_uri, "--as-of", str(latest))
+    assert res.exit_code == 0, res.output
+    after = rows_without_run(part)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("as_of=")) == [part.name]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    pd.testing.assert_frame_equal(before, after)  # same content, no duplicates
+    assert after["seller_id"].is_unique
+    run_after = read_scores(out, latest, ["run_id"]).column("run_id").unique().to_pylist()
+    assert run_after == [json.loads((part / SUMMARY_FILE).read_text())["run_id"]] and run_after != [run_before]
+
+
+def test_a_batch_record_equals_the_scorers(first_run, feature_dir, models_dir, model_uri, latest) -> None:
+    from features.snapshots import read_snapshots
+    from serving.scoring import Scorer
+
+    out, _ = first_run
+    scorer = Scorer.load(model_uri, models_dir)
+    frame = read_snapshots(feature_dir, latest)
+    # DuckDB hands the date over as a pandas Timestamp, which Scorer passes through as it is (a
+    # Timestamp is a date); the record's as_of is a date, as the service's snapshot gives it
+    frame["as_of"] = latest
+    scores = read_scores(out, latest, ["seller_id", "risk_score"]).to_pandas().sort_values("risk_score")
+    picks = [scores["seller_id"].iloc[0], scores["seller_id"].iloc[len(scores) // 2], scores["seller_id"].iloc[-1]]
+    expected = scorer.records(scorer.score_frame(frame[frame["seller_id"].isin(picks)]))
+    for rec in expected:
+        assert read_record(out, latest, rec["seller_id"]) == rec  # bit for bit, reasons and all
+    assert read_record(out, latest, "no-such-seller") is None
+
+
+# ------------------------------------------------------------------ the summary
+
+
+def test_summary_figures_add_up(first_run, latest, policy) -> None:
+    out, _ = first_run
+    s = json.loads((partition_dir(out, latest) / SUMMARY_FILE).read_text())
+    p = read_scores(out, latest, ["risk_score"]).column("risk_score").to_numpy()
+    eb = s["expected_breaches"]
+    assert eb["expected"] == pytest.approx(p.sum(), rel=1e-12)
+    assert eb["std"] == pytest.approx(np.sqrt((p * (1 - p)).sum()), rel=1e-12)
+    assert eb["low"] < eb["expected"] < eb["high"] and eb["interval_level"] == 0.90
+    assert [b["band"] for b in s["bands"]] == [b.name for b in policy.risk_bands]
+    assert sum(b["sellers"] for b in s["bands"]) == s["sellers_scored"] == len(p)
+    assert sum(b["expected_breaches"] for b in s["bands"]) == pytest.approx(p.sum())
+    cap = s["review_capacity"]
+    assert cap["sellers"] == int(np.ceil(0.03 * len(p)))
+    assert cap["expected_breaches_in_queue"] == pytest.approx(np.sort(p)[-cap["sellers"]:].sum())
+    assert s["risers"]["sellers"] and "snapshot scored now" in s["risers"]["compared_with"]
+    assert s["drift"]["reference"].startswith("training weeks")
+    assert s["drift"]["variables"][0]["variable"] == "risk_score" and len(s["drift"]["variables"]) == 11
+
+
+def test_expected_breaches_and_its_interval() -> None:
+    p = np.array([0.1, 0.5, 0.9, 0.2])
+    eb = expected_breaches(p, 0.95)
+    assert eb.expected == pytest.approx(1.7)
+    assert eb.std == pytest.approx(np.sqrt(0.09 + 0.25 + 0.09 + 0.16))
+    assert eb.high - eb.expected == pytest.approx(1.959964 * eb.std, rel=1e-6)
+    assert expected_breaches(np.zeros(3)).low == 0.0
+
+
+def test_capacity_coverage() -> None:
+    p = np.array([0.9, 0.1, 0.5, 0.05, 0.3])
+    cov = capacity_coverage(p, ReviewCapacity(sellers_per_week=2))
+    assert (cov.capacity, cov.expected_in_queue, cov.lowest_score_in_queue) == (2, pytest.approx(1.4), 0.5)
+    assert cov.share_of_expected == pytest.approx(1.4 / 1.85)
+    assert capacity_coverage(p, ReviewCapacity(share_of_active_sellers=0.03)).capacity == 1
+
+
+def test_risers_are_the_largest_increases() -> None:
+    now = pd.DataFrame({"seller_id": ["a", "b", "c", "d"], "risk_score": [0.5, 0.2, 0.9, 0.3],
+                        "risk_band": ["critical", "watch", "critical", "high"]})
+    before = pd.DataFrame({"seller_id": ["a", "b", "c"], "risk_score": [0.1, 0.3, 0.6], "risk_band": ["watch"] * 3})
+    r = risers(now, before, n=5)
+    assert r["seller_id"].tolist() == ["a", "c"]  # b fell, d is new
+    assert r["change"].tolist() == pytest.approx([0.4, 0.3])
+
+
+def test_psi() -> None:
+    assert psi(np.array([10, 20, 30]), np.array([1, 2, 3])) == pytest.approx(0.0)
+    e, a = np.array([50, 50]), np.array([80, 20])
+    assert psi(e, a) == pytest.approx((0.8 - 0.5) * np.log(0.8 / 0.5) + (0.2 - 0.5) * np.log(0.2 / 0.5))
+    assert (psi_level(0.05), psi_level(0.1), psi_level(0.3)) == ("stable", "watch", "alert")
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=20_000)
+    bins = reference_bins("x", ref)
+    assert psi(bins.counts(ref), bins.counts(rng.normal(size=20_000))) < 0.01
+    assert psi(bins.counts(ref), bins.counts(rng.normal(0.5, 1, size=20_000))) > 0.1
+    cats = Bins("c", "category", levels=("a", "b"))
+    assert cats.counts(pd.Series(["a", "b", "z", None, "a"])).tolist() == [2, 1, 1, 1]
+
+
+# ------------------------------------------------------------------ refusals
+
+
+def _copy_features(feature_dir: Path, dest: Path, as_of: date, change) -> Path:
+    """A copy of the features folder whose as-of partition went through `change` (a table -> table)."""
+    shutil.copytree(feature_dir, dest)
+    for f in (dest / "snapshots" / f"as_of={as_of}").glob("*.parquet"):
+        pq.write_table(change(pq.read_table(f)), f)
+    return dest
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda t: t.drop(["orders_30d"]), "lacks feature column(s) of spec"),
+    (lambda t: t.append_column("loyalty_points", pa.array(np.zeros(t.num_rows))), "does not define: loyalty_points"),
+], ids=["missing-column", "extra-column"])
+def test_a_snapshot_that_does_not_match_the_spec_is_refused(change, words, tmp_path, feature_dir, models_dir,
+                                                           model_uri, latest) -> None:
+    features = _copy_features(feature_dir, tmp_path / "features", latest, change)
+    out = tmp_path / "scores"
+    res = score(out, features, None, models_dir, model_uri)
+    assert res.exit_code == 2
+    assert words in res.stderr and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_a_model_for_another_feature_spec_is_refused(tmp_path, first_run, trained, feature_dir, marketplace,
+                                                     models_dir, latest) -> None:
+    import mlflow
+
+    from features.registry import use_store
+
+    use_store(models_dir)
+    meta = {**trained.model.metadata(), "feature_spec_hash": "0123456789abcdef"}
+    with mlflow.start_run():
+        info = mlflow.lightgbm.log_model(trained.model.booster, name="model", metadata=meta,
+                                         registered_model_name="seller-risk-other-spec")
+    out, _ = first_run
+    before = content(partition_dir(out, latest))
+    res = score(out, feature_dir, marketplace[0], models_dir, f"models:/seller-risk-other-spec/{info.registered_model_version}")
+    assert res.exit_code == 2
+    assert "0123456789abcdef" in res.stderr and "feature spec" in res.stderr and "Traceback" not in res.output
+    assert content(partition_dir(out, latest)) == before  # nothing written
+    unknown = score(tmp_path / "scores", feature_dir, None, models_dir, "models:/seller-risk@nobody")
+    assert unknown.exit_code == 2 and "nobody" in unknown.stderr and not (tmp_path / "scores").exists()
+
+
+# ------------------------------------------------------------------ interruption
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_an_interrupted_run_leaves_the_previous_partition_intact(sig, first_run, feature_dir, marketplace,
+                                                                 models_dir, model_uri, latest, tmp_path) -> None:
+    out, _ = first_run
+    part = partition_dir(out, latest)
+    before = content(part)
+    cmd = [CLI, "score", "--out", str(out), "--features", str(feature_dir), "--events", str(marketplace[0]),
+           "--models", str(models_dir), "--model", model_uri, "--chunk-rows", "10"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "COLUMNS": "160"})
+    deadline = time.monotonic() + 120
+    tmp = out / f".{part.name}.tmp-{proc.pid}"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(tmp.glob("part-*.parquet"))) >= 3:  # mid-way through writing the new partition
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.stderr.read()!r}"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert content(part) == before  # the previous partition, byte for byte
+    assert read_scores(out, latest).num_rows == json.loads((part / SUMMARY_FILE).read_text())["sellers_scored"]
+    if sig == signal.SIGINT:
+        assert not tmp.exists()  # cleaned up on the way out
+    # the next run clears whatever a killed one left behind
+    from serving.batch import _clean_stale
+
+    _clean_stale(part)
+    assert not tmp.exists()

@@ -14,7 +14,6 @@ from features.spec import Feature, FeatureSpec
 MAX_SELLERS = 100
 """Sellers per /score request at most; larger batches belong to the weekly batch job."""
 
-MAX_REASONS = 20
 SellerId = Annotated[str, Field(min_length=1, max_length=128, description="Marketplace seller account id.")]
 
 

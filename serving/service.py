@@ -31,7 +31,7 @@ from starlette.responses import Response
 
 from features.policy import load_policy
 from features.spec import feature_spec
-from serving.api import MAX_REASONS, MAX_SELLERS, SellerId, request_models
+from serving.api import MAX_SELLERS, SellerId, request_models
 from serving.guard import MODEL_VERSION_HEADER, SELLERS_HEADER, Guard
 from serving.records import ScoreRecord
 from serving.scoring import DEFAULT_MODEL_URI, Scorer, Snapshot
@@ -63,7 +63,8 @@ class Settings:
 SETTINGS = Settings.from_env()
 SPEC = feature_spec(load_policy(SETTINGS.policy))  # the request schema is the code's feature spec
 SellerFeatures, SellerRequest = request_models(SPEC)
-Reasons = Annotated[int, Field(ge=0, le=MAX_REASONS, description="How many reasons to give (strongest first).")]
+Reasons = Annotated[int, Field(ge=0, le=len(SPEC.features),
+                               description="How many reasons to give each way (strongest first; all: the number of features).")]
 
 
 @bentoml.service(

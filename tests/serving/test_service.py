@@ -1,0 +1,357 @@
+"""The scoring service as callers meet it: a real `bentoml serve` process on a loopback port, with
+the model trained by the session fixture, asked over HTTP. Scores must equal the in-process ones
+bit for bit, reasons must add up, and every kind of bad input must get a 4xx that names the field."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from serving.api import MAX_SELLERS
+from serving.scoring import Scorer
+from training.train import TrainResult
+
+BIN = Path(sys.executable).parent
+API_KEY = "test-key-9f2c"
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(trained: TrainResult, feature_dir: Path, model_uri: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SELLER_RISK_")}
+    return {**env, "MLFLOW_TRACKING_URI": trained.tracking_uri, "SELLER_RISK_MODEL_URI": model_uri,
+            "SELLER_RISK_FEATURES": str(feature_dir), "SELLER_RISK_WORKERS": "1", **extra}
+
+
+def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.Popen([str(BIN / "bentoml"), "serve", "serving.service:SellerRisk", "--working-dir", str(root),
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
+    ready_at: float
+    first_ready_log_line: int  # index of the "ready" event among the log's JSON lines, when /readyz first said 200
+
+    def post(self, route: str, body: object = None, *, key: str | None = API_KEY, data: bytes | None = None,
+             headers: dict[str, str] | None = None) -> requests.Response:
+        h = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {}), **(headers or {})}
+        return requests.post(self.url + route, data=data if data is not None else json.dumps(body), headers=h, timeout=30)
+
+    def events(self) -> list[dict]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+
+@pytest.fixture(scope="module")
+def server(trained: TrainResult, feature_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("service") / "serve.log"
+    env = _env(trained, feature_dir, f"models:/seller-risk/{trained.version}", SELLER_RISK_API_KEY=API_KEY)
+    proc = _serve(env, port, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline, early = time.time() + 120, []
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited:\n{log.read_text()[-3000:]}")
+            try:
+                r = requests.get(url + "/readyz", timeout=2)
+                early.append(r.status_code)
+                if r.status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):  # bound, but no worker answers yet
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"not ready in 120 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        ready_at = time.time()
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        ready_lines = [i for i, e in enumerate(lines) if e.get("event") == "ready"]
+        assert set(early) <= {200, 503}, early
+        yield Server(url, log, ready_at, ready_lines[0] if ready_lines else -1)
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def latest(feature_dir: Path) -> pd.DataFrame:
+    return pd.read_parquet(feature_dir / "latest.parquet")
+
+
+@pytest.fixture(scope="module")
+def scorer(trained: TrainResult) -> Scorer:
+    from features.policy import load_policy
+    from features.registry import ModelRef
+    from features.spec import feature_spec
+
+    policy = load_policy(trained.model.policy_version)
+    return Scorer(trained.model, ModelRef("seller-risk", trained.version, trained.run_id), feature_spec(policy), policy)
+
+
+def _features(latest: pd.DataFrame, scorer: Scorer, i: int) -> dict:
+    """A snapshot row as a caller would send it: JSON values, missing ones left out."""
+    row = latest.iloc[i]
+    out = {}
+    for name in scorer.spec.names:
+        v = row[name]
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        out[name] = v.item() if hasattr(v, "item") else v
+    return out
+
+
+# ---------------------------------------------------------------------------- start and answers
+
+
+def test_ready_only_after_the_model_and_snapshot_are_loaded(server: Server) -> None:
+    assert server.first_ready_log_line >= 0, "the worker logged no 'ready' event before /readyz said 200"
+    ready = server.events()[server.first_ready_log_line]
+    assert ready["model"].startswith("models:/seller-risk/") and ready["snapshot_sellers"] > 0
+    assert ready["feature_spec_hash"] == "3d5f055f918b5899"
+
+
+def test_a_snapshot_seller_scores_over_http_exactly_as_in_process(server: Server, scorer: Scorer,
+                                                                 latest: pd.DataFrame) -> None:
+    local = scorer.records(scorer.score_frame(latest, top=5, lowering=3))
+    picks = list(np.argsort([-r["risk_score"] for r in local], kind="stable")[:5]) + [0, len(local) - 1]
+    for i in picks:
+        r = server.post("/score_seller", {"seller_id": latest["seller_id"].iloc[i], "reasons": 5, "lowering_reasons": 3})
+        assert r.status_code == 200, r.text
+        expected = json.loads(json.dumps(local[i], default=str))
+        assert r.json() == expected  # floats survive JSON exactly: bit for bit
+        assert r.headers["x-model-version"] == scorer.ref.version and r.headers["x-request-id"]
+
+
+def test_sent_features_score_like_the_snapshot_and_reasons_add_up(server: Server, scorer: Scorer,
+                                                                  latest: pd.DataFrame) -> None:
+    rows = [0, 1, 2, 3]
+    body = {"sellers": [{"seller_id": latest["seller_id"].iloc[i], "features": _features(latest, scorer, i)} for i in rows],
+            "reasons": 81, "lowering_reasons": 81}
+    r = server.post("/score", body)
+    assert r.status_code == 200, r.text
+    local = scorer.records(scorer.score_frame(latest.iloc[rows], top=81, lowering=81))
+    for got, want in zip(r.json(), local):
+        assert got["as_of"] is None
+        assert got["risk_score"] == want["risk_score"] and got["reasons"] == want["reasons"]
+        # every non-zero contribution is a reason one way or the other: with the base they give the score
+        logit = got["base_log_odds"] + sum(x["contribution"] for x in got["reasons"] + got["lowering_reasons"])
+        assert 1 / (1 + math.exp(-logit)) == pytest.approx(got["risk_score"], rel=1e-12)
+        ranks = [x["rank"] for x in got["reasons"]]
+        assert ranks == list(range(1, len(ranks) + 1))
+
+
+def test_missing_optional_features_are_missing_values(server: Server, scorer: Scorer, latest: pd.DataFrame) -> None:
+    features = _features(latest, scorer, 5)
+    optional = [n for n in scorer.spec.names if scorer.spec[n].optional and n in features]
+    trimmed = {k: v for k, v in features.items() if k not in optional[:10]}
+    r = server.post("/score", {"sellers": [{"seller_id": "x", "features": trimmed}]})
+    assert r.status_code == 200, r.text
+    frame = latest.iloc[[5]].copy()
+    frame[optional[:10]] = np.nan
+    assert r.json()[0]["risk_score"] == scorer.records(scorer.score_frame(frame))[0]["risk_score"]
+
+
+def test_one_structured_log_line_per_request_without_feature_values(server: Server, scorer: Scorer,
+                                                                   latest: pd.DataFrame) -> None:
+    features = _features(latest, scorer, 7)
+    features["gmv_30d"] = 98765.4321  # a value that must not reach the log
+    r = server.post("/score", {"sellers": [{"seller_id": "S-log-check", "features": features}]},
+                    headers={"X-Request-ID": "req-log-check"})
+    assert r.status_code == 200
+    time.sleep(0.5)
+    mine = [e for e in server.events() if e.get("request_id") == "req-log-check"]
+    assert len(mine) == 1
+    assert mine[0]["route"] == "/score" and mine[0]["status"] == 200 and mine[0]["sellers"] == 1
+    assert mine[0]["model_version"] == scorer.ref.version and mine[0]["latency_ms"] > 0
+    assert "98765" not in server.log.read_text()
+
+
+# ---------------------------------------------------------------------------- hard to misuse
+
+
+def _one(latest: pd.DataFrame, scorer: Scorer, **change: object) -> dict:
+    features = _features(latest, scorer, 0)
+    for k, v in change.items():
+        if v is _DROP:
+            features.pop(k, None)
+        else:
+            features[k] = v
+    return {"sellers": [{"seller_id": "S1", "features": features}]}
+
+
+_DROP = object()
+
+
+def _raw(body: dict) -> bytes:
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize("case, status, names", [
+    ("unknown feature", 400, "late_rate_30d"),
+    ("wrong type", 400, "on_time_delivery_rate_30d"),
+    ("NaN", 400, "cancellation_rate_30d"),
+    ("Infinity", 400, "refund_rate_30d"),
+    ("fractional count", 400, "orders_7d"),
+    ("negative count", 400, "orders_30d"),
+    ("missing required", 400, "region"),
+    ("unknown category", 422, "category"),
+    ("empty list", 400, "sellers"),
+    ("too many sellers", 400, "sellers"),
+    ("misspelt top-level field", 400, "seller"),
+    ("too many reasons", 400, "reasons"),
+    ("not JSON", 400, "JSON"),
+])
+def test_bad_input_is_a_4xx_naming_the_field(server: Server, scorer: Scorer, latest: pd.DataFrame,
+                                             case: str, status: int, names: str) -> None:
+    ok = _one(latest, scorer)
+    bodies: dict[str, bytes] = {
+        "unknown feature": _raw(_one(latest, scorer, late_rate_30d=0.1)),
+        "wrong type": _raw(_one(latest, scorer, on_time_delivery_rate_30d="0.93")),
+        "NaN": _raw(_one(latest, scorer, cancellation_rate_30d=0.01)).replace(
+            b'"cancellation_rate_30d": 0.01', b'"cancellation_rate_30d": NaN'),
+        "Infinity": _raw(_one(latest, scorer, refund_rate_30d=0.01)).replace(
+            b'"refund_rate_30d": 0.01', b'"refund_rate_30d": Infinity'),
+        "fractional count": _raw(_one(latest, scorer, orders_7d=3.5)),
+        "negative count": _raw(_one(latest, scorer, orders_30d=-4)),
+        "missing required": _raw(_one(latest, scorer, region=_DROP)),
+        "unknown category": _raw(_one(latest, scorer, category="fireworks")),
+        "empty list": _raw({"sellers": []}),
+        "too many sellers": _raw({"sellers": ok["sellers"] * (MAX_SELLERS + 1)}),
+        "misspelt top-level field": _raw({"seller": ok["sellers"]}),
+        "too many reasons": _raw({**ok, "reasons": 500}),
+        "not JSON": b'{"sellers": [',
+    }
+    assert bodies["NaN"] != _raw(_one(latest, scorer, cancellation_rate_30d=0.01))
+    r = server.post("/score", data=bodies[case])
+    assert r.status_code == status, r.text
+    assert names in r.text
+
+
+def test_pickle_and_other_content_types_are_refused(server: Server) -> None:
+    import pickle
+
+    r = server.post("/score_seller", data=pickle.dumps({"seller_id": "S0000001"}),
+                    headers={"Content-Type": "application/vnd.bentoml+pickle"})
+    assert r.status_code == 415 and "application/vnd.bentoml+pickle" in r.json()["error"]
+    r = server.post("/score_seller", data=b"seller_id=S0000001", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415
+
+
+def test_a_body_over_the_limit_is_413(server: Server) -> None:
+    big = json.dumps({"seller_id": "S" + "0" * (1 << 20)}).encode()
+    r = server.post("/score_seller", data=big)
+    assert r.status_code == 413 and "limit" in r.json()["error"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit still holds
+        for _ in range(40):
+            yield b" " * 65536
+    r = requests.post(server.url + "/score_seller", data=chunks(),
+                      headers={"Content-Type": "application/json", "X-API-Key": API_KEY}, timeout=30)
+    assert r.status_code == 413
+
+
+def test_unknown_seller_is_404(server: Server) -> None:
+    r = server.post("/score_seller", {"seller_id": "S-does-not-exist"})
+    assert r.status_code == 404 and "S-does-not-exist" in r.json()["error"]
+
+
+def test_api_key_is_required_when_set(server: Server, latest: pd.DataFrame) -> None:
+    seller = {"seller_id": latest["seller_id"].iloc[0]}
+    assert server.post("/score_seller", seller, key=None).status_code == 401
+    assert server.post("/score_seller", seller, key="wrong").status_code == 401
+    assert server.post("/score_seller", seller, headers={"Authorization": f"Bearer {API_KEY}"}, key=None).status_code == 200
+    assert requests.get(server.url + "/readyz", timeout=5).status_code == 200  # probes need no key
+
+
+# ---------------------------------------------------------------------------- refusing a model at start
+
+
+def test_a_model_for_another_feature_spec_is_refused_at_start(trained: TrainResult, feature_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """Register the same trees under another feature-spec hash in a store of its own: the server
+    must stop at start, saying why, and never become ready."""
+    import mlflow
+
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    metadata = {**trained.model.metadata(), "feature_spec_hash": "0000000000000000"}
+    script = (
+        "import mlflow, lightgbm as lgb, sys, json\n"
+        f"mlflow.set_tracking_uri({uri!r}); mlflow.set_registry_uri({uri!r})\n"
+        f"mlflow.create_experiment('x', artifact_location={(store / 'artifacts').as_uri()!r})\n"
+        "mlflow.set_experiment('x')\n"
+        f"b = lgb.Booster(model_str=open({str(tmp_path / 'model.txt')!r}).read())\n"
+        "with mlflow.start_run():\n"
+        f"    mlflow.lightgbm.log_model(b, name='model', metadata=json.loads({json.dumps(json.dumps(metadata))}),"
+        " registered_model_name='seller-risk')\n")
+    (tmp_path / "model.txt").write_text(trained.model.booster.model_to_string())
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
+    env = {**_env(trained, feature_dir, "models:/seller-risk/1"), "MLFLOW_TRACKING_URI": uri}
+    log = tmp_path / "serve.log"
+    proc = _serve(env, _free_port(), log)
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        _stop(proc)
+    text = log.read_text()
+    assert code != 0
+    assert "trained for feature spec 0000000000000000" in text and "3d5f055f918b5899" in text
+    assert mlflow is not None
+
+
+def test_serve_command_refuses_an_unknown_model_with_one_line(trained: TrainResult, feature_dir: Path, tmp_path: Path) -> None:
+    env = _env(trained, feature_dir, "unused")
+    r = subprocess.run([str(BIN / "seller-risk"), "serve", "--model", "models:/seller-risk@nobody",
+                        "--features", str(feature_dir), "--port", str(_free_port())],
+                       env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "alias 'nobody'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bentofile_builds_a_bento(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")}
+    r = subprocess.run([str(BIN / "bentoml"), "build", str(root), "--output", "tag"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    built = list((tmp_path / "bentoml" / "bentos" / "seller_risk").glob("*/src/serving/service.py"))
+    assert built, "the bento holds no serving/service.py"
+    assert not list((tmp_path / "bentoml" / "bentos" / "seller_risk").glob("*/src/serving/cli.py"))
+    shutil.rmtree(tmp_path / "bentoml")

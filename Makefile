@@ -9,15 +9,18 @@ WEEKS  ?= 52
 SEED   ?= 7
 TRIALS ?= 20
 BUDGET ?= 120
+SERVE  ?= 1
+HOST   ?= 127.0.0.1
+PORT   ?= 3000
 
-.PHONY: demo test bench install install-dev java clean
+.PHONY: demo serve test bench install install-dev java clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 
 install: $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python -e .
+	$(UV) pip install --quiet --python $(BIN)/python -e '.[serving]'
 
 install-dev: $(UV) java
 	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev]'
@@ -28,13 +31,20 @@ java:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
 ## demo: set up .venv, simulate a marketplace on the embedded defaults, check it, build its features,
-## train a model (MLflow store under models/) and promote it to champion when its gate passes
+## train a model (MLflow store under models/), promote it to champion when its gate passes, score the
+## latest week, then serve the champion on http://$(HOST):$(PORT) until Ctrl-C (SERVE=0: stop before)
 demo: install
 	$(BIN)/seller-risk simulate --sellers $(SELLERS) --weeks $(WEEKS) --seed $(SEED) --out $(DATA)/events
 	$(BIN)/seller-risk validate --events $(DATA)/events
 	$(BIN)/seller-risk features --events $(DATA)/events --out $(DATA)/features
 	$(BIN)/seller-risk train --features $(DATA)/features --trials $(TRIALS) --budget $(BUDGET)
 	$(BIN)/seller-risk promote
+	$(BIN)/seller-risk score --events $(DATA)/events --features $(DATA)/features --out $(DATA)/scores
+	@if [ "$(SERVE)" != "0" ]; then $(MAKE) --no-print-directory serve; fi
+
+## serve: serve the champion with reasons over HTTP (BentoML) until Ctrl-C
+serve: install
+	$(BIN)/seller-risk serve --host $(HOST) --port $(PORT) --features $(DATA)/features
 
 ## test: install the dev extras and run the whole test suite
 test: install-dev
@@ -44,6 +54,8 @@ test: install-dev
 bench: install-dev
 	$(BIN)/python benchmarks/bench_simulate.py
 	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_scoring.py
+	$(BIN)/python benchmarks/bench_service.py
 
 clean:
 	rm -rf $(DATA) .pytest_cache

@@ -10,7 +10,8 @@ Settings come from the environment (`seller-risk serve` sets them from its optio
 SELLER_RISK_MODEL_URI, SELLER_RISK_MODELS_DIR (the embedded MLflow store; MLFLOW_TRACKING_URI wins),
 SELLER_RISK_FEATURES (a `seller-risk features --out` folder), SELLER_RISK_POLICY (the policy whose
 feature spec shapes the request schema), SELLER_RISK_API_KEY (when set, required on every scoring
-request), SELLER_RISK_MAX_BODY_BYTES, SELLER_RISK_WORKERS.
+request), SELLER_RISK_MAX_BODY_BYTES, SELLER_RISK_WORKERS, SELLER_RISK_THREADS, SELLER_RISK_TELEMETRY
+(1: Prometheus request metrics and OpenTelemetry spans for the scoring routes).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class Settings:
     api_key: str | None = None
     max_body_bytes: int = 1 << 20
     workers: int = 2
+    threads: int = 1
+    telemetry: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,7 +60,8 @@ class Settings:
         return cls(env("SELLER_RISK_MODEL_URI", cls.model_uri), Path(env("SELLER_RISK_MODELS_DIR", "models")),
                    Path(env("SELLER_RISK_FEATURES", "data/features")), env("SELLER_RISK_POLICY", cls.policy),
                    env("SELLER_RISK_API_KEY") or None, int(env("SELLER_RISK_MAX_BODY_BYTES", str(1 << 20))),
-                   int(env("SELLER_RISK_WORKERS", "2")))
+                   int(env("SELLER_RISK_WORKERS", "2")), int(env("SELLER_RISK_THREADS", "1")),
+                   env("SELLER_RISK_TELEMETRY", "0") == "1")
 
 
 SETTINGS = Settings.from_env()
@@ -70,8 +74,13 @@ Reasons = Annotated[int, Field(ge=0, le=len(SPEC.features),
 @bentoml.service(
     name="seller_risk",
     workers=SETTINGS.workers,
+    threads=SETTINGS.threads,  # the endpoints are async (scoring one seller takes ~0.5 ms): no thread hop
     traffic={"timeout": 30},
     logging={"access": {"enabled": False}},  # the Guard writes one structured line per request instead
+    # Prometheus request metrics and OpenTelemetry spans cost more than scoring a seller (measured with
+    # benchmarks/bench_service.py); SELLER_RISK_TELEMETRY=1 turns them on for the scoring routes
+    metrics={"enabled": SETTINGS.telemetry},
+    tracing={"excluded_urls": [] if SETTINGS.telemetry else ["/score", "/score_seller"]},
 )
 class SellerRisk:
     """Seller risk scores with reasons a reviewer can act on."""
@@ -107,7 +116,7 @@ class SellerRisk:
         return self._ready
 
     @bentoml.api(route="/score")
-    def score(
+    async def score(
         self,
         sellers: Annotated[list[SellerRequest], Field(min_length=1, max_length=MAX_SELLERS,  # type: ignore[valid-type]
                                                       description=f"1 to {MAX_SELLERS} sellers with their features.")],
@@ -125,7 +134,7 @@ class SellerRisk:
         return self._reply(self.scorer.records(scored))
 
     @bentoml.api(route="/score_seller")
-    def score_seller(self, seller_id: SellerId, reasons: Reasons = 5, lowering_reasons: Reasons = 0) -> ScoreRecord:
+    async def score_seller(self, seller_id: SellerId, reasons: Reasons = 5, lowering_reasons: Reasons = 0) -> ScoreRecord:
         """Score one seller from the latest feature snapshot."""
         if seller_id not in self.snapshot.index:
             return _error(404, f"seller_id {seller_id!r} is not in the feature snapshot of {self.snapshot.as_of} "

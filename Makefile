@@ -13,7 +13,7 @@ SERVE  ?= 1
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
 
-.PHONY: demo serve test bench install install-dev java clean
+.PHONY: demo serve test bench install install-dev java clean notebooks
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -60,3 +60,9 @@ bench: install-dev
 clean:
 	rm -rf $(DATA) .pytest_cache
 	find models -mindepth 1 ! -name README.md -delete 2>/dev/null || true
+
+## notebooks: open the analyst notebooks (notebooks/) in JupyterLab on the demo's data and champion
+## (run `make demo SERVE=0` first)
+notebooks: install
+	$(UV) pip install --quiet --python $(BIN)/python -e '.[serving,notebooks]'
+	SELLER_RISK_DATA=$(abspath $(DATA)) SELLER_RISK_MODELS=$(abspath models) $(BIN)/jupyter lab --ServerApp.root_dir=notebooks

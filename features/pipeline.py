@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from features.flows import DAY_US, Flow, columns, flows, metric_parts, window_columns
+from features.flows import DAY_US, Column, Flow, columns, flows, metric_parts, window_columns
 from features.policy import Policy
 from features.schema import TABLES
 from features.spec import FeatureSpec
@@ -70,59 +70,110 @@ def _read_columns(table: str, flow_list: list[Flow]) -> list[str]:
     return list(dict.fromkeys(keys + used + ["channel"]))
 
 
-def _flow_ids(policy: Policy) -> dict[str, int]:
-    return {name: i for i, name in enumerate(dict.fromkeys(f.name for f in flows(policy)))}
+def _flow_kinds(policy: Policy) -> dict[tuple[str, str], list[Flow]]:
+    """The flows grouped by (event table, time expression): each group is read in one pass over
+    its table, and every event of it lands on one probe point."""
+    kinds: dict[tuple[str, str], list[Flow]] = {}
+    for f in flows(policy):
+        kinds.setdefault((f.table, f.time_us), []).append(f)
+    return kinds
 
 
-def _picks(policy: Policy) -> list[str]:
-    """The daily columns as conditional sums over the flow rows."""
-    ids = _flow_ids(policy)
-    out = []
+def _signature(c: Column) -> tuple[str, tuple[str, ...] | None]:
+    """Columns with the same flow and channels hold the same numbers; they are computed once."""
+    return c.flow, None if c.channels is None else tuple(sorted(c.channels))
+
+
+def _computed(policy: Policy) -> dict[str, str]:
+    """Daily column name -> the name of the column that computes it (itself, or an identical one)."""
+    first: dict[tuple, str] = {}
+    return {c.name: first.setdefault(_signature(c), c.name) for c in columns(policy)}
+
+
+def _point_sums(policy: Policy, d: Dialect, table: str, time_us: str, kind: list[Flow],
+                first_point: int) -> tuple[str, list[str]]:
+    """(query, its columns): the rows of one table dated by one time, summed per seller and probe
+    point into every daily column those flows feed (and the last warning day, for warnings)."""
+    computed = set(_computed(policy).values())
+    sums: dict[str, str] = {}
     for c in columns(policy):
+        if c.name not in computed:
+            continue
         chans = "" if c.channels is None else " AND channel IN (" + ", ".join(f"'{x}'" for x in c.channels) + ")"
-        out.append(f"COALESCE(CAST(SUM(v) FILTER (WHERE flow = {ids[c.flow]}{chans}) AS BIGINT), 0) AS {c.name}")
-    return out
+        parts = [f"CASE WHEN ({_fill(f.condition, d)}){chans} THEN CAST({_fill(f.value, d)} AS BIGINT) END"
+                 for f in kind if f.name == c.flow]
+        if parts:
+            total = parts[0] if len(parts) == 1 else " + ".join(f"COALESCE({x}, 0)" for x in parts)
+            sums[c.name] = f"CAST(SUM({total}) AS BIGINT)"
+    if any(f.name == "warnings" for f in kind):  # warnings only ever add (+1): any row marks its day
+        warning = next(f for f in kind if f.name == "warnings")
+        sums["last_warning_day"] = f"MAX(CASE WHEN {_fill(warning.condition, d)} THEN e.day END)"
+    t = _fill(time_us, d)
+    keep = " OR ".join(f"({_fill(f.condition, d)})" for f in kind)
+    query = (f"SELECT e.seller_id, c.point, {', '.join(f'{x} AS {n}' for n, x in sums.items())}\n"
+             f"  FROM (SELECT *, {_bucket(t)} AS day FROM t_{table} WHERE ({t}) IS NOT NULL AND ({keep})) e\n"
+             f"  JOIN probe_calendar c ON c.day = GREATEST(e.day, {first_point})\n"
+             f"  GROUP BY e.seller_id, c.point")
+    return query, list(sums)
 
 
-def flow_days_sql(policy: Policy, d: Dialect, sellers: str = "TRUE") -> str:
-    """One row per seller, day, flow and channel with the day's total: the only pass over the
-    events. `sellers` restricts it to a subset of sellers (a SQL condition on seller_id)."""
+def point_flows_sql(policy: Policy, d: Dialect, first_point: int, sellers: str = "TRUE") -> str:
+    """One row per seller (of those matching `sellers`, a SQL condition on seller_id) and probe
+    point of `probe_calendar` (day -> the first probe point at or after it): each daily column
+    (one of each set of identical ones) summed over the days that point closes, and the last day
+    with a warning.
+
+    The only pass over the events: each table is read once; the rows dated by each of its time
+    expressions are summed per seller and point straight into the columns they feed, and those
+    sums are joined onto the full grid of sellers and points (zero where nothing happened), the
+    grid the running totals are taken over. Days before the first point count at the first point."""
     flow_list = flows(policy)
-    ids = _flow_ids(policy)
-    branches = [
-        f"SELECT seller_id, {_bucket(_fill(f.time_us, d))} AS day, {ids[f.name]} AS flow, channel, "
-        f"CAST({_fill(f.value, d)} AS BIGINT) AS v FROM t_{f.table} "
-        f"WHERE ({_fill(f.condition, d)}) AND ({_fill(f.time_us, d)}) IS NOT NULL"
-        for f in flow_list
-    ]
+    kinds = _flow_kinds(policy)
     tables = dict.fromkeys(["orders", *(f.table for f in flow_list)])  # t_orders first: the others read it
-    ctes = ",\n".join(f"t_{t} AS {d.materialized}(SELECT {', '.join(_read_columns(t, flow_list))} "
-                      f"FROM ({_channelled(t)}) c WHERE {sellers})" for t in tables)
-    return f"WITH {ctes}\nSELECT seller_id, day, flow, channel, SUM(v) AS v FROM (\n" + \
-        "\nUNION ALL\n".join(branches) + "\n) e GROUP BY seller_id, day, flow, channel"
+    ctes = [f"t_{t} AS {d.materialized}(SELECT {', '.join(_read_columns(t, flow_list))} "
+            f"FROM ({_channelled(t)}) c WHERE {sellers})" for t in tables]
+    owners: dict[str, list[int]] = {}
+    for i, ((table, time_us), kind) in enumerate(kinds.items()):
+        query, names = _point_sums(policy, d, table, time_us, kind, first_point)
+        ctes.append(f"k{i} AS (\n  {query}\n)")
+        for n in names:
+            owners.setdefault(n, []).append(i)
+    cols = [f"{' + '.join(f'COALESCE(k{i}.{c}, 0)' for i in owners[c])} AS {c}" if c in owners
+            else f"CAST(0 AS BIGINT) AS {c}" for c in dict.fromkeys(_computed(policy).values())]
+    warned = owners.get("last_warning_day", [])
+    cols.append(f"k{warned[0]}.last_warning_day" if warned else "CAST(NULL AS BIGINT) AS last_warning_day")
+    joins = "\n".join(f"LEFT JOIN k{i} ON k{i}.seller_id = g.seller_id AND k{i}.point = g.point"
+                       for i in range(len(kinds)))
+    sep = ",\n  "
+    return f"""WITH {sep.join(ctes)}
+SELECT g.seller_id, g.point, g.onboarded_us,
+  {sep.join(cols)}
+FROM (SELECT s.seller_id, {d.us('s.onboarded_at')} AS onboarded_us, p.point
+      FROM (SELECT * FROM sellers WHERE {sellers}) s
+      CROSS JOIN (SELECT DISTINCT point FROM probe_calendar) p) g
+{joins}"""
 
 
-def snapshot_sql(policy: Policy, spec: FeatureSpec, d: Dialect, last_grid_day: int, sellers: str = "TRUE") -> str:
+def snapshot_sql(policy: Policy, spec: FeatureSpec, d: Dialect, last_grid_day: int) -> str:
     """Features, policy status and labels for every seller at every row of `probe_days`
-    (as_of_day, is_as_of, is_grid), reading the daily columns from `flow_days`.
+    (as_of_day, is_as_of, is_grid), reading the daily columns summed per probe point from
+    `point_flows` (see `point_flows_sql`).
 
     Windows are differences of running totals: each date t needs the running total at day t - 1
     and at t - 1 - W for each window W (the `probe_lags` table: lag 0 and every W). Those probe
-    points are few (about four a week), so the daily columns are first summed into the span of
-    days each point closes, then a single running sum per column over each seller's points (one
-    row per point, whether or not the seller had events in its span) serves every window."""
+    points are few (about four a week) and `point_flows` holds every seller at every one of them,
+    so a single running sum per column over each seller's points serves every window."""
     cols = columns(policy)
     wcols = window_columns(cols)
+    source = _computed(policy)
     sep = ",\n  "
     lags = sorted({w for _, w in wcols.values() if w is not None})
-    # the last day with a warning: warnings only ever add (+1), so any row of that flow marks its day
-    warned = f"flow = {_flow_ids(policy)['warnings']} AND v > 0"
-    span_sums = [*_picks(policy), f"MAX(CASE WHEN {warned} THEN day END) AS last_warning_day"]
-    running = [f"CAST(SUM(COALESCE(sp.{c.name}, 0)) OVER running AS BIGINT) AS {c.name}" for c in cols]
-    running.append("MAX(sp.last_warning_day) OVER running AS last_warning_day")
+    running = [f"CAST(SUM({c}) OVER running AS BIGINT) AS {c}" for c in dict.fromkeys(source.values())]
+    running.append("MAX(last_warning_day) OVER running AS last_warning_day")
     windowed = []
     for col, (name, w) in wcols.items():
-        windowed.append(f"t.{name} AS {col}" if w is None else f"t.{name} - l{w}.{name} AS {col}")
+        src = source[name]
+        windowed.append(f"t.{src} AS {col}" if w is None else f"t.{src} - l{w}.{src} AS {col}")
     lag_joins = "\n  ".join(
         f"JOIN (SELECT * FROM probed WHERE lag = {w}) l{w} "
         f"ON l{w}.seller_id = t.seller_id AND l{w}.as_of_day = t.as_of_day" for w in lags)
@@ -154,29 +205,11 @@ def snapshot_sql(policy: Policy, spec: FeatureSpec, d: Dialect, last_grid_day: i
                            for m in policy.metrics)
     status_each = sep.join(f"evaluated_{m}, miss_{m}" for m in policy.metrics)
     return f"""
-WITH points AS (
-  SELECT DISTINCT as_of_day - 1 - lag AS point FROM probe_days CROSS JOIN probe_lags
-),
-spans AS (
-  SELECT f.day, MIN(p.point) AS point
-  FROM (SELECT DISTINCT day FROM flow_days) f JOIN points p ON p.point >= f.day
-  GROUP BY f.day
-),
-seller_span AS (
-  SELECT seller_id, point,
-  {sep.join(span_sums)}
-  FROM (SELECT f.*, spans.point FROM flow_days f JOIN spans ON spans.day = f.day) d
-  GROUP BY seller_id, point
-),
-pass_sellers AS (
-  SELECT * FROM sellers WHERE {sellers}
-),
-running AS (
-  SELECT g.seller_id, g.point, g.onboarded_us,
+WITH running AS (
+  SELECT seller_id, point, onboarded_us,
   {sep.join(running)}
-  FROM (SELECT s.seller_id, {d.us('s.onboarded_at')} AS onboarded_us, p.point FROM pass_sellers s CROSS JOIN points p) g
-  LEFT JOIN seller_span sp ON sp.seller_id = g.seller_id AND sp.point = g.point
-  WINDOW running AS (PARTITION BY g.seller_id ORDER BY g.point ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+  FROM point_flows
+  WINDOW running AS (PARTITION BY seller_id ORDER BY point ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 probed AS {d.materialized}(
   SELECT r.*, q.as_of_day, q.lag

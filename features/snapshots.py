@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
@@ -25,7 +26,7 @@ import pandas as pd
 
 from features.atomic import replaced_whole
 from features.fingerprint import fingerprint
-from features.pipeline import DUCKDB, flow_days_sql, probe_lags, snapshot_columns, snapshot_sql
+from features.pipeline import DUCKDB, point_flows_sql, probe_lags, snapshot_columns, snapshot_sql
 from features.policy import Policy
 from features.spec import FeatureSpec, feature_spec
 from features.validation import open_events, read_cutoff
@@ -57,6 +58,18 @@ def probe_days(as_of_days: list[int], grid_days: list[int]) -> pd.DataFrame:
         "as_of_day": pd.array(days, dtype="int64"),
         "is_as_of": [d in set(as_of_days) for d in days],
         "is_grid": [d in set(grid_days) for d in days],
+    })
+
+
+def probe_calendar(as_of_days: list[int], grid_days: list[int], lags: list[int]) -> pd.DataFrame:
+    """Each day from the first probe point to the last, with the first probe point at or after it:
+    the point whose span of days (since the point before) holds that day. A probe point is a day
+    a running total is read at: t - 1 - lag for every evaluated date t and lag."""
+    points = sorted({d - 1 - lag for d in set(as_of_days) | set(grid_days) for lag in lags})
+    days = list(range(points[0], points[-1] + 1))
+    return pd.DataFrame({
+        "day": pd.array(days, dtype="int64"),
+        "point": pd.array([points[bisect_left(points, day)] for day in days], dtype="int64"),
     })
 
 
@@ -110,12 +123,16 @@ def seller_buckets(con: duckdb.DuckDBPyConnection) -> int:
 
 def prepare_duckdb(con: duckdb.DuckDBPyConnection, policy: Policy, spec: FeatureSpec, as_of_days: list[int],
                    grid_days: list[int], sellers: str = "TRUE") -> str:
-    """Stage the daily flows of the sellers matching `sellers`; return the query of their snapshot rows."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE flow_days AS {flow_days_sql(policy, DUCKDB, sellers)}")
+    """Stage the flows of the sellers matching `sellers` per probe point; return the query of their snapshot rows."""
+    lags = probe_lags(policy)
+    calendar = probe_calendar(as_of_days, grid_days, lags)
     con.register("probe_days", probe_days(as_of_days, grid_days))
-    con.register("probe_lags", pd.DataFrame({"lag": pd.array(probe_lags(policy), dtype="int64")}))
+    con.register("probe_lags", pd.DataFrame({"lag": pd.array(lags, dtype="int64")}))
+    con.register("probe_calendar", calendar)
+    staged = point_flows_sql(policy, DUCKDB, int(calendar["point"].iloc[0]), sellers)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE point_flows AS {staged}")
     columns = ", ".join(snapshot_columns(policy, spec))
-    return f"SELECT {columns} FROM ({snapshot_sql(policy, spec, DUCKDB, max(grid_days), sellers)}) s"
+    return f"SELECT {columns} FROM ({snapshot_sql(policy, spec, DUCKDB, max(grid_days))}) s"
 
 
 def write_duckdb(con: duckdb.DuckDBPyConnection, folder: Path, policy: Policy, spec: FeatureSpec,
@@ -127,7 +144,7 @@ def write_duckdb(con: duckdb.DuckDBPyConnection, folder: Path, policy: Policy, s
         con.execute(f"COPY ({query}) TO '{folder}' "
                     f"(FORMAT parquet, PARTITION_BY (as_of), FILENAME_PATTERN 'part-{b:03d}-{{i}}', "
                     "OVERWRITE_OR_IGNORE)")
-        con.execute("DROP TABLE flow_days")
+        con.execute("DROP TABLE point_flows")
         if progress:
             progress(b + 1, n)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.pipeline import SPARK, flow_days_sql, probe_lags, snapshot_columns, snapshot_sql
+from features.pipeline import SPARK, point_flows_sql, probe_lags, snapshot_columns, snapshot_sql
 from features.policy import Policy
 from features.schema import TABLES
 from features.spec import FeatureSpec
@@ -50,13 +50,16 @@ def register_events(spark, events: Path) -> None:
 def compute_spark(spark, events: Path, policy: Policy, spec: FeatureSpec, as_of_days: list[int],
                   grid_days: list[int]):
     """The snapshot rows as a Spark DataFrame."""
-    from features.snapshots import probe_days
+    from features.snapshots import probe_calendar, probe_days
 
     register_events(spark, events)
-    spark.sql(flow_days_sql(policy, SPARK)).createOrReplaceTempView("flow_days")
+    lags = probe_lags(policy)
+    calendar = probe_calendar(as_of_days, grid_days, lags)
     spark.createDataFrame(probe_days(as_of_days, grid_days)).createOrReplaceTempView("probe_days")
-    lags = pd.DataFrame({"lag": pd.array(probe_lags(policy), dtype="int64")})
-    spark.createDataFrame(lags).createOrReplaceTempView("probe_lags")
+    spark.createDataFrame(pd.DataFrame({"lag": pd.array(lags, dtype="int64")})).createOrReplaceTempView("probe_lags")
+    spark.createDataFrame(calendar).createOrReplaceTempView("probe_calendar")
+    first_point = int(calendar["point"].iloc[0])
+    spark.sql(point_flows_sql(policy, SPARK, first_point)).createOrReplaceTempView("point_flows")
     return spark.sql(snapshot_sql(policy, spec, SPARK, max(grid_days))).select(*snapshot_columns(policy, spec))
 
 

@@ -355,3 +355,29 @@ def test_bentofile_builds_a_bento(tmp_path: Path) -> None:
     assert built, "the bento holds no serving/service.py"
     assert not list((tmp_path / "bentoml" / "bentos" / "seller_risk").glob("*/src/serving/cli.py"))
     shutil.rmtree(tmp_path / "bentoml")
+
+
+def test_the_batch_job_and_the_service_give_a_seller_the_same_record(server: Server, trained: TrainResult,
+                                                                     feature_dir: Path, latest: pd.DataFrame,
+                                                                     tmp_path: Path) -> None:
+    """The weekly batch job and the HTTP service, on the same snapshot: same score, same reasons, bit for bit."""
+    from serving.batch import BatchConfig, read_record, run_batch
+
+    models_dir = Path(trained.tracking_uri.removeprefix("sqlite:///")).parent
+    as_of = latest["as_of"].iloc[0]
+    run_batch(BatchConfig(tmp_path / "scores", features_dir=feature_dir, as_of=as_of,
+                          model_uri=f"models:/seller-risk/{trained.version}", models_dir=models_dir,
+                          chunk_rows=700, log_mlflow=False))
+    for seller in list(latest["seller_id"].iloc[[0, 500, 1000]]):
+        served = server.post("/score_seller", {"seller_id": seller, "reasons": 5}).json()
+        batch = json.loads(json.dumps(read_record(tmp_path / "scores", as_of, seller), default=str))
+        assert batch == served
+
+
+def test_the_openapi_page_documents_every_feature(server: Server, scorer: Scorer) -> None:
+    spec = requests.get(server.url + "/docs.json", timeout=10).json()
+    text = json.dumps(spec)
+    for name in scorer.spec.names:
+        assert f'"{name}"' in text, name
+    assert scorer.spec["on_time_delivery_rate_30d"].description in text
+    assert "/score" in spec["paths"] and "/score_seller" in spec["paths"]

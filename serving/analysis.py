@@ -11,7 +11,6 @@ of `serving`, this reads the `features` contracts and never imports `training`.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -121,6 +120,15 @@ def read_summaries(scores: Path | str) -> list[dict]:
     return out
 
 
+def read_weekly_snapshots(features: Path | str, as_of: date | None = None) -> pd.DataFrame:
+    """Feature snapshots (one week, or all) with `as_of` as a date, so they join the score table."""
+    from features.snapshots import read_snapshots
+
+    frame = read_snapshots(features, as_of)
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+    return frame
+
+
 def read_policy_actions(events: Path | str, seller_id: str | None = None) -> pd.DataFrame:
     """The marketplace's enforcement (warnings, suppressions, suspensions, reinstatements), optionally
     for one seller: seller_id, issued_at, action, metric, metric_value, threshold."""
@@ -139,8 +147,7 @@ def read_policy_actions(events: Path | str, seller_id: str | None = None) -> pd.
 def feature_groups(spec: FeatureSpec, policy: Policy) -> dict[str, str]:
     """Each feature's group: the policy metric it measures (features are named `<metric>_...`), or
     GENERAL for volume, tenure, warnings, category and region."""
-    metrics = sorted(policy.metrics, key=len, reverse=True)  # longest first: no prefix shadows another
-    return {n: next((m for m in metrics if n.startswith(f"{m}_")), GENERAL) for n in spec.names}
+    return {n: metric_of(n, policy) for n in spec.names}
 
 
 def threshold_line(feature: str, policy: Policy) -> float | None:
@@ -159,6 +166,25 @@ def threshold_line(feature: str, policy: Policy) -> float | None:
             return m.threshold
         return None
     return None
+
+
+def threshold_label(feature: str, policy: Policy) -> str | None:
+    """What the line `threshold_line` draws means, in a reviewer's words."""
+    line = threshold_line(feature, policy)
+    if line is None:
+        return None
+    metric = policy.metrics[metric_of(feature, policy)]
+    if feature.endswith("_volume"):
+        return f"evaluated from {metric.min_count:,} ({metric.label.lower()})"
+    if feature.endswith("_gap"):
+        return "standard missed above 0"
+    return f"standard: {metric.standard_text}"
+
+
+def metric_of(feature: str, policy: Policy) -> str:
+    """The policy metric a feature measures, or GENERAL."""
+    metrics = sorted(policy.metrics, key=len, reverse=True)
+    return next((m for m in metrics if feature.startswith(f"{m}_")), GENERAL)
 
 
 def is_rate(feature: str, spec: FeatureSpec) -> bool:
@@ -335,9 +361,10 @@ def with_segments(frame: pd.DataFrame) -> pd.DataFrame:
     volume band by orders in the last 90 days, category and region (from the features)."""
     out = frame.copy()
     tenure = pd.to_numeric(out["tenure_days"], errors="coerce")
-    out["tenure_band"] = np.where(tenure >= NEW_SELLER_DAYS, "established", "new")
+    out["tenure_band"] = pd.Categorical(np.where(tenure >= NEW_SELLER_DAYS, "established", "new"),
+                                        categories=["new", "established"], ordered=True)
     out["volume_band"] = pd.cut(pd.to_numeric(out["orders_90d"], errors="coerce"), [-np.inf, *VOLUME_CUTS, np.inf],
-                                right=False, labels=list(VOLUME_BANDS)).astype("object")
+                                right=False, labels=list(VOLUME_BANDS))  # ordered, small to large
     out["category"] = out["category"].astype("object")
     out["region"] = out["region"].astype("object")
     return out
@@ -371,7 +398,7 @@ def segment_scores(frame: pd.DataFrame, segments: tuple[str, ...] = SEGMENTS) ->
     rows = []
     labelled = "breach" in frame.columns
     for seg in segments:
-        for value, part in frame.groupby(seg, sort=True, dropna=True):
+        for value, part in frame.groupby(seg, sort=True, dropna=True, observed=True):
             rec = {"segment_type": seg, "segment": str(value), "sellers": len(part),
                    "mean_score": float(part["risk_score"].mean()), "median_score": float(part["risk_score"].median())}
             if labelled:
@@ -391,7 +418,7 @@ def reliability(frame: pd.DataFrame, by: str, bins: int = 5) -> pd.DataFrame:
     rows only): by, bin, sellers, mean_score, breach_rate."""
     lab = frame[frame["breach"].notna()]
     out = []
-    for value, part in lab.groupby(by, sort=True, dropna=True):
+    for value, part in lab.groupby(by, sort=True, dropna=True, observed=True):
         q = min(bins, max(1, part["risk_score"].nunique()))
         b = pd.qcut(part["risk_score"].rank(method="first"), q, labels=False)
         t = part.assign(bin=b).groupby("bin").agg(sellers=("risk_score", "size"), mean_score=("risk_score", "mean"),
@@ -405,7 +432,7 @@ def reliability(frame: pd.DataFrame, by: str, bins: int = 5) -> pd.DataFrame:
 def weekly_segment_scores(frame: pd.DataFrame, segment: str) -> pd.DataFrame:
     """Mean score and share of sellers per week and cohort value (which categories or regions drift):
     as_of, <segment>, sellers, share, mean_score."""
-    g = frame.groupby(["as_of", segment], sort=True, dropna=True)
+    g = frame.groupby(["as_of", segment], sort=True, dropna=True, observed=True)
     out = g.agg(sellers=("risk_score", "size"), mean_score=("risk_score", "mean")).reset_index()
     out["share"] = out["sellers"] / out.groupby("as_of")["sellers"].transform("sum")
     return out
@@ -442,22 +469,11 @@ def bands_over_time(summaries: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).pivot(index="as_of", columns="band", values="sellers")[order]
 
 
-def labelled_weeks(dates: list[date], cutoff: date, horizon_days: int, after: date | None = None) -> list[date]:
-    """Weeks whose label window (t, t + horizon] has closed by `cutoff`, optionally only those after
-    `after` (the model's last training week: the honest, out-of-sample ones)."""
-    out = [d for d in dates if (cutoff - d).days >= horizon_days]
-    return [d for d in out if after is None or d > after]
-
-
 def psi_limits() -> tuple[float, float]:
     """The PSI levels the batch summary reads as watch and alert."""
     from serving.summary import PSI_ALERT, PSI_WATCH
 
     return PSI_WATCH, PSI_ALERT
-
-
-def is_finite(x: float) -> bool:
-    return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
 def env_inputs() -> Inputs:

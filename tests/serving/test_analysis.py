@@ -62,6 +62,9 @@ def test_threshold_lines_sit_where_the_standard_is_crossed(policy, spec) -> None
     assert an.threshold_line("return_rate_volume", policy) == 100.0
     assert an.threshold_line("return_rate_trend", policy) is None
     assert an.threshold_line("orders_30d", policy) is None
+    assert an.threshold_label("cancellation_rate_volume", policy) == "evaluated from 50 (seller cancellations)"
+    assert an.threshold_label("on_time_delivery_rate_30d", policy) == "standard: at least 90%"
+    assert an.threshold_label("orders_30d", policy) is None
     assert an.is_rate("refund_rate_30d", spec) and not an.is_rate("orders_30d", spec)
     assert an.axis_label("refund_rate_30d", spec) == "refund_rate_30d (%)"
     assert an.axis_label("orders_30d", spec) == "orders_30d (count)"
@@ -140,4 +143,3 @@ def test_summaries_become_tables_over_time() -> None:
     assert cap.iloc[0][["expected_breaches", "capacity", "share_in_queue"]].tolist() == [2.0, 1, 0.25]
     assert an.drift_over_time([summary]).iloc[0]["psi"] == 0.02
     assert an.bands_over_time([summary]).columns.tolist() == ["low", "high"]
-    assert an.labelled_weeks([date(2025, 5, 1), date(2025, 6, 1)], date(2025, 6, 10), 28) == [date(2025, 5, 1)]

@@ -20,17 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.cohorts import TENURE_BANDS, expected_calibration_error, tenure_band, volume_band
 from features.explain import Explanation, display_value
 from features.policy import Policy
 from features.spec import FeatureSpec
 
 GENERAL = "general"
 """The group of features that measure no single standard (volume, tenure, warnings, category...)."""
-NEW_SELLER_DAYS = 90
-"""Sellers approved fewer days ago than this are new (the cut training's cohort report uses)."""
-VOLUME_CUTS = (30, 300, 3000)
-VOLUME_BANDS = ("<30", "30-299", "300-2999", ">=3000")
-"""Orders in the last 90 days that separate the volume bands (as in training's cohort report)."""
 SEGMENTS = ("tenure_band", "volume_band", "category", "region")
 
 
@@ -357,14 +353,11 @@ def score_history(records: list[dict]) -> pd.DataFrame:
 
 
 def with_segments(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows with the cohorts analysts slice by: tenure band (new: under NEW_SELLER_DAYS or unknown),
+    """Rows with the cohorts analysts slice by: tenure band (new: under features.cohorts.NEW_SELLER_DAYS or unknown),
     volume band by orders in the last 90 days, category and region (from the features)."""
     out = frame.copy()
-    tenure = pd.to_numeric(out["tenure_days"], errors="coerce")
-    out["tenure_band"] = pd.Categorical(np.where(tenure >= NEW_SELLER_DAYS, "established", "new"),
-                                        categories=["new", "established"], ordered=True)
-    out["volume_band"] = pd.cut(pd.to_numeric(out["orders_90d"], errors="coerce"), [-np.inf, *VOLUME_CUTS, np.inf],
-                                right=False, labels=list(VOLUME_BANDS))  # ordered, small to large
+    out["tenure_band"] = pd.Categorical(tenure_band(out["tenure_days"]), categories=list(TENURE_BANDS), ordered=True)
+    out["volume_band"] = volume_band(out["orders_90d"])  # ordered, small to large
     out["category"] = out["category"].astype("object")
     out["region"] = out["region"].astype("object")
     return out
@@ -381,14 +374,8 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error: size-weighted gap between mean score and breach rate over
-    equal-width score bins (the definition training's metrics use)."""
-    y, p = np.asarray(y, dtype="float64"), np.asarray(p, dtype="float64")
-    if len(y) == 0:
-        return float("nan")
-    idx = np.clip(np.floor(p * bins).astype(int), 0, bins - 1)
-    t = pd.DataFrame({"b": idx, "y": y, "p": p}).groupby("b").agg(n=("y", "size"), y=("y", "mean"), p=("p", "mean"))
-    return float((t["n"] / t["n"].sum() * (t["y"] - t["p"]).abs()).sum())
+    """Expected calibration error, as training's promotion gate measures it."""
+    return expected_calibration_error(y, p, bins)
 
 
 def segment_scores(frame: pd.DataFrame, segments: tuple[str, ...] = SEGMENTS) -> pd.DataFrame:

@@ -19,15 +19,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from features.cohorts import TENURE_BANDS, VOLUME_BANDS, expected_calibration_error, tenure_band, volume_band
 from features.policy import ReviewCapacity
 
 POPULATIONS = ("all", "early_warning")
-NEW_SELLER_DAYS = 90
-"""Sellers approved fewer days ago than this are 'new'; sellers of unknown tenure count as new."""
-VOLUME_CUTS = (30, 300, 3000)
-"""Orders in the last 90 days that separate the volume bands: <30, 30-299, 300-2999, >=3000."""
-VOLUME_BANDS = ("<30", "30-299", "300-2999", ">=3000")
-TENURE_BANDS = ("new", "established")
 SEGMENT_TYPES = ("tenure_band", "volume_band", "category")
 
 _QUALITY = ("roc_auc", "pr_auc", "brier", "ece")
@@ -102,29 +97,6 @@ def at_capacity(scored: pd.DataFrame, capacity: ReviewCapacity, population: str 
     return weekly
 
 
-def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
-    """Observed breach rate against mean predicted score in equal-width score bins on [0, 1]
-    (a score of exactly 1 falls in the last bin); one row per non-empty bin."""
-    y = np.asarray(y, dtype="float64")
-    p = np.asarray(p, dtype="float64")
-    idx = np.clip(np.floor(p * bins).astype(int), 0, bins - 1)
-    frame = pd.DataFrame({"bin": idx, "y": y, "p": p})
-    out = frame.groupby("bin", sort=True).agg(count=("y", "size"), breach_rate=("y", "mean"),
-                                              mean_score=("p", "mean")).reset_index()
-    out["lower"], out["upper"] = out["bin"] / bins, (out["bin"] + 1) / bins
-    return out[["bin", "lower", "upper", "count", "mean_score", "breach_rate"]]
-
-
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """How far, on average over sellers, the predicted breach probability is from the observed
-    breach rate of sellers scored alike (equal-width bins, weighted by bin size)."""
-    table = calibration_bins(y, p, bins)
-    n = table["count"].sum()
-    if n == 0:
-        return float("nan")
-    return float((table["count"] / n * (table["breach_rate"] - table["mean_score"]).abs()).sum())
-
-
 def _quality(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """Ranking and calibration of a set of scores; ranking is NaN unless both outcomes occur."""
     y = np.asarray(y, dtype="int64")
@@ -166,11 +138,8 @@ def segments(scored: pd.DataFrame) -> pd.DataFrame:
     """The scored rows with the cohorts analysts slice by: tenure band (new under 90 days, or of
     unknown tenure; established otherwise), volume band by orders in the last 90 days, and category."""
     out = scored.copy()
-    tenure = pd.to_numeric(out["tenure_days"], errors="coerce")
-    out["tenure_band"] = np.where(tenure >= NEW_SELLER_DAYS, "established", "new")  # NaN >= 90 is False
-    volume = pd.cut(pd.to_numeric(out["orders_90d"], errors="coerce"), [-np.inf, *VOLUME_CUTS, np.inf],
-                    right=False, labels=list(VOLUME_BANDS))
-    out["volume_band"] = volume.astype("object")
+    out["tenure_band"] = tenure_band(out["tenure_days"])
+    out["volume_band"] = volume_band(out["orders_90d"]).astype("object")
     return out
 
 

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from features.cohorts import expected_calibration_error
 from features.policy import ReviewCapacity
 from training import plots
 from training.metrics import (
     at_capacity,
     by_segment,
     evaluate,
-    expected_calibration_error,
     segments,
     weekly_capacity,
 )

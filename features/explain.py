@@ -57,19 +57,27 @@ def display_value(value: object) -> float | str | None:
     return str(value)
 
 
-ValuesAt = Callable[[np.ndarray, np.ndarray], list]
+ValuesAt = Callable[[np.ndarray, np.ndarray], Sequence]
 """Given row positions and feature positions (in spec order), the sellers' values there."""
 
 
 def frame_values(frame: pd.DataFrame, spec: FeatureSpec) -> ValuesAt:
-    """Values looked up in a frame of features, one feature column at a time (no n x F copy)."""
-    def at(rows: np.ndarray, cols: np.ndarray) -> list:
-        out: list = [None] * len(rows)
+    """Values looked up in a frame of features, one feature column at a time (no n x F copy):
+    numbers converted once per column to floats (missing: None), categories as their labels."""
+    categorical = set(spec.categorical)
+
+    def at(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        out = np.empty(len(rows), dtype=object)
         for j in np.unique(cols):
             where = np.flatnonzero(cols == j)
-            column = frame[spec.names[j]].to_numpy(dtype=object)
-            for k, v in zip(where, column[rows[where]]):
-                out[k] = display_value(v)
+            column = frame[spec.names[j]]
+            if spec.names[j] in categorical:
+                out[where] = [display_value(v) for v in column.to_numpy(dtype=object)[rows[where]]]
+                continue
+            numbers = pd.to_numeric(column).to_numpy(dtype="float64", na_value=np.nan)[rows[where]]
+            values = numbers.astype(object)
+            values[np.isnan(numbers)] = None
+            out[where] = values
         return out
     return at
 
@@ -133,7 +141,12 @@ def top_reasons(ex: Explanation, values_at: ValuesAt, spec: FeatureSpec, top: in
     names = np.asarray(spec.names, dtype=object)[cols]
     values = np.empty(len(rows), dtype=object)
     values[:] = values_at(rows, cols)
-    texts = np.array([spec[n].reason_text(v) for n, v in zip(names, values)], dtype=object)
+    texts = np.empty(len(rows), dtype=object)
+    for j in np.unique(cols):  # one template per feature, bound once
+        where = np.flatnonzero(cols == j)
+        feature = spec.features[j]
+        fmt, missing = feature.reason.format, feature.reason_text(None)
+        texts[where] = [missing if v is None else fmt(value=v) for v in values[where]]
     rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") + 1
     return Reasons(rows, rank, names, values, contribution, change, direction, texts)
 

@@ -94,6 +94,11 @@ def _pct(x: float) -> str:
     return f"{x:.0%}" if round(x * 100, 6) % 1 == 0 else f"{x:.1%}"
 
 
+_UNITS = {"orders": "orders", "shipped_orders": "shipped orders", "delivered_orders": "delivered orders",
+          "contacts_due": "customer messages"}
+"""What a standard's volume counts, in a reviewer's words (by the policy's denominator measure)."""
+
+
 def _metric_features(m: Metric) -> list[Feature]:
     n, w = m.name, m.window_days
 
@@ -119,7 +124,8 @@ def _metric_features(m: Metric) -> list[Feature]:
             f"({centre} - {half}) / (1 + {z2} / {cnt})"
     out += [
         Feature(f"{n}_volume", "int", w, f"Orders (or messages) the {n} standard counts over its {w}-day window.",
-                f"{m.label}: {{value:,.0f}} counted in the last {w} days (evaluated from {m.min_count})", den_w),
+                f"{m.label} standard: judged on {{value:,.0f}} {_UNITS.get(m.denominator, m.denominator.replace('_', ' '))} "
+                f"in the last {w} days (judged from {m.min_count})", den_w),
         Feature(f"{n}_gap", "float", w,
                 f"How far the {w}-day {n} lies past its standard (positive: missing it).",
                 f"{m.label} in the last {w} days is {{value:+.1%}} from the standard ({_pct(m.threshold)})", gap),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -189,9 +189,12 @@ class Snapshot:
 
 
 def _as_date(value: object) -> date | None:
+    """A calendar date from whatever a frame holds (date, Timestamp, datetime64, string)."""
     if value is None or (not isinstance(value, date) and pd.isna(value)):
         return None
-    return pd.Timestamp(value).date() if not isinstance(value, date) else value
+    if isinstance(value, datetime):  # a Timestamp is a datetime, which is a date: take its day
+        return value.date()
+    return value if isinstance(value, date) else pd.Timestamp(value).date()
 
 
 def _number_or_label(reasons: Reasons, categorical: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -55,7 +55,7 @@ def incremental(events: Path) -> dict:
 def naive(events: Path, sample: int) -> dict:
     """For each as-of date alone: scan every event, aggregate its windows, compute its features."""
     from features.policy import load_policy
-    from features.snapshots import plan_dates, prepare_duckdb, seller_buckets
+    from features.snapshots import plan_dates, prepare_duckdb, seller_buckets, seller_ranges
     from features.spec import feature_spec
     from features.validation import open_events, read_cutoff
 
@@ -64,14 +64,14 @@ def naive(events: Path, sample: int) -> dict:
     con = open_events(events)
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET memory_limit = '6GB'")
-    buckets = seller_buckets(con)
+    ranges = seller_ranges(con, seller_buckets(con))  # the same seller buckets as the one pass
     days, _ = plan_dates(con, read_cutoff(events), policy, None)
     chosen = days if not sample else [days[round(i * (len(days) - 1) / (sample - 1))] for i in range(sample)]
     per_date, rows = [], 0
     for d in chosen:
         t = time.perf_counter()
-        for b in range(buckets):
-            query = prepare_duckdb(con, policy, spec, [d], [d], f"hash(seller_id) % {buckets} = {b}")
+        for sellers in ranges:
+            query = prepare_duckdb(con, policy, spec, [d], [d], sellers)
             rows += con.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0]
         per_date.append(time.perf_counter() - t)
     return {"dates": len(chosen), "of_dates": len(days), "rows": rows, "per_date_s": per_date}

@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from bisect import bisect_left
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -28,6 +30,7 @@ from features.atomic import replaced_whole
 from features.fingerprint import fingerprint
 from features.pipeline import DUCKDB, point_flows_sql, probe_lags, snapshot_columns, snapshot_sql
 from features.policy import Policy
+from features.schema import TABLES
 from features.spec import FeatureSpec, feature_spec
 from features.validation import open_events, read_cutoff
 
@@ -111,7 +114,7 @@ def plan_dates(con: duckdb.DuckDBPyConnection, cutoff: datetime, policy: Policy,
     return sorted({day_number(d) for d in as_of}), grid
 
 
-ORDERS_PER_PASS = 10_000_000
+ORDERS_PER_PASS = 5_000_000
 """Sellers are processed in buckets of about this many orders, so memory stays bounded."""
 
 
@@ -154,19 +157,65 @@ def prepare_duckdb(con: duckdb.DuckDBPyConnection, policy: Policy, spec: Feature
     return f"SELECT {columns} FROM ({snapshot_sql(policy, spec, DUCKDB, max(grid_days))}) s"
 
 
+PARALLEL_PASSES = 2
+"""Passes run side by side: much of a pass (its window functions) runs on one core, so a second
+pass keeps the other core busy. Buckets are sized so two in flight fit the memory one used to."""
+
+
+def _pass_connections(con: duckdb.DuckDBPyConnection, n: int) -> list[duckdb.DuckDBPyConnection]:
+    """Up to `n` connections that can each run a pass: cursors of `con` when they see the events
+    (Parquet exports are views every connection sees; frames and CSV registered on `con` are not),
+    else `con` alone."""
+    cursors = [con.cursor() for _ in range(n)]
+    try:
+        for cur in cursors:
+            cur.execute("SET TimeZone = 'UTC'")
+            for table in TABLES:
+                cur.execute(f'SELECT * FROM "{table}" LIMIT 0')
+    except duckdb.Error:
+        for cur in cursors:
+            cur.close()
+        return [con]
+    return cursors
+
+
 def write_duckdb(con: duckdb.DuckDBPyConnection, folder: Path, policy: Policy, spec: FeatureSpec,
                  as_of_days: list[int], grid_days: list[int], progress: Progress | None = None) -> None:
-    """Compute and write the snapshots bucket by bucket of sellers (Parquet, partitioned by as-of date)."""
+    """Compute and write the snapshots bucket by bucket of sellers (Parquet, partitioned by as-of date),
+    PARALLEL_PASSES buckets at a time."""
     ranges = seller_ranges(con, seller_buckets(con))
-    n = len(ranges)
-    for b, sellers in enumerate(ranges):
-        query = prepare_duckdb(con, policy, spec, as_of_days, grid_days, sellers)
-        con.execute(f"COPY ({query}) TO '{folder}' "
-                    f"(FORMAT parquet, PARTITION_BY (as_of), FILENAME_PATTERN 'part-{b:03d}-{{i}}', "
-                    "OVERWRITE_OR_IGNORE)")
-        con.execute("DROP TABLE point_flows")
-        if progress:
-            progress(b + 1, n)
+    for d in as_of_days:  # made up front, so passes writing side by side never race to create them
+        (folder / f"as_of={from_day_number(d)}").mkdir(parents=True, exist_ok=True)
+    todo = iter(enumerate(ranges))
+    lock = threading.Lock()
+    done = 0
+
+    def run(cur: duckdb.DuckDBPyConnection) -> None:
+        nonlocal done
+        while True:
+            with lock:
+                b, sellers = next(todo, (None, None))
+            if sellers is None:
+                return
+            query = prepare_duckdb(cur, policy, spec, as_of_days, grid_days, sellers)
+            cur.execute(f"COPY ({query}) TO '{folder}' "
+                        f"(FORMAT parquet, PARTITION_BY (as_of), FILENAME_PATTERN 'part-{b:03d}-{{i}}', "
+                        "OVERWRITE_OR_IGNORE)")
+            cur.execute("DROP TABLE point_flows")
+            with lock:
+                done += 1
+                if progress:
+                    progress(done, len(ranges))
+
+    connections = _pass_connections(con, min(PARALLEL_PASSES, len(ranges)))
+    try:
+        with ThreadPoolExecutor(len(connections)) as pool:
+            for future in [pool.submit(run, c) for c in connections]:
+                future.result()
+    finally:
+        for c in connections:
+            if c is not con:
+                c.close()
 
 
 def _summarise(con: duckdb.DuckDBPyConnection, folder: Path) -> dict:

@@ -71,3 +71,16 @@ def test_missing_values_read_as_words_not_nan(policy) -> None:
     assert spec["on_time_delivery_rate_30d"].reason_text(None) == "On-time deliveries in the last 30 days: no data"
     assert spec["on_time_delivery_rate_30d"].reason_text(0.8523) == \
         "On-time deliveries in the last 30 days: 85.2% (standard: at least 90%)"
+
+
+def test_the_model_matrix_is_what_lightgbm_makes_of_the_frame(trained: TrainResult, latest: pd.DataFrame, policy) -> None:
+    """Scorers skip pandas per call by building the matrix themselves; the trees must see the same bits."""
+    spec = feature_spec(policy)
+    model = trained.model
+    frame = latest.copy()
+    frame.loc[frame.index[:3], "category"] = ["not-a-category", None, frame["category"].iloc[2]]
+    via_pandas, _ = model.contributions(model_frame(frame, spec))
+    via_matrix, _ = model.contributions(model.matrix(frame))
+    assert np.array_equal(via_pandas, via_matrix)
+    records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in frame[spec.names].head(20).to_dict("records")]
+    assert np.array_equal(model.matrix_from_records(records), model.matrix(frame.head(20)), equal_nan=True)

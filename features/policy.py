@@ -8,6 +8,8 @@ reviewer-facing risk bands. Switching marketplaces means switching files, never 
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Literal
 
@@ -93,6 +95,15 @@ class ReviewCapacity(_Strict):
         if (self.share_of_active_sellers is None) == (self.sellers_per_week is None):
             raise ValueError("give exactly one of share_of_active_sellers or sellers_per_week")
         return self
+
+    def sellers_for(self, active_sellers: int) -> int:
+        """How many sellers reviewers can look at in a week with this many active sellers (at least one)."""
+        if self.share_of_active_sellers is not None:
+            # round first so that e.g. 0.1 * 30 = 3.0000000000000004 is a queue of 3, not 4
+            k = math.ceil(round(self.share_of_active_sellers * active_sellers, 9))
+        else:
+            k = int(self.sellers_per_week)
+        return max(1, k)
 
 
 class Policy(_Strict):

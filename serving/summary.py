@@ -64,12 +64,8 @@ def expected_breaches(scores: np.ndarray, level: float = 0.90) -> ExpectedBreach
 
 
 def capacity_k(capacity: ReviewCapacity, active_sellers: int) -> int:
-    """Sellers the reviewers can look at this week (the rule training's metrics use for the queue)."""
-    if capacity.share_of_active_sellers is not None:
-        k = math.ceil(round(capacity.share_of_active_sellers * active_sellers, 9))
-    else:
-        k = int(capacity.sellers_per_week)
-    return max(1, min(k, active_sellers)) if active_sellers else 0
+    """Sellers the reviewers can look at this week (the policy's rule, never more than there are)."""
+    return min(capacity.sellers_for(active_sellers), active_sellers)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ Input is a frame of scored rows: one per seller and as-of week, with `as_of`, `s
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
@@ -30,12 +29,7 @@ _QUALITY = ("roc_auc", "pr_auc", "brier", "ece")
 
 def weekly_capacity(active_sellers: int, capacity: ReviewCapacity) -> int:
     """How many sellers reviewers can look at in a week with this many active sellers (at least one)."""
-    if capacity.share_of_active_sellers is not None:
-        # round first so that e.g. 0.1 * 30 = 3.0000000000000004 is a queue of 3, not 4
-        k = math.ceil(round(capacity.share_of_active_sellers * active_sellers, 9))
-    else:
-        k = int(capacity.sellers_per_week)
-    return max(1, k)
+    return capacity.sellers_for(active_sellers)
 
 
 def _in_population(scored: pd.DataFrame, population: str) -> pd.Series:

@@ -44,14 +44,14 @@ class Guard:
         async def send_logged(message: Message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
-                out = [(k, v) for k, v in message.get("headers", []) if k.lower() not in
-                       (MODEL_VERSION_HEADER.encode(), SELLERS_HEADER.encode())]
+                out = []
                 for k, v in message.get("headers", []):
+                    if k.lower() == SELLERS_HEADER.encode():  # for the log only, not for the client
+                        seen["sellers"] = int(v)
+                        continue
                     if k.lower() == MODEL_VERSION_HEADER.encode():
                         seen["model_version"] = v.decode()
-                        out.append((k, v))
-                    elif k.lower() == SELLERS_HEADER.encode():
-                        seen["sellers"] = int(v)
+                    out.append((k, v))
                 message["headers"] = [*out, (REQUEST_ID_HEADER.encode(), request_id.encode())]
             await send(message)
 

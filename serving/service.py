@@ -89,11 +89,7 @@ class SellerRisk:
         _log_to_stdout()
         started = time.perf_counter()
         self._ready = False
-        self.scorer = Scorer.load(SETTINGS.model_uri, SETTINGS.models_dir, threads=1)
-        if self.scorer.spec.hash != SPEC.hash:
-            raise RuntimeError(f"the request schema was built for feature spec {SPEC.hash}, the model needs "
-                               f"{self.scorer.spec.hash}: set SELLER_RISK_POLICY to {self.scorer.policy.version}")
-        self.snapshot = Snapshot.load(SETTINGS.features_dir, self.scorer)
+        self.scorer, self.snapshot = _load(threads=1)
         self.levels = {n: sorted(codes) for n, codes in self.scorer.model.category_codes.items()}
         self._ready = True
         log.info(json.dumps({"event": "ready", "model": self.scorer.ref.uri, "model_uri": SETTINGS.model_uri,
@@ -106,11 +102,7 @@ class SellerRisk:
         """Once, before any worker starts: a model or snapshot that every worker would refuse stops
         `bentoml serve` with one clear message, instead of workers failing and restarting forever."""
         _log_to_stdout()
-        scorer = Scorer.load(SETTINGS.model_uri, SETTINGS.models_dir)
-        if scorer.spec.hash != SPEC.hash:
-            raise RuntimeError(f"the request schema was built for feature spec {SPEC.hash}, the model needs "
-                               f"{scorer.spec.hash}: set SELLER_RISK_POLICY to {scorer.policy.version}")
-        Snapshot.load(SETTINGS.features_dir, scorer)
+        _load(threads=0)
 
     def __is_ready__(self) -> bool:
         return self._ready
@@ -153,6 +145,15 @@ class SellerRisk:
         n = sellers if sellers is not None else len(payload)
         return Response(json.dumps(payload, default=_json_default), media_type="application/json",
                         headers={MODEL_VERSION_HEADER: self.scorer.ref.version, SELLERS_HEADER: str(n)})
+
+
+def _load(threads: int) -> tuple[Scorer, Snapshot]:
+    """The pinned model and the latest snapshot, refused unless both match the request schema's spec."""
+    scorer = Scorer.load(SETTINGS.model_uri, SETTINGS.models_dir, threads=threads)
+    if scorer.spec.hash != SPEC.hash:
+        raise RuntimeError(f"the request schema was built for feature spec {SPEC.hash}, the model needs "
+                           f"{scorer.spec.hash}: set SELLER_RISK_POLICY to {scorer.policy.version}")
+    return scorer, Snapshot.load(SETTINGS.features_dir, scorer)
 
 
 SellerRisk.add_asgi_middleware(Guard, routes=frozenset({"/score", "/score_seller"}),

@@ -364,13 +364,11 @@ def with_segments(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
-    """ROC AUC by ranks (NaN unless both outcomes occur); ties share their average rank."""
+    """ROC AUC (NaN unless both outcomes occur)."""
+    from sklearn.metrics import roc_auc_score
+
     y = np.asarray(y, dtype=bool)
-    pos, neg = int(y.sum()), int((~y).sum())
-    if pos == 0 or neg == 0:
-        return float("nan")
-    ranks = pd.Series(p).rank(method="average").to_numpy()
-    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
 
 
 def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:

@@ -1,7 +1,7 @@
 """The service's front door, as plain ASGI middleware: it refuses what must never reach the model
 (a missing API key, a pickle or any non-JSON body, a body over the size limit) with a 4xx that says
 what is wrong, and writes one structured log line per request (request id, route, status, model
-version, sellers, latency; never feature values)."""
+version, sellers, how many requests shared the scoring call, latency; never feature values)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ log = logging.getLogger("seller_risk.requests")
 
 MODEL_VERSION_HEADER = "x-model-version"
 SELLERS_HEADER = "x-sellers-scored"
+SCORED_WITH_HEADER = "x-scored-with"  # how many requests shared the scoring call (serving/coalesce.py)
 REQUEST_ID_HEADER = "x-request-id"
+_LOG_ONLY = {SELLERS_HEADER.encode(): "sellers", SCORED_WITH_HEADER.encode(): "scored_with"}
 
 
 class Guard:
@@ -39,15 +41,15 @@ class Guard:
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        seen: dict[str, Any] = {"status": 500, "model_version": None, "sellers": 0}
+        seen: dict[str, Any] = {"status": 500, "model_version": None, "sellers": 0, "scored_with": 0}
 
         async def send_logged(message: Message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
                 out = []
                 for k, v in message.get("headers", []):
-                    if k.lower() == SELLERS_HEADER.encode():  # for the log only, not for the client
-                        seen["sellers"] = int(v)
+                    if k.lower() in _LOG_ONLY:  # for the log, not for the client
+                        seen[_LOG_ONLY[k.lower()]] = int(v)
                         continue
                     if k.lower() == MODEL_VERSION_HEADER.encode():
                         seen["model_version"] = v.decode()
@@ -67,7 +69,7 @@ class Guard:
             log.info(json.dumps({
                 "event": "request", "request_id": request_id, "method": scope["method"], "route": scope["path"],
                 "status": seen["status"], "model_version": seen["model_version"], "sellers": seen["sellers"],
-                "latency_ms": round(1000 * (time.perf_counter() - started), 3)}))
+                "scored_with": seen["scored_with"], "latency_ms": round(1000 * (time.perf_counter() - started), 3)}))
 
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
         if self.api_key is not None:

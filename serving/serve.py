@@ -22,7 +22,9 @@ def bentoml_command(host: str, port: int, scorer: Scorer, features_dir: Path, mo
            "SELLER_RISK_MODELS_DIR": str(Path(models_dir).resolve()),
            "SELLER_RISK_FEATURES": str(Path(features_dir).resolve()),
            "SELLER_RISK_POLICY": scorer.policy.version,
-           "SELLER_RISK_WORKERS": str(workers)}
+           "SELLER_RISK_WORKERS": str(workers),
+           # no usage analytics sent from a risk service (the caller's own setting wins)
+           "BENTOML_DO_NOT_TRACK": os.environ.get("BENTOML_DO_NOT_TRACK", "True")}
     # import the service from this installation, not from whatever `serving/` the current folder holds
     root = str(Path(__file__).resolve().parent.parent)
     return [bentoml, "serve", SERVICE, "--working-dir", root, "--host", host, "--port", str(port)], env

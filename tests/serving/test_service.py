@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +157,30 @@ def test_a_snapshot_seller_scores_over_http_exactly_as_in_process(server: Server
         expected = json.loads(json.dumps(local[i], default=str))
         assert r.json() == expected  # floats survive JSON exactly: bit for bit
         assert r.headers["x-model-version"] == scorer.ref.version and r.headers["x-request-id"]
+
+
+def test_requests_in_flight_together_are_scored_together_with_each_its_own_exact_answer(
+        server: Server, scorer: Scorer, latest: pd.DataFrame) -> None:
+    """Coalescing (serving/coalesce.py) must change the cost, never the answer: 96 requests, 32 in
+    flight at a time, two different reason counts mixed, each equal to its in-process record."""
+    n = 96
+    local = {k: scorer.records(scorer.score_frame(latest.iloc[:n], top=k, lowering=1)) for k in (2, 5)}
+
+    def ask(i: int) -> tuple[int, requests.Response]:
+        k = 5 if i % 2 else 2
+        return i, server.post("/score_seller", {"seller_id": latest["seller_id"].iloc[i], "reasons": k,
+                                                "lowering_reasons": 1}, headers={"X-Request-ID": f"together-{i}"})
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(ask, range(n)))
+    for i, r in answers:
+        assert r.status_code == 200, r.text
+        assert r.json() == json.loads(json.dumps(local[5 if i % 2 else 2][i], default=str)), i
+        assert "x-scored-with" not in r.headers  # for the log only
+    time.sleep(0.5)
+    together = [e["scored_with"] for e in server.events() if str(e.get("request_id")).startswith("together-")]
+    assert len(together) == n and min(together) >= 1
+    assert max(together) > 1, "no two requests in flight together were scored in one call"
 
 
 def test_sent_features_score_like_the_snapshot_and_reasons_add_up(server: Server, scorer: Scorer,

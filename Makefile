@@ -13,7 +13,7 @@ SERVE  ?= 1
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
 
-.PHONY: demo serve test bench install install-dev java clean notebooks
+.PHONY: demo serve test bench bench-tools install install-dev java clean notebooks
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -51,11 +51,16 @@ test: install-dev
 	$(BIN)/python -m pytest
 
 ## bench: performance benchmarks (prints a table; not part of the tests)
-bench: install-dev
+bench: install-dev bench-tools
 	$(BIN)/python benchmarks/bench_simulate.py
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_scoring.py
 	$(BIN)/python benchmarks/bench_service.py
+
+# the service benchmark's load tool: wrk, from Debian's packages, when the machine has none
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk for benchmarks/bench_service.py"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
 clean:
 	rm -rf $(DATA) .pytest_cache

@@ -1,16 +1,21 @@
 """Benchmark the HTTP scoring service against the same work done in-process, on the same cores.
 
 For each BentoML setting (workers x threads per worker), `seller-risk serve` starts the demo
-champion on a loopback port, and a load tool in a second process (benchmarks/load.py) keeps 1, 8
-and 32 requests in flight for a fixed time: one seller per request (`/score_seller`), 5 reasons.
-The in-process rows run the same calls (snapshot look-up, TreeSHAP, reasons, JSON) in one and in
-as many processes as the service has workers, without HTTP.
+champion on a loopback port, and wrk (a C load tool, in a second process) keeps 1, 8 and 32 requests
+in flight for a fixed time: one seller per request (`/score_seller`), 5 reasons. The in-process rows
+run the same calls (snapshot look-up, TreeSHAP, reasons, JSON) in one and in as many processes as
+the service has workers, without HTTP, one seller per call and, for comparison with what the
+service's coalescing does, 16 per call. All services start first and stay up (idle when not
+loaded); every round then measures every row, so rows are side by side and each figure is the
+median of the rounds.
 
-    .venv/bin/python benchmarks/bench_service.py                         # 10 s per level
-    .venv/bin/python benchmarks/bench_service.py --duration 5 --settings 2x1
+    make bench-tools && .venv/bin/python benchmarks/bench_service.py   # 3 rounds of 8 s per row
+    .venv/bin/python benchmarks/bench_service.py --rounds 1 --duration 5 --settings 2x1
 
-Targets: p99 under 25 ms at concurrency 1; HTTP requests/s at concurrency 32 at least 70% of
-in-process requests/s. Inputs (the demo marketplace and champion) are made once under
+Settings are WORKERSxTHREADS, with +telemetry (Prometheus metrics and OpenTelemetry spans on) or
++unbatched (SELLER_RISK_MAX_BATCH=1: every request scored on its own). Targets: p99 under 25 ms at
+concurrency 1; HTTP requests/s at concurrency 32 at least 70% of in-process requests/s (one seller
+per call, one process per core). Inputs (the demo marketplace and champion) are made once under
 benchmarks/out/ by bench_scoring.py's `demo_champion`.
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +42,7 @@ from bench_scoring import DEMO, demo_champion  # noqa: E402
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 LEVELS = (1, 8, 32)
+WRK = shutil.which("wrk")
 TARGET_P99_MS, TARGET_SHARE = 25.0, 0.70
 
 
@@ -53,8 +60,9 @@ def _ids(path: Path) -> Path:
     return path
 
 
-def serve(workers: int, threads: int, telemetry: bool, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "SELLER_RISK_THREADS": str(threads), "SELLER_RISK_TELEMETRY": "1" if telemetry else "0"}
+def serve(workers: int, threads: int, extra: str, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "SELLER_RISK_THREADS": str(threads), "SELLER_RISK_TELEMETRY": str(int(extra == "telemetry")),
+           "SELLER_RISK_MAX_BATCH": "1" if extra == "unbatched" else os.environ.get("SELLER_RISK_MAX_BATCH", "256")}
     env.pop("SELLER_RISK_API_KEY", None)
     proc = subprocess.Popen([str(BIN / "seller-risk"), "serve", "--features", str(DEMO / "features"),
                              "--models", str(DEMO / "models"), "--port", str(port), "--workers", str(workers)],
@@ -82,18 +90,37 @@ def stop(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def load(url: str, ids: Path, concurrency: int, duration: float) -> dict:
-    out = subprocess.run([sys.executable, str(HERE / "load.py"), "--url", url, "--ids", str(ids),
-                          "--concurrency", str(concurrency), "--duration", str(duration)],
-                         check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def wrk(url: str, ids: Path, concurrency: int, duration: float) -> dict:
+    """One wrk run (one thread: it needs little CPU, which the service needs more)."""
+    out = subprocess.run([WRK, "-t1", f"-c{concurrency}", f"-d{duration:.0f}s", "--timeout", "10s",
+                          "-s", str(HERE / "score_seller.lua"), url],
+                         env={**os.environ, "IDS": str(ids)}, check=True, capture_output=True, text=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return {**r, "concurrency": concurrency, "rps": r["requests"] / r["seconds"]}
+
+
+def scored_with(log: Path, since: int) -> tuple[float, int]:
+    """Median number of requests that shared a scoring call, over the log lines after byte `since`."""
+    with log.open("rb") as f:
+        f.seek(since)
+        lines = f.read().decode(errors="replace").splitlines()
+    together = [e["scored_with"] for e in map(_json_or_none, lines)
+                if e and e.get("event") == "request" and e.get("status") == 200]
+    return (float(np.median(together)) if together else float("nan")), log.stat().st_size
+
+
+def _json_or_none(line: str) -> dict | None:
+    try:
+        return json.loads(line) if line.startswith("{") else None
+    except json.JSONDecodeError:
+        return None
 
 
 # ------------------------------------------------------------------ in-process: the same calls, no HTTP
 
 
-def in_process_worker(ids_file: Path, duration: float) -> None:
-    """One process scoring one seller per call for `duration` seconds; prints a JSON line."""
+def in_process_worker(ids_file: Path, duration: float, batch: int) -> None:
+    """One process scoring `batch` sellers per call for `duration` seconds; prints a JSON line."""
     from serving.scoring import Scorer, Snapshot
 
     scorer = Scorer.load("models:/seller-risk@champion", DEMO / "models", threads=1)
@@ -103,75 +130,100 @@ def in_process_worker(ids_file: Path, duration: float) -> None:
     start = time.perf_counter()
     warm, stop_at, i = start + 1.0, start + 1.0 + duration, 0
     while (now := time.perf_counter()) < stop_at:
-        json.dumps(scorer.records(scorer.score_ids(snapshot, [ids[i % len(ids)]], top=5))[0], default=str)
+        chosen = [ids[(i + k) % len(ids)] for k in range(batch)]
+        for record in scorer.records(scorer.score_ids(snapshot, chosen, top=5)):
+            json.dumps(record, default=str)
         if now >= warm:
             lat.append(time.perf_counter() - now)
-        i += 1
+        i += batch
     a = np.array(lat) * 1000
-    print(json.dumps({"requests": len(a), "rps": len(a) / duration, "p50_ms": float(np.percentile(a, 50)),
-                      "p99_ms": float(np.percentile(a, 99))}))
+    print(json.dumps({"requests": len(a) * batch, "rps": len(a) * batch / duration,
+                      "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99))}))
 
 
-def in_process(ids: Path, processes: int, duration: float) -> dict:
-    procs = [subprocess.Popen([sys.executable, __file__, "--in-process-worker", str(ids), "--duration", str(duration)],
-                              stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+def in_process(ids: Path, processes: int, batch: int, duration: float) -> dict:
+    procs = [subprocess.Popen([sys.executable, __file__, "--in-process-worker", str(ids), "--duration", str(duration),
+                               "--batch", str(batch)], stdout=subprocess.PIPE, text=True) for _ in range(processes)]
     results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     return {"concurrency": processes, "rps": sum(r["rps"] for r in results), "errors": 0,
             "p50_ms": float(np.median([r["p50_ms"] for r in results])),
-            "p99_ms": float(max(r["p99_ms"] for r in results)), "requests": sum(r["requests"] for r in results)}
+            "p99_ms": float(max(r["p99_ms"] for r in results)), "together": float(batch)}
+
+
+def _median(runs: list[dict]) -> dict:
+    out = {k: float(np.median([r[k] for r in runs])) for k in ("rps", "p50_ms", "p99_ms", "together")}
+    return {**out, "concurrency": runs[0]["concurrency"], "errors": sum(r["errors"] for r in runs),
+            "low": min(r["rps"] for r in runs), "high": max(r["rps"] for r in runs)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=10.0, help="Seconds measured per level.")
-    ap.add_argument("--settings", nargs="*", default=["2x1", "2x1+telemetry", "1x1"],
-                    help="BentoML settings to try, as WORKERSxTHREADS, +telemetry for metrics and tracing on.")
+    ap.add_argument("--duration", type=float, default=8.0, help="Seconds measured per row and round.")
+    ap.add_argument("--rounds", type=int, default=3, help="Every row is measured this many times; medians shown.")
+    ap.add_argument("--settings", nargs="*", default=["2x1", "2x1+unbatched", "1x1"],
+                    help="BentoML settings to try, as WORKERSxTHREADS[+telemetry|+unbatched].")
     ap.add_argument("--in-process-worker", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.in_process_worker:
-        in_process_worker(args.in_process_worker, args.duration)
+        in_process_worker(args.in_process_worker, args.duration, args.batch)
         return
-    console = Console(width=140)
+    if WRK is None:
+        raise SystemExit("wrk is not installed: `make bench-tools` installs it (Debian's package wrk)")
+    console = Console(width=190)
     demo_champion()
     work = DEMO / "service-bench"
     work.mkdir(exist_ok=True)
     ids = _ids(work / "ids.txt")
     load_avg = os.getloadavg()[0]
-    rows: list[tuple[str, dict]] = []
-    for setting in args.settings:
-        shape, _, extra = setting.partition("+")
-        workers, threads = (int(x) for x in shape.split("x"))
-        telemetry = extra == "telemetry"
-        port = _free_port()
-        proc = serve(workers, threads, telemetry, port, work / f"serve-{setting}.log")
-        try:
-            for c in LEVELS:
-                console.print(f"HTTP {setting}: concurrency {c} for {args.duration:.0f} s")
-                rows.append((f"HTTP, {workers} worker(s) x {threads} thread(s){', telemetry' if telemetry else ''}",
-                             load(f"http://127.0.0.1:{port}/score_seller", ids, c, args.duration)))
-        finally:
-            stop(proc)
     cores = os.cpu_count() or 2
-    for n in sorted({1, cores}):
-        console.print(f"in-process: {n} process(es) for {args.duration:.0f} s")
-        rows.append((f"in-process, {n} process(es)", in_process(ids, n, args.duration)))
+    servers: dict[str, tuple[subprocess.Popen, int, Path]] = {}
+    runs: dict[str, list[dict]] = {}
+    try:
+        for setting in args.settings:
+            shape, _, extra = setting.partition("+")
+            workers, threads = (int(x) for x in shape.split("x"))
+            port, log = _free_port(), work / f"serve-{setting}.log"
+            console.print(f"starting the service: {setting}")
+            servers[setting] = (serve(workers, threads, extra, port, log), port, log)
+        for round_ in range(1, args.rounds + 1):
+            for setting, (_, port, log) in servers.items():
+                shape, _, extra = setting.partition("+")
+                workers, threads = shape.split("x")
+                for c in LEVELS:
+                    console.print(f"round {round_}/{args.rounds}: HTTP {setting}, {c} in flight for {args.duration:.0f} s")
+                    since = log.stat().st_size
+                    r = wrk(f"http://127.0.0.1:{port}/score_seller", ids, c, args.duration)
+                    r["together"], _ = scored_with(log, since)
+                    name = f"HTTP, {workers} worker(s) x {threads} thread(s){', ' + extra if extra else ''}"
+                    runs.setdefault(f"{name}|{c}", []).append(r)
+            for n, batch in sorted({(1, 1), (cores, 1), (cores, 16)}):
+                console.print(f"round {round_}/{args.rounds}: in-process, {n} process(es), {batch} per call")
+                runs.setdefault(f"in-process, {n} process(es), {batch} seller(s) per call|{n}", []).append(
+                    in_process(ids, n, batch, args.duration))
+    finally:
+        for proc, _, _ in servers.values():
+            stop(proc)
 
-    best_local = max(r["rps"] for name, r in rows if name.startswith("in-process"))
-    table = Table(title=f"One seller per request, 5 reasons; {args.duration:.0f} s per row; "
+    rows = [(key.split("|")[0], _median(rs)) for key, rs in runs.items()]
+    base = next(r for name, r in rows if name == f"in-process, {cores} process(es), 1 seller(s) per call")
+    table = Table(title=f"One seller per request, 5 reasons; median of {args.rounds} round(s) of {args.duration:.0f} s; "
                         f"load average at start {load_avg:.2f} on {cores} cores")
-    for col in ("how", "in flight", "requests/s", "p50 ms", "p99 ms", "errors", "share of in-process"):
+    for col in ("how", "in flight", "requests/s", "range", "p50 ms", "p99 ms", "scored together", "errors",
+                "share of in-process"):
         table.add_column(col, justify="right" if col != "how" else "left")
     for name, r in rows:
-        table.add_row(name, str(r["concurrency"]), f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                      str(r["errors"]), f"{r['rps'] / best_local:.0%}")
+        table.add_row(name, str(r["concurrency"]), f"{r['rps']:,.0f}", f"{r['low']:,.0f}-{r['high']:,.0f}",
+                      f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['together']:.0f}", str(r["errors"]),
+                      f"{r['rps'] / base['rps']:.0%}")
     console.print(table)
     http = [r for name, r in rows if name.startswith("HTTP")]
     c1 = min(r["p99_ms"] for r in http if r["concurrency"] == 1)
     c32 = max(r["rps"] for r in http if r["concurrency"] == 32)
     console.print(f"p99 at concurrency 1: {c1:.2f} ms (target < {TARGET_P99_MS:.0f} ms: "
                   f"{'met' if c1 < TARGET_P99_MS else 'missed'}); best HTTP at 32 in flight: {c32:,.0f}/s = "
-                  f"{c32 / best_local:.0%} of in-process {best_local:,.0f}/s (target >= {TARGET_SHARE:.0%}: "
-                  f"{'met' if c32 / best_local >= TARGET_SHARE else 'missed'})")
+                  f"{c32 / base['rps']:.0%} of in-process {base['rps']:,.0f}/s, one seller per call in {cores} "
+                  f"processes (target >= {TARGET_SHARE:.0%}: {'met' if c32 / base['rps'] >= TARGET_SHARE else 'missed'})")
 
 
 if __name__ == "__main__":

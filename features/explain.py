@@ -30,20 +30,17 @@ class Explanation:
     score: np.ndarray  # calibrated probability, one per row
     base: float  # calibrated log-odds of the average seller (the expected value)
     contributions: np.ndarray  # rows x features, calibrated log-odds
-
-    def logit(self) -> np.ndarray:
-        """base + contributions: the calibrated log-odds of each row's score."""
-        return self.base + self.contributions.sum(axis=1)
+    logit: np.ndarray  # base + contributions summed: the calibrated log-odds of each row's score
 
 
 def explain(model: RiskModel, X: pd.DataFrame | np.ndarray, threads: int = 0) -> Explanation:
     """Scores and per-feature contributions for model-ready rows (a `model_frame` or `RiskModel.matrix`)."""
     raw_contrib, expected = model.contributions(X, threads)
     slope, intercept = model.calibration.slope, model.calibration.intercept
-    contributions = slope * raw_contrib
+    contributions = np.multiply(raw_contrib, slope, out=raw_contrib)  # in place: LightGBM's fresh output
     base = float(slope * expected[0] + intercept) if len(expected) else float(intercept)
-    score = sigmoid(base + contributions.sum(axis=1))
-    return Explanation(score, base, contributions)
+    logit = base + contributions.sum(axis=1)
+    return Explanation(sigmoid(logit), base, contributions, logit)
 
 
 def display_value(value: object) -> float | str | None:
@@ -120,23 +117,18 @@ def top_reasons(ex: Explanation, values_at: ValuesAt, spec: FeatureSpec, top: in
     """The `top` features that most raise (or most lower) each row's risk; a feature that does not
     push that way is no reason, so a row may have fewer."""
     c = ex.contributions
-    signed = c if direction == "raises" else -c
     k = max(0, min(top, c.shape[1]))
     if k == 0 or len(c) == 0:
-        order = np.empty((len(c), 0), dtype=np.int64)
-    elif k < c.shape[1]:
-        part = np.argpartition(-signed, k - 1, axis=1)[:, :k]
-        keys = np.take_along_axis(-signed, part, axis=1)
-        # strongest first; ties by feature position, as a stable sort would give
-        order = np.take_along_axis(part, np.lexsort((part, keys), axis=1), axis=1)
-    else:
-        order = np.argsort(-signed, axis=1, kind="stable")
+        return _no_reasons(direction)
+    signed = c if direction == "raises" else -c
+    # strongest first; ties by feature position, as a stable sort would give
+    order = _strongest(signed, k) if k <= _ARGMAX_UP_TO else np.argsort(-signed, axis=1, kind="stable")[:, :k]
     rows = np.repeat(np.arange(len(c)), order.shape[1])
     cols = order.ravel()
     keep = signed[rows, cols] > 0
     rows, cols = rows[keep], cols[keep]
     contribution = c[rows, cols]
-    logit = ex.logit()[rows]
+    logit = ex.logit[rows]
     change = sigmoid(logit) - sigmoid(logit - contribution)
     names = np.asarray(spec.names, dtype=object)[cols]
     values = np.empty(len(rows), dtype=object)
@@ -145,10 +137,33 @@ def top_reasons(ex: Explanation, values_at: ValuesAt, spec: FeatureSpec, top: in
     for j in np.unique(cols):  # one template per feature, bound once
         where = np.flatnonzero(cols == j)
         feature = spec.features[j]
-        fmt, missing = feature.reason.format, feature.reason_text(None)
-        texts[where] = [missing if v is None else fmt(value=v) for v in values[where]]
+        fmt, missing = feature.reason_format, feature.reason_text(None)
+        texts[where] = [missing if v is None else fmt(v) for v in values[where]]
     rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") + 1
     return Reasons(rows, rank, names, values, contribution, change, direction, texts)
+
+
+_ARGMAX_UP_TO = 8
+"""Up to this many reasons a row, they are picked by repeated arg-max (k passes over the rows, each
+in C); more, by a full stable sort of each row."""
+
+
+def _strongest(signed: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the positions of the k largest values, largest first, ties to the lower position
+    (what a stable descending sort gives): k arg-max passes, each masking the one it found."""
+    work = np.array(signed, dtype=np.float64, order="C")
+    order = np.empty((len(work), k), dtype=np.intp)
+    at = np.arange(len(work))
+    for i in range(k):
+        order[:, i] = best = work.argmax(axis=1)
+        work[at, best] = -np.inf
+    return order
+
+
+def _no_reasons(direction: Direction) -> Reasons:
+    empty = np.empty(0, dtype=object)
+    return Reasons(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), empty, empty, np.empty(0),
+                   np.empty(0), direction, empty)
 
 
 def reasons(model: RiskModel, frame: pd.DataFrame, spec: FeatureSpec, top: int = 5,

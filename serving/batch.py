@@ -329,9 +329,9 @@ def _scored_table(scorer: Scorer, frame: pd.DataFrame, top: int, run_id: str, sc
     scored = scorer.score_frame(frame, top=top)
     table = scorer.table(scored)
     n = len(scored)
-    table = (table.append_column("run_id", pa.array([run_id] * n, pa.string()))
-             .append_column("model_run_id", pa.array([scorer.ref.run_id] * n, pa.string()))
-             .append_column("scored_at", pa.array([scored_at] * n, pa.timestamp("ms", tz="UTC"))))
+    table = (table.append_column("run_id", pa.repeat(pa.scalar(run_id, pa.string()), n))
+             .append_column("model_run_id", pa.repeat(pa.scalar(scorer.ref.run_id, pa.string()), n))
+             .append_column("scored_at", pa.repeat(pa.scalar(scored_at, pa.timestamp("ms", tz="UTC")), n)))
     return scored, table.cast(BATCH_ARROW)
 
 

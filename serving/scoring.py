@@ -89,9 +89,10 @@ class Scorer:
     def score_frame(self, frame: pd.DataFrame, top: int = 5, lowering: int = 0) -> Scored:
         """Score a snapshot (rows with seller_id, as_of and the spec's feature columns)."""
         as_of = frame["as_of"] if "as_of" in frame.columns else pd.Series([None] * len(frame))
+        dates = {d: _as_date(d) for d in as_of.unique()}  # a snapshot has one or a few as-of dates
         return self.score_matrix(self.model.matrix(frame), frame_values(frame, self.spec),
                                  frame["seller_id"].astype(str).to_numpy(dtype=object),
-                                 [_as_date(d) for d in as_of], top, lowering)
+                                 as_of.map(dates).to_numpy(dtype=object), top, lowering)
 
     def score_sellers(self, seller_id: Sequence[str], features: Sequence[Mapping[str, float | str | None]],
                       as_of: Sequence[date | None] | None = None, top: int = 5, lowering: int = 0) -> Scored:
@@ -126,7 +127,7 @@ class Scorer:
     def table(self, scored: Scored) -> pa.Table:
         """Score records as an Arrow table (the batch job's Parquet rows), built column-wise."""
         n = len(scored)
-        common = {k: pa.array([v] * n, pa.string()) for k, v in self._common().items()}
+        common = {k: pa.repeat(pa.scalar(v, pa.string()), n) for k, v in self._common().items()}
         columns = {
             "seller_id": pa.array(scored.seller_id, pa.string()),
             "as_of": pa.array(scored.as_of, pa.date32()),
@@ -200,7 +201,7 @@ def _as_date(value: object) -> date | None:
 def _number_or_label(reasons: Reasons, categorical: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """A reason's value as the record holds it: a number for numeric features, a label for categories."""
     is_cat = np.isin(reasons.feature, categorical)
-    number = np.array([np.nan if c or v is None else v for v, c in zip(reasons.value, is_cat)], dtype="float64")
+    number = np.where(is_cat | (reasons.value == None), np.nan, reasons.value).astype("float64")  # noqa: E711
     label = np.where(is_cat, reasons.value, None)
     return number, label
 
@@ -225,7 +226,7 @@ def _reason_list_array(reasons: Reasons, n: int, categorical: list[str]) -> pa.L
         [pa.array(reasons.rank, pa.int32()), pa.array(reasons.feature, pa.string()),
          pa.array(number, pa.float64(), from_pandas=True), pa.array(label, pa.string()),
          pa.array(reasons.contribution, pa.float64()), pa.array(reasons.probability_change, pa.float64()),
-         pa.array(np.full(len(reasons), reasons.direction, dtype=object), pa.string()),
+         pa.repeat(pa.scalar(reasons.direction, pa.string()), len(reasons)),
          pa.array(reasons.text, pa.string())],
         fields=list(REASON_ARROW))
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), struct)

@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import shap
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
-from features.explain import explain, reasons
+from features.explain import _strongest, explain, reasons
 from features.risk_model import model_frame
 from features.spec import feature_spec
 from training.train import TrainResult
@@ -27,7 +30,7 @@ def test_contributions_add_up_to_the_calibrated_score(trained: TrainResult, late
     ex = explain(trained.model, X)
     np.testing.assert_allclose(ex.score, trained.model.probability(X), rtol=0, atol=1e-12)
     cal = trained.model.calibration
-    np.testing.assert_allclose(ex.logit(), cal.slope * trained.model.raw_score(X) + cal.intercept, atol=1e-9)
+    np.testing.assert_allclose(ex.logit, cal.slope * trained.model.raw_score(X) + cal.intercept, atol=1e-9)
 
 
 def test_lightgbm_treeshap_agrees_with_the_shap_package(trained: TrainResult, latest: pd.DataFrame, policy) -> None:
@@ -84,3 +87,13 @@ def test_the_model_matrix_is_what_lightgbm_makes_of_the_frame(trained: TrainResu
     assert np.array_equal(via_pandas, via_matrix)
     records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in frame[spec.names].head(20).to_dict("records")]
     assert np.array_equal(model.matrix_from_records(records), model.matrix(frame.head(20)), equal_nan=True)
+
+
+@given(arrays(np.float64, st.tuples(st.integers(1, 30), st.integers(1, 12)),
+              elements=st.sampled_from([-2.0, -0.5, 0.0, 0.25, 0.25000000000000006, 1.0, 3.5])),
+       st.integers(1, 12))
+def test_the_strongest_come_in_the_order_of_a_stable_descending_sort(values: np.ndarray, k: int) -> None:
+    """Repeated arg-max picks what a stable sort picks, ties (frequent here) to the lower feature."""
+    k = min(k, values.shape[1])
+    expected = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(_strongest(values, k), expected)

@@ -85,6 +85,8 @@ class RiskModel:
         and the expected value; per row they add up to `raw_score`. `threads`: OpenMP threads
         (0: LightGBM's default, all cores; 1 for request-sized inputs, where waking a thread
         pool costs more than it saves and fights the other workers for the cores)."""
+        if len(X) == 0:  # LightGBM divides by the row count
+            return np.empty((0, len(self.feature_names))), np.empty(0)
         extra = {"num_threads": threads} if threads else {}
         c = self.booster.predict(self._inputs(X), pred_contrib=True, **extra)
         return c[:, :-1], c[:, -1]

@@ -97,3 +97,10 @@ def test_the_strongest_come_in_the_order_of_a_stable_descending_sort(values: np.
     k = min(k, values.shape[1])
     expected = np.argsort(-values, axis=1, kind="stable")[:, :k]
     np.testing.assert_array_equal(_strongest(values, k), expected)
+
+
+def test_no_rows_is_no_scores_and_no_reasons(trained: TrainResult, latest: pd.DataFrame, policy) -> None:
+    spec = feature_spec(policy)
+    out = reasons(trained.model, latest.iloc[:0], spec, top=5)
+    assert len(out) == 0 and list(out.columns)[:3] == ["row", "rank", "feature"]
+    assert len(explain(trained.model, trained.model.matrix(latest.iloc[:0])).score) == 0

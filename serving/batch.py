@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -365,6 +366,20 @@ def _clean_stale(partition: Path) -> None:
             olds[-1].rename(partition)
 
 
+def close_dead_runs(experiment_id: str) -> list[str]:
+    """Scoring runs that MLflow still shows RUNNING although their process on this host is gone
+    (killed with SIGKILL, or the machine went down) are marked KILLED; returns their ids."""
+    from mlflow import MlflowClient
+
+    client, host, closed = MlflowClient(), socket.gethostname(), []
+    for r in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+        pid = r.data.tags.get("pid", "")
+        if r.data.tags.get("host") == host and pid.isdigit() and not _alive(int(pid)):
+            client.set_terminated(r.info.run_id, status="KILLED")
+            closed.append(r.info.run_id)
+    return closed
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -413,8 +428,10 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
     use_store(cfg.models_dir)
     run = None
     if cfg.log_mlflow:
-        run = mlflow.start_run(experiment_id=ensure_experiment(SCORING_EXPERIMENT, cfg.models_dir),
-                               run_name=f"score {as_of}")
+        experiment = ensure_experiment(SCORING_EXPERIMENT, cfg.models_dir)
+        close_dead_runs(experiment)
+        run = mlflow.start_run(experiment_id=experiment, run_name=f"score {as_of}",
+                               tags={"host": socket.gethostname(), "pid": str(os.getpid())})
     run_id = run.info.run_id if run else "local"
     scored_at = datetime.now(timezone.utc).replace(microsecond=0)
     total = snapshot_rows(files)

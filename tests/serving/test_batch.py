@@ -269,8 +269,19 @@ def test_an_interrupted_run_leaves_the_previous_partition_intact(sig, first_run,
     assert read_scores(out, latest).num_rows == json.loads((part / SUMMARY_FILE).read_text())["sellers_scored"]
     if sig == signal.SIGINT:
         assert not tmp.exists()  # cleaned up on the way out
-    # the next run clears whatever a killed one left behind
-    from serving.batch import _clean_stale
+    # the next run clears whatever a killed one left behind, and no MLflow run stays RUNNING
+    from mlflow import MlflowClient
+
+    from features.registry import ensure_experiment, use_store
+    from serving.batch import SCORING_EXPERIMENT, _clean_stale, close_dead_runs
 
     _clean_stale(part)
     assert not tmp.exists()
+    use_store(models_dir)
+    experiment = ensure_experiment(SCORING_EXPERIMENT, models_dir)
+    [killed] = MlflowClient().search_runs([experiment], f"tags.pid = '{proc.pid}'")
+    if sig == signal.SIGKILL:
+        assert killed.info.status == "RUNNING"  # nothing could run on the way out
+        assert close_dead_runs(experiment) == [killed.info.run_id]
+    assert MlflowClient().get_run(killed.info.run_id).info.status == "KILLED"
+    assert close_dead_runs(experiment) == []

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from features.atomic import replaced_whole
 from serving.records import SCORE_ARROW
-from serving.scoring import DEFAULT_MODEL_URI, Scorer
+from serving.scoring import DEFAULT_MODEL_URI, Scorer, snapshot_mismatch
 from serving.summary import (Bins, band_counts, capacity_coverage, drift_table, expected_breaches, reference_bins,
                              risers)
 
@@ -137,29 +137,13 @@ def locate_snapshot(as_of: date, previous: date, events: Path | None, features_d
 def check_snapshot(features_dir: Path, as_of: date, scorer: Scorer) -> list[Path]:
     """The snapshot's Parquet files, after checking it is one the model can score: built with the
     model's feature spec, with exactly the spec's feature columns (none missing, none extra)."""
-    from features.pipeline import snapshot_columns
-
     folder = snapshot_partition(features_dir, as_of)
     files = sorted(folder.glob("*.parquet"))
     if not files:
         raise BatchError(f"{features_dir} holds no snapshot for {as_of} ({folder} has no Parquet files)")
-    spec_file = features_dir / "feature_spec.json"
-    if spec_file.is_file():
-        stored = json.loads(spec_file.read_text()).get("hash")
-        if stored != scorer.spec.hash:
-            raise BatchError(f"{features_dir} was built with feature spec {stored}, but model "
-                             f"{scorer.ref.name} v{scorer.ref.version} needs spec {scorer.spec.hash}; "
-                             "rebuild the snapshots or score with a model trained on them")
-    allowed = set(snapshot_columns(scorer.policy, scorer.spec))
-    for f in files:
-        cols = pq.read_schema(f).names
-        missing = [n for n in ["seller_id", *scorer.spec.names] if n not in cols]
-        extra = [c for c in cols if c not in allowed]
-        if missing:
-            raise BatchError(f"snapshot {f} lacks feature column(s) of spec {scorer.spec.hash}: {', '.join(missing)}")
-        if extra:
-            raise BatchError(f"snapshot {f} has column(s) that feature spec {scorer.spec.hash} does not define: "
-                             f"{', '.join(extra)}")
+    problem = snapshot_mismatch(features_dir, files, scorer)
+    if problem:
+        raise BatchError(problem)
     return files
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features.explain import Reasons, ValuesAt, display_value, explain, frame_values, record_values, top_reasons
 from features.policy import Policy, load_policy
@@ -157,20 +158,19 @@ class Snapshot:
     @classmethod
     def load(cls, folder: Path | str, scorer: Scorer) -> Snapshot:
         """The latest snapshot of a features folder (`seller-risk features --out`), refused if it
-        was built for another feature spec than the scorer's."""
+        was built for another feature spec than the scorer's or its columns are not the spec's."""
         folder = Path(folder)
         latest, spec_file = folder / "latest.parquet", folder / "feature_spec.json"
         if not latest.exists() or not spec_file.exists():
             raise FileNotFoundError(f"no feature snapshot in {folder}: expected latest.parquet and feature_spec.json "
                                     "(run `seller-risk features` first)")
-        built_for = json.loads(spec_file.read_text()).get("hash")
-        if built_for != scorer.spec.hash:
-            raise ModelSpecMismatch(f"the snapshot in {folder} was built for feature spec {built_for}, "
-                                    f"the model for {scorer.spec.hash}; rebuild the features")
+        problem = snapshot_mismatch(folder, [latest], scorer)
+        if problem:
+            raise ModelSpecMismatch(problem)
         frame = pd.read_parquet(latest)
         dates = frame["as_of"].dropna().unique() if "as_of" in frame.columns else []
         ids = frame["seller_id"].astype(str).to_numpy()
-        return cls(folder, _as_date(dates[0]) if len(dates) else None, built_for,
+        return cls(folder, _as_date(dates[0]) if len(dates) else None, scorer.spec.hash,
                    {sid: i for i, sid in enumerate(ids)}, scorer.model.matrix(frame),
                    {n: frame[n].to_numpy(dtype=object) for n in scorer.spec.categorical})
 
@@ -187,6 +187,31 @@ class Snapshot:
                 out.append(display_value(self.labels[name][i]) if name in self.labels else display_value(self.X[i, j]))
             return out
         return at
+
+
+def snapshot_mismatch(features_dir: Path, files: Sequence[Path], scorer: Scorer) -> str | None:
+    """Why the scorer's model cannot score these snapshot files of a `seller-risk features --out`
+    folder, or None: the folder was built with another feature spec, or a file lacks one of the
+    spec's feature columns or has a column the spec does not define."""
+    from features.pipeline import snapshot_columns
+
+    spec_file = Path(features_dir) / "feature_spec.json"
+    if spec_file.is_file():
+        stored = json.loads(spec_file.read_text()).get("hash")
+        if stored != scorer.spec.hash:
+            return (f"{features_dir} was built with feature spec {stored}, but model {scorer.ref.name} "
+                    f"v{scorer.ref.version} needs spec {scorer.spec.hash}; rebuild the snapshots or score "
+                    "with a model trained on them")
+    allowed = set(snapshot_columns(scorer.policy, scorer.spec))
+    for f in files:
+        cols = pq.read_schema(f).names
+        missing = [n for n in ["seller_id", *scorer.spec.names] if n not in cols]
+        if missing:
+            return f"snapshot {f} lacks feature column(s) of spec {scorer.spec.hash}: {', '.join(missing)}"
+        extra = [c for c in cols if c not in allowed]
+        if extra:
+            return f"snapshot {f} has column(s) that feature spec {scorer.spec.hash} does not define: {', '.join(extra)}"
+    return None
 
 
 def _as_date(value: object) -> date | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -219,6 +220,27 @@ def test_a_snapshot_that_does_not_match_the_spec_is_refused(change, words, tmp_p
     assert res.exit_code == 2
     assert words in res.stderr and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda t: t.drop(["orders_30d"]), "lacks feature column(s) of spec"),
+    (lambda t: t.append_column("loyalty_points", pa.array(np.zeros(t.num_rows))), "does not define: loyalty_points"),
+    ("spec", "was built with feature spec 0123456789abcdef"),
+], ids=["missing-column", "extra-column", "other-spec"])
+def test_the_service_refuses_the_same_snapshots_as_the_job(change, words, tmp_path, feature_dir, models_dir,
+                                                           model_uri) -> None:
+    """One check for both: the service's latest snapshot is refused for what the job refuses."""
+    from features.risk_model import ModelSpecMismatch
+    from serving.scoring import Scorer, Snapshot
+
+    features = shutil.copytree(feature_dir, tmp_path / "features")
+    if change == "spec":
+        (features / "feature_spec.json").write_text(json.dumps({"hash": "0123456789abcdef"}))
+    else:
+        pq.write_table(change(pq.read_table(features / "latest.parquet")), features / "latest.parquet")
+    scorer = Scorer.load(model_uri, models_dir)
+    with pytest.raises(ModelSpecMismatch, match=re.escape(words)):
+        Snapshot.load(features, scorer)
 
 
 def test_a_model_for_another_feature_spec_is_refused(tmp_path, first_run, trained, feature_dir, marketplace,

@@ -1,6 +1,6 @@
 """The service's front door, as plain ASGI middleware: it refuses what must never reach the model
 (a missing API key, a pickle or any non-JSON body, a body over the size limit) with a 4xx that says
-what is wrong, and writes one structured log line per request (request id, route, status, model
+what is wrong, rewrites BentoML's validation errors so the message names each field, and writes one structured log line per request (request id, route, status, model
 version, sellers, how many requests shared the scoring call, latency; never feature values)."""
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
         seen: dict[str, Any] = {"status": 500, "model_version": None, "sellers": 0, "scored_with": 0}
+        held: list[Message] = []
 
         async def send_logged(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -55,6 +56,21 @@ class Guard:
                         seen["model_version"] = v.decode()
                     out.append((k, v))
                 message["headers"] = [*out, (REQUEST_ID_HEADER.encode(), request_id.encode())]
+                if message["status"] == 400:  # BentoML's validation error: hold it to name the fields
+                    held.append(message)
+                    return
+            elif held and message["type"] == "http.response.body":
+                held.append(message)
+                if message.get("more_body", False):
+                    return
+                start, *parts = held
+                held.clear()
+                body = b"".join(p.get("body", b"") for p in parts)
+                body = _naming_fields(body) or body
+                start["headers"] = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                start["headers"].append((b"content-length", str(len(body)).encode()))
+                await send(start)
+                message = {"type": "http.response.body", "body": body, "more_body": False}
             await send(message)
 
         try:
@@ -101,6 +117,30 @@ class Guard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks)
+
+
+def _naming_fields(body: bytes, shown: int = 5) -> bytes | None:
+    """BentoML's 400 body (`{"error": "N validation error for Input", "detail": [{loc, msg}, ...]}`)
+    with an error that names each field: "sellers[0].features.orders_7d: Input should be ..."."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    detail = payload.get("detail") if isinstance(payload, dict) else None
+    if not isinstance(detail, list) or not detail or not all(isinstance(d, dict) for d in detail):
+        return None
+    problems = [f"{_field(d.get('loc') or [])}: {d.get('msg', 'invalid')}" for d in detail]
+    more = f" (and {len(problems) - shown} more)" if len(problems) > shown else ""
+    payload["error"] = "; ".join(problems[:shown]) + more
+    return json.dumps(payload).encode()
+
+
+def _field(loc: list) -> str:
+    """A pydantic error location as a caller writes the field: sellers[0].features.orders_7d."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

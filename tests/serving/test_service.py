@@ -372,6 +372,39 @@ def test_serve_command_refuses_an_unknown_model_with_one_line(trained: TrainResu
     assert "alias 'nobody'" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_serve_command_prints_a_curl_that_scores_the_riskiest_seller(trained: TrainResult, feature_dir: Path,
+                                                                    scorer: Scorer, latest: pd.DataFrame,
+                                                                    tmp_path: Path) -> None:
+    """`seller-risk serve` (what `make demo` ends with) starts a server, and the curl it prints,
+    pasted into a shell, returns the score record of the snapshot's riskiest seller."""
+    port, log = _free_port(), tmp_path / "serve.log"
+    env = _env(trained, feature_dir, "unused")
+    proc = subprocess.Popen([str(BIN / "seller-risk"), "serve", "--model", f"models:/seller-risk/{trained.version}",
+                             "--features", str(feature_dir), "--port", str(port), "--workers", "1"],
+                            env={**env, "COLUMNS": "400"}, cwd=tmp_path, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            assert time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
+        [curl] = [line.strip() for line in log.read_text().splitlines() if line.strip().startswith("curl -s -X POST")]
+        pasted = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
+        record = json.loads(pasted.stdout)
+        local = scorer.records(scorer.score_frame(latest))
+        riskiest = max(local, key=lambda r: r["risk_score"])
+        assert record["seller_id"] == riskiest["seller_id"] and record["risk_score"] == riskiest["risk_score"]
+        assert len(record["reasons"]) == 5
+    finally:
+        _stop(proc)
+
+
 def test_bentofile_builds_a_bento(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")}

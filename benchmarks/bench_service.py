@@ -12,8 +12,10 @@ median of the rounds.
     make bench-tools && .venv/bin/python benchmarks/bench_service.py   # 3 rounds of 8 s per row
     .venv/bin/python benchmarks/bench_service.py --rounds 1 --duration 5 --settings 2x1
 
-Settings are WORKERSxTHREADS, with +telemetry (Prometheus metrics and OpenTelemetry spans on) or
-+unbatched (SELLER_RISK_MAX_BATCH=1: every request scored on its own). Targets: p99 under 25 ms at
+Settings are WORKERSxTHREADS, with +telemetry (Prometheus metrics and OpenTelemetry spans on),
++unbatched (SELLER_RISK_MAX_BATCH=1: every request scored on its own) or +keepalive
+(SELLER_RISK_RECYCLE_EVERY=0: connections never asked to reconnect, so they stay on whichever worker
+accepted them). Targets: p99 under 25 ms at
 concurrency 1; HTTP requests/s at concurrency 32 at least 70% of in-process requests/s (one seller
 per call, one process per core). Inputs (the demo marketplace and champion) are made once under
 benchmarks/out/ by bench_scoring.py's `demo_champion`.
@@ -62,7 +64,8 @@ def _ids(path: Path) -> Path:
 
 def serve(workers: int, threads: int, extra: str, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "SELLER_RISK_THREADS": str(threads), "SELLER_RISK_TELEMETRY": str(int(extra == "telemetry")),
-           "SELLER_RISK_MAX_BATCH": "1" if extra == "unbatched" else os.environ.get("SELLER_RISK_MAX_BATCH", "256")}
+           "SELLER_RISK_MAX_BATCH": "1" if extra == "unbatched" else os.environ.get("SELLER_RISK_MAX_BATCH", "256"),
+           "SELLER_RISK_RECYCLE_EVERY": "0" if extra == "keepalive" else os.environ.get("SELLER_RISK_RECYCLE_EVERY", "100")}
     env.pop("SELLER_RISK_API_KEY", None)
     proc = subprocess.Popen([str(BIN / "seller-risk"), "serve", "--features", str(DEMO / "features"),
                              "--models", str(DEMO / "models"), "--port", str(port), "--workers", str(workers)],
@@ -160,8 +163,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=8.0, help="Seconds measured per row and round.")
     ap.add_argument("--rounds", type=int, default=3, help="Every row is measured this many times; medians shown.")
-    ap.add_argument("--settings", nargs="*", default=["2x1", "2x1+unbatched", "1x1"],
-                    help="BentoML settings to try, as WORKERSxTHREADS[+telemetry|+unbatched].")
+    ap.add_argument("--settings", nargs="*", default=["2x1", "2x1+unbatched", "2x1+keepalive"],
+                    help="BentoML settings to try, as WORKERSxTHREADS[+telemetry|+unbatched|+keepalive].")
     ap.add_argument("--in-process-worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()

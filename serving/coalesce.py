@@ -17,6 +17,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+MAX_TURNS = 16  # most turns of the event loop a call waits for more requests to join
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -49,11 +51,14 @@ class Coalescer(Generic[Item, Result]):
 
     async def _flush_when_settled(self) -> None:
         """Let the requests that are already readable reach `submit` (a few loop turns, no timer),
-        then score everything waiting, one call per key and at most `max_items` items per call."""
+        then score everything waiting, one call per key and at most `max_items` items per call.
+        Under a steady stream (new requests on every turn) it stops waiting after MAX_TURNS turns
+        or once a call is full, so no request waits on later ones for long."""
         try:
-            seen = -1
-            while seen != (now := sum(len(w) for w in self._waiting.values())):
-                seen = now
+            seen, turns = -1, 0
+            while (seen != (now := sum(len(w) for w in self._waiting.values()))
+                   and now < self.max_items and turns < MAX_TURNS):
+                seen, turns = now, turns + 1
                 await asyncio.sleep(0)
         finally:
             self._flush = None

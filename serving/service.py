@@ -12,7 +12,10 @@ SELLER_RISK_FEATURES (a `seller-risk features --out` folder), SELLER_RISK_POLICY
 feature spec shapes the request schema), SELLER_RISK_API_KEY (when set, required on every scoring
 request), SELLER_RISK_MAX_BODY_BYTES, SELLER_RISK_WORKERS, SELLER_RISK_THREADS, SELLER_RISK_TELEMETRY
 (1: Prometheus request metrics and OpenTelemetry spans for the scoring routes), SELLER_RISK_MAX_BATCH
-(most sellers scored in one call when requests arrive together; 1 turns coalescing off).
+(most sellers scored in one call when requests arrive together; 1 turns coalescing off),
+SELLER_RISK_RECYCLE_EVERY (a kept-alive connection is asked to reconnect after about this many
+requests, so that the workers, which share one listening socket, end up sharing the connections;
+0: never).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Settings:
     threads: int = 1
     telemetry: bool = False
     max_batch: int = 256  # most sellers one scoring call may hold when requests are coalesced (1: never)
+    recycle_every: int = 100  # a connection is asked to reconnect after about this many requests (0: never)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,7 +69,8 @@ class Settings:
                    Path(env("SELLER_RISK_FEATURES", "data/features")), env("SELLER_RISK_POLICY", cls.policy),
                    env("SELLER_RISK_API_KEY") or None, int(env("SELLER_RISK_MAX_BODY_BYTES", str(1 << 20))),
                    int(env("SELLER_RISK_WORKERS", "2")), int(env("SELLER_RISK_THREADS", "1")),
-                   env("SELLER_RISK_TELEMETRY", "0") == "1", int(env("SELLER_RISK_MAX_BATCH", "256")))
+                   env("SELLER_RISK_TELEMETRY", "0") == "1", int(env("SELLER_RISK_MAX_BATCH", "256")),
+                   int(env("SELLER_RISK_RECYCLE_EVERY", "100")))
 
 
 SETTINGS = Settings.from_env()
@@ -177,7 +182,8 @@ def _load(threads: int) -> tuple[Scorer, Snapshot]:
 
 
 SellerRisk.add_asgi_middleware(Guard, routes=frozenset({"/score", "/score_seller"}),
-                               max_body_bytes=SETTINGS.max_body_bytes, api_key=SETTINGS.api_key)
+                               max_body_bytes=SETTINGS.max_body_bytes, api_key=SETTINGS.api_key,
+                               recycle_every=SETTINGS.recycle_every)
 
 
 def _error(status: int, message: str) -> Response:

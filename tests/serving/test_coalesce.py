@@ -116,3 +116,22 @@ def test_a_function_returning_the_wrong_number_of_results_is_an_error() -> None:
     c = Coalescer(lambda key, items: items[:-1])
     with pytest.raises(RuntimeError, match="scored 2 items into 1 results"):
         _run(c.submit("k", [1, 2]))
+
+
+def test_a_steady_stream_does_not_hold_the_first_request_back() -> None:
+    """New requests on every turn of the loop: the first call goes out after a bounded wait."""
+    from serving.coalesce import MAX_TURNS
+
+    score = Squares()
+    c = Coalescer(score)
+
+    async def stream() -> list:
+        tasks = []
+        for i in range(10 * MAX_TURNS):
+            tasks.append(asyncio.ensure_future(c.submit("k", [i])))
+            await asyncio.sleep(0)
+        return await asyncio.gather(*tasks)
+
+    out = _run(stream())
+    assert [r for r, _ in out] == [[i * i] for i in range(10 * MAX_TURNS)]
+    assert len(score.calls) > 1 and len(score.calls[0][1]) <= MAX_TURNS + 1

@@ -83,7 +83,8 @@ class Server:
 def server(trained: TrainResult, feature_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = _free_port()
     log = tmp_path_factory.mktemp("service") / "serve.log"
-    env = _env(trained, feature_dir, f"models:/seller-risk/{trained.version}", SELLER_RISK_API_KEY=API_KEY)
+    env = _env(trained, feature_dir, f"models:/seller-risk/{trained.version}", SELLER_RISK_API_KEY=API_KEY,
+               SELLER_RISK_RECYCLE_EVERY="10")
     proc = _serve(env, port, log)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -181,6 +182,19 @@ def test_requests_in_flight_together_are_scored_together_with_each_its_own_exact
     together = [e["scored_with"] for e in server.events() if str(e.get("request_id")).startswith("together-")]
     assert len(together) == n and min(together) >= 1
     assert max(together) > 1, "no two requests in flight together were scored in one call"
+
+
+def test_kept_alive_connections_are_asked_to_reconnect_now_and_then(server: Server, latest: pd.DataFrame) -> None:
+    """About one answer in SELLER_RISK_RECYCLE_EVERY (10 here) says `Connection: close`, so the
+    workers get to share a client pool's connections; the client just reconnects."""
+    seller = latest["seller_id"].iloc[3]
+    with requests.Session() as session:
+        answers = [session.post(server.url + "/score_seller", json={"seller_id": seller},
+                                headers={"X-API-Key": API_KEY}, timeout=30) for _ in range(200)]
+    assert all(r.status_code == 200 for r in answers)
+    assert len({r.json()["risk_score"] for r in answers}) == 1
+    closes = sum(r.headers.get("connection", "").lower() == "close" for r in answers)
+    assert 5 <= closes <= 50, closes  # binomial(200, 1/10): mean 20
 
 
 def test_sent_features_score_like_the_snapshot_and_reasons_add_up(server: Server, scorer: Scorer,

@@ -59,6 +59,25 @@ def _stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, 9)
 
 
+def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120) -> list[int]:
+    """Poll /readyz until it says 200; the statuses seen on the way. Fails if the server exits or
+    is not ready in `timeout` seconds, with the end of its log."""
+    deadline, seen = time.time() + timeout, []
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited:\n{log.read_text()[-3000:]}")
+        try:
+            r = requests.get(url + "/readyz", timeout=2)
+            seen.append(r.status_code)
+            if r.status_code == 200:
+                return seen
+        except (requests.ConnectionError, requests.Timeout):  # bound, but no worker answers yet
+            pass
+        if time.time() > deadline:
+            raise RuntimeError(f"not ready in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
 @dataclass
 class Server:
     url: str
@@ -88,20 +107,7 @@ def server(trained: TrainResult, feature_dir: Path, tmp_path_factory: pytest.Tem
     proc = _serve(env, port, log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline, early = time.time() + 120, []
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited:\n{log.read_text()[-3000:]}")
-            try:
-                r = requests.get(url + "/readyz", timeout=2)
-                early.append(r.status_code)
-                if r.status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # bound, but no worker answers yet
-                pass
-            if time.time() > deadline:
-                raise RuntimeError(f"not ready in 120 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        early = _wait_ready(proc, url, log)
         ready_at = time.time()
         lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
         ready_lines = [i for i, e in enumerate(lines) if e.get("event") == "ready"]
@@ -398,16 +404,7 @@ def test_serve_command_prints_a_curl_that_scores_the_riskiest_seller(trained: Tr
                             env={**env, "COLUMNS": "400"}, cwd=tmp_path, stdout=log.open("w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            assert time.time() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
+        _wait_ready(proc, f"http://127.0.0.1:{port}", log)
         [curl] = [line.strip() for line in log.read_text().splitlines() if line.strip().startswith("curl -s -X POST")]
         pasted = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
         record = json.loads(pasted.stdout)

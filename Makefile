@@ -64,7 +64,7 @@ bench-tools:
 
 clean:
 	rm -rf $(DATA) .pytest_cache
-	find models -mindepth 1 ! -name README.md -delete 2>/dev/null || true
+	find models -mindepth 1 -maxdepth 1 ! -name README.md ! -name '*.py' -exec rm -rf {} + 2>/dev/null || true
 
 ## notebooks: open the analyst notebooks (notebooks/) in JupyterLab on the demo's data and champion
 ## (run `make demo SERVE=0` first)

@@ -96,7 +96,7 @@ def replicated(sellers: int) -> tuple[Path, date]:
 
 
 def job(features: Path, as_of: date) -> dict:
-    from serving.batch import BatchConfig, run_batch
+    from serving.batch.job import BatchConfig, run_batch
 
     out = OUT / "score-out"
     cfg = BatchConfig(out, features_dir=features, as_of=as_of, models_dir=DEMO / "models")

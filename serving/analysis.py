@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.cohorts import TENURE_BANDS, expected_calibration_error, tenure_band, volume_band
-from features.explain import Explanation, display_value
+from models.cohorts import TENURE_BANDS, expected_calibration_error, tenure_band, volume_band
+from models.explain import Explanation, display_value
 from features.policy import Policy
 from features.spec import FeatureSpec
 
@@ -93,7 +93,7 @@ def read_score_table(scores: Path | str, weeks: list[date] | None = None) -> pd.
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from serving.batch import partition_dir
+    from serving.batch.job import partition_dir
 
     weeks = scored_weeks(scores) if weeks is None else weeks
     files = [f for w in weeks for f in sorted(partition_dir(scores, w).glob("part-*.parquet"))]
@@ -106,7 +106,7 @@ def read_score_table(scores: Path | str, weeks: list[date] | None = None) -> pd.
 
 def read_summaries(scores: Path | str) -> list[dict]:
     """The batch job's run summaries, one per written week, oldest first."""
-    from serving.batch import SUMMARY_FILE, partition_dir
+    from serving.batch.job import SUMMARY_FILE, partition_dir
 
     out = []
     for w in scored_weeks(scores):
@@ -353,7 +353,7 @@ def score_history(records: list[dict]) -> pd.DataFrame:
 
 
 def with_segments(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows with the cohorts analysts slice by: tenure band (new: under features.cohorts.NEW_SELLER_DAYS or unknown),
+    """Rows with the cohorts analysts slice by: tenure band (new: under models.cohorts.NEW_SELLER_DAYS or unknown),
     volume band by orders in the last 90 days, category and region (from the features)."""
     out = frame.copy()
     out["tenure_band"] = pd.Categorical(tenure_band(out["tenure_days"]), categories=list(TENURE_BANDS), ordered=True)
@@ -456,7 +456,7 @@ def bands_over_time(summaries: list[dict]) -> pd.DataFrame:
 
 def psi_limits() -> tuple[float, float]:
     """The PSI levels the batch summary reads as watch and alert."""
-    from serving.summary import PSI_ALERT, PSI_WATCH
+    from serving.batch.summary import PSI_ALERT, PSI_WATCH
 
     return PSI_WATCH, PSI_ALERT
 

@@ -1,7 +1,7 @@
 """Scoring sellers: features in, score records out. The HTTP service and the weekly batch job both
 score through `Scorer`, so a seller gets the same score, band and reasons from either (bit for bit
 on the same snapshot): the same model inputs (`RiskModel.matrix`), the same TreeSHAP explanation
-(`features.explain`) and the same record layout (`serving.records`)."""
+(`models.explain`) and the same record layout (`serving.records`)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.explain import Reasons, ValuesAt, display_value, explain, frame_values, record_values, top_reasons
+from models.explain import Reasons, ValuesAt, display_value, explain, frame_values, record_values, top_reasons
 from features.policy import Policy, load_policy
-from features.registry import CHAMPION, MODEL_NAME, ModelRef, load_risk_model, use_store
-from features.risk_model import ModelSpecMismatch, RiskModel
+from models.registry import CHAMPION, MODEL_NAME, ModelRef, load_risk_model, use_store
+from models.risk_model import ModelSpecMismatch, RiskModel
 from features.spec import FeatureSpec, feature_spec
 from serving.records import REASON_ARROW, SCORE_ARROW
 

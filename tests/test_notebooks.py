@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from serving.batch import BatchConfig, partition_dir, run_batch
+from serving.batch.job import BatchConfig, partition_dir, run_batch
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 BOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))

@@ -11,7 +11,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.policy import Policy
-from features.risk_model import RiskModel, model_frame
+from models.risk_model import RiskModel, model_frame
 from features.spec import FeatureSpec
 from training.baselines import logistic_inputs, logistic_regression, rule_score
 from training.dataset import CONTEXT

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from features.risk_model import Calibration, RiskModel, model_frame
+from models.risk_model import Calibration, RiskModel, model_frame
 from features.spec import FeatureSpec
 
 FIXED_PARAMS = {"objective": "binary", "verbosity": -1, "num_threads": 2, "deterministic": True,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from features.cohorts import TENURE_BANDS, VOLUME_BANDS, expected_calibration_error, tenure_band, volume_band
+from models.cohorts import TENURE_BANDS, VOLUME_BANDS, expected_calibration_error, tenure_band, volume_band
 from features.policy import ReviewCapacity
 
 POPULATIONS = ("all", "early_warning")

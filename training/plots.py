@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from features.cohorts import calibration_bins, expected_calibration_error
+from models.cohorts import calibration_bins, expected_calibration_error
 
 _PERCENT = PercentFormatter(xmax=1.0, decimals=0)
 

@@ -140,7 +140,7 @@ def _record(move: Move, name: str, models_dir) -> None:
     import mlflow
     from mlflow import MlflowClient
 
-    from features.registry import ensure_experiment
+    from models.registry import ensure_experiment
 
     client = MlflowClient()
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -159,7 +159,7 @@ def promote(name: str, models_dir, force: bool = False) -> Move:
     import mlflow
     from mlflow import MlflowClient
 
-    from features.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS
+    from models.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS
 
     client = MlflowClient()
     challenger = _alias_version(client, name, CHALLENGER)
@@ -191,7 +191,7 @@ def rollback(name: str, models_dir) -> Move:
     """Move `champion` back to the version that held it before the current one."""
     from mlflow import MlflowClient
 
-    from features.registry import CHAMPION as CHAMPION_ALIAS
+    from models.registry import CHAMPION as CHAMPION_ALIAS
 
     client = MlflowClient()
     history = _history(client, name)

@@ -20,8 +20,8 @@ import lightgbm as lgb
 import pandas as pd
 
 from features.fingerprint import fingerprint
-from features.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, ensure_experiment, use_store
-from features.risk_model import RiskModel, model_frame
+from models.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, ensure_experiment, use_store
+from models.risk_model import RiskModel, model_frame
 from training.backtest import CHAMPION, LOGREG, MODEL, RULE, Backtest, run_backtest
 from training.dataset import TrainingSet, load_training_set
 from training.fit import ModelSize, fit_risk_model, model_size
@@ -65,7 +65,7 @@ class TrainResult:
 
 def _champion(spec_hash: str) -> tuple[RiskModel | None, str | None]:
     """The current champion, if any, and whether it can be scored on these features."""
-    from features.registry import load_risk_model
+    from models.registry import load_risk_model
 
     try:
         model, ref = load_risk_model(f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}")

@@ -23,9 +23,9 @@ import pytest
 from typer.testing import CliRunner
 
 from features.policy import ReviewCapacity
-from serving.batch import BATCH_ARROW, SUMMARY_FILE, partition_dir, read_record, read_scores
+from serving.batch.job import BATCH_ARROW, SUMMARY_FILE, partition_dir, read_record, read_scores
 from serving.cli import app
-from serving.summary import (Bins, capacity_coverage, expected_breaches, psi, psi_level, reference_bins, risers)
+from serving.batch.summary import (Bins, capacity_coverage, expected_breaches, psi, psi_level, reference_bins, risers)
 
 CLI = str(Path(sys.executable).with_name("seller-risk"))
 
@@ -230,7 +230,7 @@ def test_a_snapshot_that_does_not_match_the_spec_is_refused(change, words, tmp_p
 def test_the_service_refuses_the_same_snapshots_as_the_job(change, words, tmp_path, feature_dir, models_dir,
                                                            model_uri) -> None:
     """One check for both: the service's latest snapshot is refused for what the job refuses."""
-    from features.risk_model import ModelSpecMismatch
+    from models.risk_model import ModelSpecMismatch
     from serving.scoring import Scorer, Snapshot
 
     features = shutil.copytree(feature_dir, tmp_path / "features")
@@ -247,7 +247,7 @@ def test_a_model_for_another_feature_spec_is_refused(tmp_path, first_run, traine
                                                      models_dir, latest) -> None:
     import mlflow
 
-    from features.registry import use_store
+    from models.registry import use_store
 
     use_store(models_dir)
     meta = {**trained.model.metadata(), "feature_spec_hash": "0123456789abcdef"}
@@ -294,8 +294,8 @@ def test_an_interrupted_run_leaves_the_previous_partition_intact(sig, first_run,
     # the next run clears whatever a killed one left behind, and no MLflow run stays RUNNING
     from mlflow import MlflowClient
 
-    from features.registry import ensure_experiment, use_store
-    from serving.batch import SCORING_EXPERIMENT, _clean_stale, close_dead_runs
+    from models.registry import ensure_experiment, use_store
+    from serving.batch.job import SCORING_EXPERIMENT, _clean_stale, close_dead_runs
 
     _clean_stale(part)
     assert not tmp.exists()

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from serving.coalesce import Coalescer
+from serving.api.coalesce import Coalescer
 
 
 class Squares:
@@ -120,7 +120,7 @@ def test_a_function_returning_the_wrong_number_of_results_is_an_error() -> None:
 
 def test_a_steady_stream_does_not_hold_the_first_request_back() -> None:
     """New requests on every turn of the loop: the first call goes out after a bounded wait."""
-    from serving.coalesce import MAX_TURNS
+    from serving.api.coalesce import MAX_TURNS
 
     score = Squares()
     c = Coalescer(score)

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import requests
 
-from serving.api import MAX_SELLERS
+from serving.api.schema import MAX_SELLERS
 from serving.scoring import Scorer
 from training.train import TrainResult
 
@@ -45,7 +45,7 @@ def _env(trained: TrainResult, feature_dir: Path, model_uri: str, **extra: str) 
 
 def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
     root = Path(__file__).resolve().parents[2]
-    return subprocess.Popen([str(BIN / "bentoml"), "serve", "serving.service:SellerRisk", "--working-dir", str(root),
+    return subprocess.Popen([str(BIN / "bentoml"), "serve", "serving.api.service:SellerRisk", "--working-dir", str(root),
                              "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -125,7 +125,7 @@ def latest(feature_dir: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def scorer(trained: TrainResult) -> Scorer:
     from features.policy import load_policy
-    from features.registry import ModelRef
+    from models.registry import ModelRef
     from features.spec import feature_spec
 
     policy = load_policy(trained.model.policy_version)
@@ -432,7 +432,7 @@ def test_the_batch_job_and_the_service_give_a_seller_the_same_record(server: Ser
                                                                      feature_dir: Path, latest: pd.DataFrame,
                                                                      tmp_path: Path) -> None:
     """The weekly batch job and the HTTP service, on the same snapshot: same score, same reasons, bit for bit."""
-    from serving.batch import BatchConfig, read_record, run_batch
+    from serving.batch.job import BatchConfig, read_record, run_batch
 
     models_dir = Path(trained.tracking_uri.removeprefix("sqlite:///")).parent
     as_of = latest["as_of"].iloc[0]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from features.cohorts import expected_calibration_error
+from models.cohorts import expected_calibration_error
 from features.policy import ReviewCapacity
 from training import plots
 from training.metrics import (

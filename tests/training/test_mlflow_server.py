@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.registry import load_risk_model
-from features.risk_model import model_frame
+from models.registry import load_risk_model
+from models.risk_model import model_frame
 from features.spec import feature_spec
 from tests.conftest import TRAIN_SEED as SEED, TRAIN_TRIALS as TRIALS
 from training.dataset import load_training_set

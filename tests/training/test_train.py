@@ -13,8 +13,8 @@ import pytest
 from mlflow import MlflowClient
 
 from features.policy import load_policy
-from features.registry import load_risk_model, use_store
-from features.risk_model import ModelSpecMismatch, model_frame
+from models.registry import load_risk_model, use_store
+from models.risk_model import ModelSpecMismatch, model_frame
 from features.spec import feature_spec
 from training.backtest import LOGREG, MODEL, RULE, run_backtest
 from training.dataset import load_training_set

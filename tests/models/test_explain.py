@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from features.explain import _strongest, explain, reasons
-from features.risk_model import model_frame
+from models.explain import _strongest, explain, reasons
+from models.risk_model import model_frame
 from features.spec import feature_spec
 from training.train import TrainResult
 

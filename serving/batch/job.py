@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from features.atomic import replaced_whole
 from serving.records import SCORE_ARROW
 from serving.scoring import DEFAULT_MODEL_URI, Scorer, snapshot_mismatch
-from serving.summary import (Bins, band_counts, capacity_coverage, drift_table, expected_breaches, reference_bins,
+from serving.batch.summary import (Bins, band_counts, capacity_coverage, drift_table, expected_breaches, reference_bins,
                              risers)
 
 SCORING_EXPERIMENT = "seller-risk-scoring"
@@ -376,7 +376,7 @@ def _alive(pid: int) -> bool:
 
 def prepare(cfg: BatchConfig) -> tuple[Scorer, date, Path, str, list[Path]]:
     """Everything checked before anything is written: the model, the week, the snapshot."""
-    from features.risk_model import ModelSpecMismatch
+    from models.risk_model import ModelSpecMismatch
 
     try:
         scorer = Scorer.load(cfg.model_uri, cfg.models_dir)
@@ -397,7 +397,7 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
     """Score and explain every active seller of the week, write the partition whole, summarise, log."""
     import mlflow
 
-    from features.registry import ensure_experiment, use_store
+    from models.registry import ensure_experiment, use_store
 
     t0 = time.perf_counter()
     scorer, as_of, folder, source, files = prepare(cfg)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from features.risk_model import RiskModel
+from models.risk_model import RiskModel
 
 MODEL_NAME = "seller-risk"
 EXPERIMENT = "seller-risk"

@@ -1,5 +1,5 @@
 """How `seller-risk serve` starts BentoML: the command line and the environment that
-`serving.service` reads, with the model pinned to the version resolved at launch so every worker
+`serving.api.service` reads, with the model pinned to the version resolved at launch so every worker
 loads the same one even if the alias moves meanwhile."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from serving.scoring import Scorer
 
-SERVICE = "serving.service:SellerRisk"
+SERVICE = "serving.api.service:SellerRisk"
 
 
 def bentoml_command(host: str, port: int, scorer: Scorer, features_dir: Path, models_dir: Path,

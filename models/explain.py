@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from features.risk_model import RiskModel, sigmoid
+from models.risk_model import RiskModel, sigmoid
 from features.spec import FeatureSpec
 
 Direction = Literal["raises", "lowers"]

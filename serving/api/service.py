@@ -37,9 +37,9 @@ from starlette.responses import Response
 
 from features.policy import load_policy
 from features.spec import feature_spec
-from serving.api import MAX_SELLERS, SellerId, request_models
-from serving.coalesce import Coalescer
-from serving.guard import MODEL_VERSION_HEADER, SCORED_WITH_HEADER, SELLERS_HEADER, Guard
+from serving.api.schema import MAX_SELLERS, SellerId, request_models
+from serving.api.coalesce import Coalescer
+from serving.api.guard import MODEL_VERSION_HEADER, SCORED_WITH_HEADER, SELLERS_HEADER, Guard
 from serving.records import ScoreRecord
 from serving.scoring import DEFAULT_MODEL_URI, Scorer, Snapshot
 

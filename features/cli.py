@@ -1,0 +1,168 @@
+"""The `features` package's commands: `simulate` a marketplace, `validate` event tables, build
+feature snapshots with `features`; and what each prints. `serving.main` assembles them into
+`seller-risk`."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+from rich.table import Table
+
+import typer
+
+from features.terminal import console, fail, print_facts
+
+commands = typer.Typer()
+
+
+@commands.command()
+def validate(
+    events: Path = typer.Option(..., "--events", help="Directory of event tables (Parquet or CSV)."),
+    cutoff: datetime | None = typer.Option(
+        None, "--cutoff", help="Extract cut-off (UTC); default: the manifest's, else now."
+    ),
+) -> None:
+    """Check an events directory against the schema and print every problem found (exit 1 if any)."""
+    from features.validation import validate_dir
+
+    problems = validate_dir(events, cutoff=cutoff)
+    print_problems(problems, events)
+    raise typer.Exit(code=1 if problems else 0)
+
+
+@commands.command()
+def simulate(
+    sellers: int = typer.Option(2000, "--sellers", min=1, help="Number of sellers."),
+    start: datetime = typer.Option(
+        "2025-01-06", "--start", formats=["%Y-%m-%d"], help="First day of events (evaluations are weekly from here)."
+    ),
+    weeks: int = typer.Option(52, "--weeks", min=1, max=520, help="Weeks of history to simulate."),
+    seed: int = typer.Option(7, "--seed", help="Random seed: same seed, same bytes."),
+    out: Path = typer.Option(Path("data/events"), "--out", help="Output directory for the event tables."),
+    policy: str = typer.Option("walmart-us-2026", "--policy", help="Policy (name or YAML path) the marketplace enforces."),
+    latent: bool = typer.Option(True, "--latent/--no-latent", help="Also write sellers' hidden propensities beside --out."),
+) -> None:
+    """Simulate a marketplace and write its event tables as Parquet, then print a summary."""
+    from features.policy import load_policy
+    from features.simulation.run import SimulationConfig, simulate_marketplace
+    from features.terminal import progress_bar
+
+    from features.policy import PolicyError
+
+    config = SimulationConfig(
+        n_sellers=sellers, start=date(start.year, start.month, start.day), weeks=weeks, seed=seed
+    )
+    try:
+        marketplace_policy = load_policy(policy)
+        with progress_bar("Simulating sellers") as advance:
+            summary = simulate_marketplace(config, marketplace_policy, out, write_latent=latent, progress=advance)
+    except (PolicyError, FileExistsError) as err:
+        fail(str(err))
+    print_simulation_summary(summary, out)
+
+
+@commands.command()
+def features(
+    events: Path = typer.Option(..., "--events", help="Directory of validated event tables."),
+    out: Path = typer.Option(Path("data/features"), "--out", help="Output directory for the snapshots."),
+    as_of: list[datetime] | None = typer.Option(
+        None, "--as-of", formats=["%Y-%m-%d"], help="As-of date (repeatable); default: every weekly date."
+    ),
+    policy: str = typer.Option("walmart-us-2026", "--policy", help="Policy (name or YAML path)."),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded default) or spark (local mode)."),
+) -> None:
+    """Build point-in-time feature snapshots and labels for every active seller at every weekly date."""
+    from features.policy import PolicyError, load_policy
+    from features.snapshots import build_snapshots
+    from features.validation import EventValidationError
+    from features.terminal import spinner
+
+    if engine not in {"duckdb", "spark"}:
+        fail(f"--engine must be duckdb or spark, not {engine!r}")
+    dates = [d.date() for d in as_of] if as_of else None
+    try:
+        with spinner(f"Building feature snapshots with {engine}"):
+            run = build_snapshots(events, out, load_policy(policy), as_of=dates, engine=engine)  # type: ignore[arg-type]
+    except (PolicyError, FileExistsError, EventValidationError, ValueError) as err:
+        fail(str(err))
+    print_snapshot_summary(run, out)
+
+
+def print_problems(problems: list, events: Path) -> None:
+    """Every validation problem, one row each, or a clear all-good line."""
+    if not problems:
+        console.print(f"[green]OK[/green]: {events} holds valid event tables.")
+        return
+    table = Table(title=f"{len(problems)} problem(s) in {events}", show_lines=True)
+    for name in ("table", "column", "problem", "rows", "examples"):
+        table.add_column(name, overflow="fold")
+    for p in problems:
+        examples = "\n".join(", ".join(f"{k}={v}" for k, v in e.items()) for e in p.examples)
+        table.add_row(p.table, p.column or "", p.problem, f"{p.count:,}" if p.count else "", examples)
+    console.print(table)
+
+
+def _in_range(value: float, lo_hi: tuple[float, float] | None) -> str:
+    if lo_hi is None:
+        return ""
+    lo, hi = lo_hi
+    ok = lo <= value <= hi
+    return f"[{'green' if ok else 'red'}]{lo:.0%} to {hi:.0%} {'ok' if ok else 'OUT OF RANGE'}[/]"
+
+
+def print_simulation_summary(summary, out: Path) -> None:
+    """The simulated marketplace at a glance: size, realism rates against targets, enforcement."""
+    from features.simulation.run import REALISM_TARGETS
+
+    c = summary.counts
+    size = Table(title=f"Event tables in {out}")
+    size.add_column("table")
+    size.add_column("rows", justify="right")
+    for name, rows in summary.rows.items():
+        size.add_row(name, f"{rows:,}")
+    console.print(size)
+
+    rates = Table(title=f"Realism (policy {summary.policy_version})")
+    for name, justify in (("rate", "left"), ("value", "right"), ("public range", "left")):
+        rates.add_column(name, justify=justify)
+    for name, value in summary.rates.items():
+        rates.add_row(name.replace("_", " "), f"{value:.2%}", _in_range(value, REALISM_TARGETS.get(name)))
+    console.print(rates)
+
+    drivers = Table(title="Breaches ahead, by standard")
+    drivers.add_column("standard")
+    drivers.add_column("active seller-weeks followed by a miss", justify="right")
+    for name, value in sorted(summary.per_metric_miss_share.items(), key=lambda kv: -kv[1]):
+        drivers.add_row(name, f"{value:.2%}")
+    console.print(drivers)
+
+    s = summary.sellers
+    print_facts("Sellers and enforcement", (
+        ("sellers", f"{summary.config['sellers']:,}"),
+        ("joined during the period", f"{c['sellers_joining_during_period']:,}"),
+        ("orders per seller: median / p90 / max", f"{s['orders_per_seller_median']:,.0f} / "
+                                                   f"{s['orders_per_seller_p90']:,.0f} / {s['orders_per_seller_max']:,}"),
+        ("share of orders from the top 1% of sellers", f"{s['top_1pct_sellers_share_of_orders']:.1%}"),
+        ("regional carrier disruptions", f"{c['disruptions']:,}"),
+        ("warnings / suppressions / suspensions / reinstated",
+         f"{c['actions_warning']:,} / {c['actions_suppression']:,} / {c['actions_suspension']:,} / "
+         f"{c['actions_reinstatement']:,}"),
+    ))
+
+
+def print_snapshot_summary(run, out: Path) -> None:
+    """What the snapshots hold: dates, sellers, the label base rate and the early-warning set."""
+    dates = run.as_of_dates
+    print_facts(f"Feature snapshots in {out}", (
+        ("policy / feature spec hash", f"{run.policy_version} / {run.spec_hash}"),
+        ("as-of dates", f"{len(dates)} ({dates[0]} to {dates[-1]})"),
+        ("seller-weeks (active sellers x dates)", f"{run.rows:,}"),
+        ("sellers", f"{run.sellers:,}"),
+        ("seller-weeks with a known label", f"{run.labelled_rows:,}"),
+        ("base rate: breach within the horizon", f"{run.breach_rate:.2%}"),
+        ("early-warning set: compliant at t", f"{run.early_warning_share:.2%} of seller-weeks"),
+        ("breach rate in the early-warning set", f"{run.early_warning_breach_rate:.2%}"),
+    ))
+
+

@@ -1,0 +1,113 @@
+"""The `training` package's commands: `train` a challenger, `promote` it to champion, `rollback`;
+and what each prints. `serving.main` assembles them into `seller-risk`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+import typer
+
+from features.terminal import console, fail, num, print_facts
+
+commands = typer.Typer()
+
+
+@commands.command()
+def train(
+    features_dir: Path = typer.Option(Path("data/features"), "--features", help="Snapshots with labels (from `features`)."),
+    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+    trials: int = typer.Option(30, "--trials", min=1, help="Hyperparameter search trials at most."),
+    budget: float = typer.Option(120.0, "--budget", min=1.0, help="Search time budget in seconds."),
+    seed: int = typer.Option(7, "--seed", help="Seed: same data, same trials, same model."),
+    folds: int = typer.Option(3, "--folds", min=1, max=12, help="Rolling-origin backtest folds."),
+) -> None:
+    """Search, backtest against the baselines and the champion, and register the model as the challenger."""
+    from features.terminal import staged_progress
+    from training.train import TrainConfig, train as run_training
+
+    try:
+        with staged_progress() as report:
+            result = run_training(TrainConfig(features_dir, models, seed, trials, budget, folds), report)
+    except (FileNotFoundError, ValueError) as err:
+        fail(str(err))
+    print_training_summary(result)
+
+
+@commands.command()
+def promote(
+    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+    force: bool = typer.Option(False, "--force", help="Promote even when the gate failed (recorded as forced)."),
+) -> None:
+    """Move seller-risk@champion to the challenger when its gate passed (exit 1 and the reasons if not)."""
+    from models.registry import MODEL_NAME, use_store
+    from training.promotion import promote as run_promote
+
+    use_store(models)
+    move = run_promote(MODEL_NAME, models, force=force)
+    print_move(move)
+    raise typer.Exit(code=0 if move.done else 1)
+
+
+@commands.command()
+def rollback(
+    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+) -> None:
+    """Move seller-risk@champion back to the previous champion."""
+    from models.registry import MODEL_NAME, use_store
+    from training.promotion import rollback as run_rollback
+
+    use_store(models)
+    move = run_rollback(MODEL_NAME, models)
+    print_move(move)
+    raise typer.Exit(code=0 if move.done else 1)
+
+
+def print_training_summary(result) -> None:
+    """The backtest against the baselines, the model's size, and the gate's verdict."""
+    from training.train import summary_rows
+
+    table = Table(title=f"Backtest, pooled over {len(result.folds)} folds (test weeks only)")
+    cols = (("model", "model"), ("sellers", "population"), ("ROC AUC", "roc_auc"), ("PR AUC", "pr_auc"),
+            ("precision @ capacity", "precision_at_capacity"), ("recall @ capacity", "recall_at_capacity"),
+            ("lift @ capacity", "lift_at_capacity"), ("Brier", "brier"), ("ECE", "ece"), ("base rate", "base_rate"))
+    for name, _ in cols:
+        table.add_column(name, justify="left" if name in {"model", "sellers"} else "right")
+    for row in summary_rows(result).to_dict("records"):
+        table.add_row(row["model"], row["population"].replace("_", "-"),
+                      *(num(row[k], pct=k in {"precision_at_capacity", "recall_at_capacity", "base_rate"})
+                        for _, k in cols[2:]))
+    console.print(table)
+    for fold in result.folds:
+        console.print(f"  {fold.describe()}")
+    s = result.size
+    search = result.search
+    print_facts("Model", (
+        ("registered as", f"seller-risk v{result.version} (alias challenger)"),
+        ("MLflow run / store", f"{result.run_id} / {result.tracking_uri}"),
+        ("search", f"{len(search.trials)} trials, chose #{search.chosen.number} "
+                   f"(best PR AUC #{search.best.number})" if search else "skipped (fixed parameters)"),
+        ("parameters", ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.params.items())),
+        ("trees / leaves / max depth", f"{s.trees} / {s.leaves} / {s.max_depth}"),
+        ("explanation cost (sum of leaves x depth^2)", f"{s.explanation_cost:,}"),
+        ("calibration (Platt slope, intercept)", f"{result.model.calibration.slope:.3f}, {result.model.calibration.intercept:.3f}"),
+    ))
+    gate = Table(title="Promotion gate: " + ("[green]passed[/]" if result.gate.passed else "[red]failed[/]"))
+    gate.add_column("check")
+    gate.add_column("result")
+    gate.add_column("detail", overflow="fold")
+    for c in result.gate.checks:
+        gate.add_row(c["check"], "[green]pass[/]" if c["passed"] else "[red]fail[/]", c["detail"])
+    console.print(gate)
+
+
+def print_move(move) -> None:
+    """What a promote or rollback did, and why."""
+    verdict = "[green]done[/]" if move.done else "[red]refused[/]"
+    console.print(f"{move.action} {verdict}: champion {move.from_version or 'none'} -> "
+                  f"{(move.to_version if move.done else move.from_version) or 'none'}")
+    for reason in move.reasons:
+        console.print(f"  {reason}")
+
+

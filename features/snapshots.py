@@ -15,7 +15,6 @@ import json
 import os
 import tempfile
 import threading
-from bisect import bisect_left
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from features.atomic import replaced_whole
 from features.fingerprint import fingerprint
 from features.pipeline import DUCKDB, point_flows_sql, probe_lags, snapshot_columns, snapshot_sql
 from features.policy import Policy
+from features.probes import probe_calendar, probe_days
 from features.schema import TABLES
 from features.spec import FeatureSpec, feature_spec
 from features.validation import open_events, read_cutoff
@@ -52,28 +52,6 @@ def evaluation_grid(cutoff: datetime, first_day: int, every_days: int) -> list[i
     """Weekly evaluation days, anchored on the extract's cut-off and going back to the first events."""
     last = day_number(cutoff.date())  # the last midnight at or before the cut-off
     return sorted(d for d in range(last, first_day, -every_days))
-
-
-def probe_days(as_of_days: list[int], grid_days: list[int]) -> pd.DataFrame:
-    """One row per date the pipeline evaluates: as-of dates get features, grid dates feed labels."""
-    days = sorted(set(as_of_days) | set(grid_days))
-    return pd.DataFrame({
-        "as_of_day": pd.array(days, dtype="int64"),
-        "is_as_of": [d in set(as_of_days) for d in days],
-        "is_grid": [d in set(grid_days) for d in days],
-    })
-
-
-def probe_calendar(as_of_days: list[int], grid_days: list[int], lags: list[int]) -> pd.DataFrame:
-    """Each day from the first probe point to the last, with the first probe point at or after it:
-    the point whose span of days (since the point before) holds that day. A probe point is a day
-    a running total is read at: t - 1 - lag for every evaluated date t and lag."""
-    points = sorted({d - 1 - lag for d in set(as_of_days) | set(grid_days) for lag in lags})
-    days = list(range(points[0], points[-1] + 1))
-    return pd.DataFrame({
-        "day": pd.array(days, dtype="int64"),
-        "point": pd.array([points[bisect_left(points, day)] for day in days], dtype="int64"),
-    })
 
 
 @dataclass

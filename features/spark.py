@@ -13,6 +13,7 @@ import pandas as pd
 
 from features.pipeline import SPARK, point_flows_sql, probe_lags, snapshot_columns, snapshot_sql
 from features.policy import Policy
+from features.probes import probe_calendar, probe_days
 from features.schema import TABLES
 from features.spec import FeatureSpec
 
@@ -50,8 +51,6 @@ def register_events(spark, events: Path) -> None:
 def compute_spark(spark, events: Path, policy: Policy, spec: FeatureSpec, as_of_days: list[int],
                   grid_days: list[int]):
     """The snapshot rows as a Spark DataFrame."""
-    from features.snapshots import probe_calendar, probe_days
-
     register_events(spark, events)
     lags = probe_lags(policy)
     calendar = probe_calendar(as_of_days, grid_days, lags)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 import typer
 
+from features.settings import DATA_DIR, DEFAULT_POLICY
 from features.terminal import console, fail, print_facts
 
 commands = typer.Typer()
@@ -39,8 +40,8 @@ def simulate(
     ),
     weeks: int = typer.Option(52, "--weeks", min=1, max=520, help="Weeks of history to simulate."),
     seed: int = typer.Option(7, "--seed", help="Random seed: same seed, same bytes."),
-    out: Path = typer.Option(Path("data/events"), "--out", help="Output directory for the event tables."),
-    policy: str = typer.Option("walmart-us-2026", "--policy", help="Policy (name or YAML path) the marketplace enforces."),
+    out: Path = typer.Option(DATA_DIR / "events", "--out", help="Output directory for the event tables."),
+    policy: str = typer.Option(DEFAULT_POLICY, "--policy", help="Policy (name or YAML path) the marketplace enforces."),
     latent: bool = typer.Option(True, "--latent/--no-latent", help="Also write sellers' hidden propensities beside --out."),
 ) -> None:
     """Simulate a marketplace and write its event tables as Parquet, then print a summary."""
@@ -65,11 +66,11 @@ def simulate(
 @commands.command()
 def features(
     events: Path = typer.Option(..., "--events", help="Directory of validated event tables."),
-    out: Path = typer.Option(Path("data/features"), "--out", help="Output directory for the snapshots."),
+    out: Path = typer.Option(DATA_DIR / "features", "--out", help="Output directory for the snapshots."),
     as_of: list[datetime] | None = typer.Option(
         None, "--as-of", formats=["%Y-%m-%d"], help="As-of date (repeatable); default: every weekly date."
     ),
-    policy: str = typer.Option("walmart-us-2026", "--policy", help="Policy (name or YAML path)."),
+    policy: str = typer.Option(DEFAULT_POLICY, "--policy", help="Policy (name or YAML path)."),
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded default) or spark (local mode)."),
 ) -> None:
     """Build point-in-time feature snapshots and labels for every active seller at every weekly date."""

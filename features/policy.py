@@ -16,6 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from features.formatting import percent
 from features.measures import MEASURES
 from features.schema import FULFILMENT_CHANNELS
 
@@ -73,7 +74,7 @@ class Metric(_Strict):
     def standard_text(self) -> str:
         """The standard in a reviewer's words, e.g. 'at most 2%'."""
         word = "at most" if self.direction == "at_most" else "at least"
-        return f"{word} {self.threshold:.0%}" if self.threshold * 100 % 1 == 0 else f"{word} {self.threshold:.1%}"
+        return f"{word} {percent(self.threshold)}"
 
 
 class RiskBand(_Strict):

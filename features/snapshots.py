@@ -12,7 +12,6 @@ Layout of the output folder:
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import threading
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from features.pipeline import DUCKDB, point_flows_sql, probe_lags, snapshot_colu
 from features.policy import Policy
 from features.probes import probe_calendar, probe_days
 from features.schema import TABLES
+from features.settings import Settings
 from features.spec import FeatureSpec, feature_spec
 from features.validation import open_events, read_cutoff
 
@@ -213,7 +213,7 @@ def build_snapshots(events: Path | str, out: Path | str, policy: Policy, as_of: 
     events, out = Path(events), Path(out)
     spec = feature_spec(policy)
     con = open_events(events, cutoff)  # validates first: bad events stop here, before anything is written
-    con.execute(f"SET memory_limit = '{os.environ.get('SELLER_RISK_DUCKDB_MEMORY', '6GB')}'")
+    con.execute(f"SET memory_limit = '{Settings.from_env().duckdb_memory}'")
     con.execute("SET preserve_insertion_order = false")
     con.execute(f"SET temp_directory = '{Path(tempfile.gettempdir()) / 'seller-risk-duckdb'}'")
     cutoff = cutoff or read_cutoff(events) or datetime.utcnow()

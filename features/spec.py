@@ -19,6 +19,7 @@ from typing import Literal
 import pandas as pd
 
 from features.flows import DAY_US, metric_parts
+from features.formatting import percent
 from features.policy import Metric, Policy
 
 Dtype = Literal["float", "int", "category"]
@@ -65,6 +66,7 @@ class FeatureSpec:
 
     policy_version: str
     features: tuple[Feature, ...]
+    policy_terms: str = ""  # the policy's rules that decide features and labels (`policy_terms`), as JSON
 
     @property
     def names(self) -> list[str]:
@@ -83,22 +85,23 @@ class FeatureSpec:
 
     @cached_property
     def hash(self) -> str:
-        """Identifies the feature set: names, order, dtypes, windows and definitions."""
+        """Identifies what a model is trained on: the features' names, order, dtypes, windows and
+        definitions, and the policy's terms that decide the labels and the status at t (thresholds,
+        windows, minimum volumes, channels, horizon), so editing any of them in a policy file refuses
+        the models trained before."""
         payload = [(f.name, f.dtype, f.window_days, f.sql) for f in self.features]
-        text = json.dumps({"policy": self.policy_version, "features": payload}, sort_keys=True)
+        text = json.dumps({"policy": self.policy_version, "features": payload, "terms": self.policy_terms},
+                          sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
         return json.dumps({"policy_version": self.policy_version, "hash": self.hash,
+                           "policy_terms": json.loads(self.policy_terms or "{}"),
                            "features": [asdict(f) for f in self.features]}, indent=2)
 
 
 def _ratio(num: str, den: str) -> str:
     return f"CASE WHEN {den} > 0 THEN {num} / CAST({den} AS DOUBLE) END"
-
-
-def _pct(x: float) -> str:
-    return f"{x:.0%}" if round(x * 100, 6) % 1 == 0 else f"{x:.1%}"
 
 
 _UNITS = {"orders": "orders", "shipped_orders": "shipped orders", "delivered_orders": "delivered orders",
@@ -135,7 +138,7 @@ def _metric_features(m: Metric) -> list[Feature]:
                 f"in the last {w} days (judged from {m.min_count})", den_w),
         Feature(f"{n}_gap", "float", w,
                 f"How far the {w}-day {n} lies past its standard (positive: missing it).",
-                f"{m.label} in the last {w} days is {{value:+.1%}} from the standard ({_pct(m.threshold)})", gap),
+                f"{m.label} in the last {w} days is {{value:+.1%}} from the standard ({percent(m.threshold)})", gap),
         Feature(f"{n}_wilson", "float", w,
                 f"The {w}-day {n} at its unfavourable 95% Wilson bound, so few orders mean wide doubt.",
                 f"{m.label}, cautious estimate for this volume: {{value:.1%}} ({standard})",
@@ -199,4 +202,14 @@ def _general_features() -> list[Feature]:
 def feature_spec(policy: Policy) -> FeatureSpec:
     """The features for a policy: its metrics' features first, then volume, tenure and history."""
     features = [f for m in policy.metrics.values() for f in _metric_features(m)] + _general_features()
-    return FeatureSpec(policy.version, tuple(features))
+    return FeatureSpec(policy.version, tuple(features), policy_terms(policy))
+
+
+def policy_terms(policy: Policy) -> str:
+    """The policy's content that changes a feature or a label, as canonical JSON: each metric's measures,
+    channels, direction, threshold, window and minimum volume, the evaluation cadence and the horizon
+    (not its wording, risk bands or reviewer capacity, which change no model input or label)."""
+    metrics = {name: m.model_dump(include={"numerator", "denominator", "direction", "threshold", "window_days",
+                                           "min_count", "channels"}) for name, m in policy.metrics.items()}
+    return json.dumps({"metrics": metrics, "evaluation_every_days": policy.evaluation_every_days,
+                       "horizon_days": policy.horizon_days}, sort_keys=True)

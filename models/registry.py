@@ -13,12 +13,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from features.settings import CHALLENGER, CHAMPION, MODELS_DIR, MODEL_NAME
 from models.risk_model import RiskModel
 
-MODEL_NAME = "seller-risk"
-EXPERIMENT = "seller-risk"
-CHAMPION, CHALLENGER = "champion", "challenger"
-DEFAULT_MODELS_DIR = Path("models")
+__all__ = ["CHALLENGER", "CHAMPION", "EXPERIMENT", "MODEL_NAME", "ModelRef", "ensure_experiment", "load_risk_model",
+           "resolve", "tracking_uri", "use_store"]
+EXPERIMENT = MODEL_NAME
+DEFAULT_MODELS_DIR = MODELS_DIR
 
 
 _EMBEDDED: set[str] = set()

@@ -23,6 +23,7 @@ import pandas as pd
 from models.cohorts import TENURE_BANDS, expected_calibration_error, tenure_band, volume_band
 from models.explain import Explanation, display_value
 from features.policy import Policy
+from features.settings import Settings
 from features.spec import FeatureSpec
 
 GENERAL = "general"
@@ -57,23 +58,19 @@ def project_root(start: Path) -> Path:
 
 
 def inputs_from_env(env: Mapping[str, str], start: Path) -> Inputs:
-    """SELLER_RISK_DATA (default <root>/data) holding events/, features/ and scores/, each overridable
-    (SELLER_RISK_EVENTS, SELLER_RISK_FEATURES, SELLER_RISK_SCORES); SELLER_RISK_MODELS (default
-    <root>/models, ignored when MLFLOW_TRACKING_URI names a server); SELLER_RISK_MODEL_URI (default the
-    champion); SELLER_RISK_SELLER and SELLER_RISK_WEEK (YYYY-MM-DD). Relative paths are from the root."""
+    """The notebooks' inputs from `features.settings.Settings` read from `env`: SELLER_RISK_DATA (default
+    <root>/data) holding events/, features/ and scores/, each overridable (SELLER_RISK_EVENTS,
+    SELLER_RISK_FEATURES, SELLER_RISK_SCORES); SELLER_RISK_MODELS (default <root>/models, ignored when
+    MLFLOW_TRACKING_URI names a server); SELLER_RISK_MODEL_URI (default the champion); SELLER_RISK_SELLER
+    and SELLER_RISK_WEEK (YYYY-MM-DD). Relative paths are from the root."""
     root = project_root(start.resolve())
+    s = Settings.from_env(env)
 
-    def path(name: str, default: Path) -> Path:
-        value = env.get(name)
-        p = Path(value) if value else default
+    def path(p: Path) -> Path:
         return p if p.is_absolute() else root / p
 
-    data = path("SELLER_RISK_DATA", root / "data")
-    week = env.get("SELLER_RISK_WEEK")
-    return Inputs(root, path("SELLER_RISK_EVENTS", data / "events"), path("SELLER_RISK_FEATURES", data / "features"),
-                  path("SELLER_RISK_SCORES", data / "scores"), path("SELLER_RISK_MODELS", root / "models"),
-                  env.get("SELLER_RISK_MODEL_URI") or "models:/seller-risk@champion",
-                  env.get("SELLER_RISK_SELLER") or None, date.fromisoformat(week) if week else None)
+    return Inputs(root, path(s.events_dir), path(s.features_dir), path(s.scores_dir), path(s.models), s.model_uri,
+                  s.seller, s.week)
 
 
 # ------------------------------------------------------------------ reading (the only I/O here)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 import typer
 
+from features.settings import CHAMPION_URI, DATA_DIR, MODELS_DIR
 from features.terminal import console, fail, num, print_facts
 
 commands = typer.Typer()
@@ -18,11 +19,11 @@ commands = typer.Typer()
 @commands.command()
 def score(
     events: Path | None = typer.Option(None, "--events", help="Event tables to build the week's snapshot from (when --features lacks it)."),
-    out: Path = typer.Option(Path("data/scores"), "--out", help="Output folder: one as_of=YYYY-MM-DD partition per week."),
+    out: Path = typer.Option(DATA_DIR / "scores", "--out", help="Output folder: one as_of=YYYY-MM-DD partition per week."),
     as_of: datetime | None = typer.Option(None, "--as-of", formats=["%Y-%m-%d"], help="Week to score; default: the latest complete week."),
-    model: str = typer.Option("models:/seller-risk@champion", "--model", help="Registry URI of the model."),
+    model: str = typer.Option(CHAMPION_URI, "--model", help="Registry URI of the model."),
     features_dir: Path | None = typer.Option(None, "--features", help="Snapshots to read the week from, when they hold it."),
-    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+    models: Path = typer.Option(MODELS_DIR, "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
     reasons: int = typer.Option(5, "--reasons", min=0, max=20, help="Top reasons per seller."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=1, help="Sellers scored per chunk (bounds memory)."),
 ) -> None:
@@ -46,9 +47,9 @@ def score(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(3000, "--port", min=1, max=65535, help="TCP port."),
-    features_dir: Path = typer.Option(Path("data/features"), "--features", help="Feature snapshots (from `features`); the latest is served."),
-    model: str = typer.Option("models:/seller-risk@champion", "--model", help="Registered model: an alias or a version."),
-    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+    features_dir: Path = typer.Option(DATA_DIR / "features", "--features", help="Feature snapshots (from `features`); the latest is served."),
+    model: str = typer.Option(CHAMPION_URI, "--model", help="Registered model: an alias or a version."),
+    models: Path = typer.Option(MODELS_DIR, "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one per core)."),
 ) -> None:
     """Serve scores with reasons over HTTP (BentoML) until Ctrl-C; /docs has the API."""

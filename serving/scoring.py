@@ -18,12 +18,13 @@ import pyarrow.parquet as pq
 
 from models.explain import Reasons, ValuesAt, display_value, explain, frame_values, record_values, top_reasons
 from features.policy import Policy, load_policy
-from models.registry import CHAMPION, MODEL_NAME, ModelRef, load_risk_model, use_store
+from features.settings import CHAMPION_URI, MODELS_DIR
+from models.registry import ModelRef, load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, RiskModel
 from features.spec import FeatureSpec, feature_spec
 from serving.records import REASON_ARROW, SCORE_ARROW
 
-DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
+DEFAULT_MODEL_URI = CHAMPION_URI
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Scorer:
             raise ModelSpecMismatch("the model's feature order differs from the feature spec's")
 
     @classmethod
-    def load(cls, model_uri: str = DEFAULT_MODEL_URI, models_dir: Path | str = "models", threads: int = 0) -> Scorer:
+    def load(cls, model_uri: str = DEFAULT_MODEL_URI, models_dir: Path | str = MODELS_DIR, threads: int = 0) -> Scorer:
         """Resolve `model_uri` in the registry (an alias is pinned to its version now), read the
         model natively, and refuse it if it was trained for another feature spec or policy."""
         use_store(models_dir)

@@ -14,25 +14,16 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from features.policy import Policy
 from features.spec import FeatureSpec
 
-RULE_MARGIN = 0.25
-"""The rule flags a seller within this share of the room to a threshold (or already past it)."""
-
-
 def rule_score(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
     """How close the seller is to missing a standard today: the largest gap to a threshold, as a share
     of the room between a perfect rate and the threshold (0: at the threshold; > 0: missing it), over
-    the standards with enough volume to be evaluated; -1 when none is."""
+    the standards the snapshot marks evaluated (enough volume, the pipeline's own rule); -1 when none is."""
     closeness = []
     for m in policy.metrics.values():
         room = m.threshold if m.direction == "at_most" else 1.0 - m.threshold
-        evaluated = frame[f"{m.name}_volume"].fillna(0) >= m.min_count
+        evaluated = frame[f"evaluated_{m.name}"].fillna(False).astype(bool)
         closeness.append((frame[f"{m.name}_gap"] / room).where(evaluated))
     return pd.concat(closeness, axis=1).max(axis=1).fillna(-1.0).clip(lower=-1.0).to_numpy()
-
-
-def rule_flags(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
-    """The rule as reviewers apply it: missing a standard or within the margin of one."""
-    return rule_score(frame, policy) >= -RULE_MARGIN
 
 
 def logistic_regression(spec: FeatureSpec) -> Pipeline:

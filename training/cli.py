@@ -9,6 +9,7 @@ from rich.table import Table
 
 import typer
 
+from features.settings import DATA_DIR, MODELS_DIR
 from features.terminal import console, fail, num, print_facts
 
 commands = typer.Typer()
@@ -16,8 +17,8 @@ commands = typer.Typer()
 
 @commands.command()
 def train(
-    features_dir: Path = typer.Option(Path("data/features"), "--features", help="Snapshots with labels (from `features`)."),
-    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+    features_dir: Path = typer.Option(DATA_DIR / "features", "--features", help="Snapshots with labels (from `features`)."),
+    models: Path = typer.Option(MODELS_DIR, "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
     trials: int = typer.Option(30, "--trials", min=1, help="Hyperparameter search trials at most."),
     budget: float = typer.Option(120.0, "--budget", min=1.0, help="Search time budget in seconds."),
     seed: int = typer.Option(7, "--seed", help="Seed: same data, same trials, same model."),
@@ -37,7 +38,7 @@ def train(
 
 @commands.command()
 def promote(
-    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+    models: Path = typer.Option(MODELS_DIR, "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
     force: bool = typer.Option(False, "--force", help="Promote even when the gate failed (recorded as forced)."),
 ) -> None:
     """Move seller-risk@champion to the challenger when its gate passed (exit 1 and the reasons if not)."""
@@ -52,7 +53,7 @@ def promote(
 
 @commands.command()
 def rollback(
-    models: Path = typer.Option(Path("models"), "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+    models: Path = typer.Option(MODELS_DIR, "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
 ) -> None:
     """Move seller-risk@champion back to the previous champion."""
     from models.registry import MODEL_NAME, use_store

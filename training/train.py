@@ -20,6 +20,7 @@ import lightgbm as lgb
 import pandas as pd
 
 from features.fingerprint import fingerprint
+from features.settings import MODELS_DIR
 from models.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, ensure_experiment, use_store
 from models.risk_model import RiskModel, model_frame
 from training.backtest import CHAMPION, LOGREG, MODEL, RULE, Backtest, run_backtest
@@ -37,7 +38,7 @@ SHAP_ROWS = 3000
 @dataclass(frozen=True)
 class TrainConfig:
     features_dir: Path
-    models_dir: Path = Path("models")
+    models_dir: Path = MODELS_DIR
     seed: int = 7
     n_trials: int = 30
     budget_s: float = 120.0

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from features.settings import Settings
 from serving.scoring import Scorer
 
 SERVICE = "serving.api.service:SellerRisk"
@@ -17,14 +18,11 @@ def bentoml_command(host: str, port: int, scorer: Scorer, features_dir: Path, mo
                     workers: int) -> tuple[list[str], dict[str, str]]:
     """(argv, environment) for `bentoml serve` of the scoring service."""
     bentoml = str(Path(sys.executable).with_name("bentoml"))
-    env = {**os.environ,
-           "SELLER_RISK_MODEL_URI": scorer.ref.uri,
-           "SELLER_RISK_MODELS_DIR": str(Path(models_dir).resolve()),
-           "SELLER_RISK_FEATURES": str(Path(features_dir).resolve()),
-           "SELLER_RISK_POLICY": scorer.policy.version,
-           "SELLER_RISK_WORKERS": str(workers),
+    settings = Settings(model_uri=scorer.ref.uri, models=Path(models_dir).resolve(),
+                        features=Path(features_dir).resolve(), policy=scorer.policy.version, workers=workers)
+    env = {**os.environ, **settings.to_env("model_uri", "models", "features", "policy", "workers"),
            # no usage analytics sent from a risk service (the caller's own setting wins)
            "BENTOML_DO_NOT_TRACK": os.environ.get("BENTOML_DO_NOT_TRACK", "True")}
     # import the service from this installation, not from whatever `serving/` the current folder holds
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     return [bentoml, "serve", SERVICE, "--working-dir", root, "--host", host, "--port", str(port)], env

@@ -6,16 +6,10 @@ policy, loads the latest feature snapshot, and only then answers `/readyz`. The 
 they translate JSON to `serving.scoring.Scorer` calls and back, so a seller gets the same record
 here as from the batch job.
 
-Settings come from the environment (`seller-risk serve` sets them from its options):
-SELLER_RISK_MODEL_URI, SELLER_RISK_MODELS_DIR (the embedded MLflow store; MLFLOW_TRACKING_URI wins),
-SELLER_RISK_FEATURES (a `seller-risk features --out` folder), SELLER_RISK_POLICY (the policy whose
-feature spec shapes the request schema), SELLER_RISK_API_KEY (when set, required on every scoring
-request), SELLER_RISK_MAX_BODY_BYTES, SELLER_RISK_WORKERS, SELLER_RISK_THREADS, SELLER_RISK_TELEMETRY
-(1: Prometheus request metrics and OpenTelemetry spans for the scoring routes), SELLER_RISK_MAX_BATCH
-(most sellers scored in one call when requests arrive together; 1 turns coalescing off),
-SELLER_RISK_RECYCLE_EVERY (a kept-alive connection is asked to reconnect after about this many
-requests, so that the workers, which share one listening socket, end up sharing the connections;
-0: never).
+Settings come from the environment (`features.settings.Settings`, one SELLER_RISK_* variable each;
+`seller-risk serve` sets them from its options): the model URI, the embedded store, the features
+folder, the policy whose feature spec shapes the request schema, the API key, the body limit,
+workers and threads, telemetry, request coalescing and connection recycling.
 """
 
 from __future__ import annotations
@@ -23,12 +17,9 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import sys
 import time
-from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Annotated
 
 import bentoml
@@ -36,44 +27,18 @@ from pydantic import Field
 from starlette.responses import Response
 
 from features.policy import load_policy
+from features.settings import Settings, env_name
 from features.spec import feature_spec
 from serving.api.schema import MAX_SELLERS, SellerId, request_models
 from serving.api.coalesce import Coalescer
 from serving.api.guard import MODEL_VERSION_HEADER, SCORED_WITH_HEADER, SELLERS_HEADER, Guard
 from serving.records import ScoreRecord
-from serving.scoring import DEFAULT_MODEL_URI, Scorer, Snapshot
+from serving.scoring import Scorer, Snapshot
 
 log = logging.getLogger("seller_risk.service")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Where the service finds its model and features, and its limits."""
-
-    model_uri: str = DEFAULT_MODEL_URI
-    models_dir: Path = Path("models")
-    features_dir: Path = Path("data/features")
-    policy: str = "walmart-us-2026"
-    api_key: str | None = None
-    max_body_bytes: int = 1 << 20
-    workers: int = 2
-    threads: int = 1
-    telemetry: bool = False
-    max_batch: int = 256  # most sellers one scoring call may hold when requests are coalesced (1: never)
-    recycle_every: int = 100  # a connection is asked to reconnect after about this many requests (0: never)
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ.get
-        return cls(env("SELLER_RISK_MODEL_URI", cls.model_uri), Path(env("SELLER_RISK_MODELS_DIR", "models")),
-                   Path(env("SELLER_RISK_FEATURES", "data/features")), env("SELLER_RISK_POLICY", cls.policy),
-                   env("SELLER_RISK_API_KEY") or None, int(env("SELLER_RISK_MAX_BODY_BYTES", str(1 << 20))),
-                   int(env("SELLER_RISK_WORKERS", "2")), int(env("SELLER_RISK_THREADS", "1")),
-                   env("SELLER_RISK_TELEMETRY", "0") == "1", int(env("SELLER_RISK_MAX_BATCH", "256")),
-                   int(env("SELLER_RISK_RECYCLE_EVERY", "100")))
-
-
-SETTINGS = Settings.from_env()
+SETTINGS = Settings.from_env()  # BentoML reads the service's workers and limits when it imports this module
 SPEC = feature_spec(load_policy(SETTINGS.policy))  # the request schema is the code's feature spec
 SellerFeatures, SellerRequest = request_models(SPEC)
 Reasons = Annotated[int, Field(ge=0, le=len(SPEC.features),
@@ -174,10 +139,10 @@ class SellerRisk:
 
 def _load(threads: int) -> tuple[Scorer, Snapshot]:
     """The pinned model and the latest snapshot, refused unless both match the request schema's spec."""
-    scorer = Scorer.load(SETTINGS.model_uri, SETTINGS.models_dir, threads=threads)
+    scorer = Scorer.load(SETTINGS.model_uri, SETTINGS.models, threads=threads)
     if scorer.spec.hash != SPEC.hash:
         raise RuntimeError(f"the request schema was built for feature spec {SPEC.hash}, the model needs "
-                           f"{scorer.spec.hash}: set SELLER_RISK_POLICY to {scorer.policy.version}")
+                           f"{scorer.spec.hash}: set {env_name('policy')} to {scorer.policy.version}")
     return scorer, Snapshot.load(SETTINGS.features_dir, scorer)
 
 

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.atomic import replaced_whole
+from features.settings import MODELS_DIR
 from serving.records import SCORE_ARROW
 from serving.scoring import DEFAULT_MODEL_URI, Scorer, snapshot_mismatch
 from serving.batch.summary import (Bins, band_counts, capacity_coverage, drift_table, expected_breaches, reference_bins,
@@ -295,7 +296,7 @@ class BatchConfig:
     features_dir: Path | None = None  # read the snapshot from here when it holds the week
     as_of: date | None = None  # default: the latest complete week
     model_uri: str = DEFAULT_MODEL_URI
-    models_dir: Path = Path("models")
+    models_dir: Path = MODELS_DIR
     top: int = 5  # reasons per seller
     chunk_rows: int = CHUNK_ROWS
     log_mlflow: bool = True

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from features.policy import ReviewCapacity
 from serving.batch.job import BATCH_ARROW, SUMMARY_FILE, partition_dir, read_record, read_scores
-from serving.cli import app
+from serving.main import app
 from serving.batch.summary import (Bins, capacity_coverage, expected_breaches, psi, psi_level, reference_bins, risers)
 
 CLI = str(Path(sys.executable).with_name("seller-risk"))

@@ -13,6 +13,22 @@ from features.simulation.run import SimulationConfig, SimulationSummary, simulat
 
 MARKETPLACE = SimulationConfig(n_sellers=2000, start=date(2025, 1, 6), weeks=52, seed=11, workers=1)
 
+# Test lanes. `slow` is the one marker the fast lane (`make test-fast`, `pytest -m "not slow"`) leaves
+# out; the finer markers say why a test is slow, and each implies `slow`. Tests using the session
+# fixture `trained` are training tests without a decorator; `marketplace` and `feature_dir` (about
+# 10 s together, once a session) stay in the fast lane.
+HEAVY = ("server", "spark", "notebook", "training")
+HEAVY_FIXTURES = {"trained": "training"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in HEAVY_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+        if any(item.get_closest_marker(m) for m in HEAVY) and not item.get_closest_marker("slow"):
+            item.add_marker("slow")
+
 
 @pytest.fixture(scope="session")
 def policy() -> Policy:

@@ -86,6 +86,7 @@ def inputs(marketplace, feature_dir: Path, scores_dir: Path, models_dir: Path, t
             "SELLER_RISK_MODEL_URI": f"models:/seller-risk/{trained.version}"}
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("book", BOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_on_several_weeks(book: Path, marketplace, feature_dir, scores, models_dir, trained,
                                         monkeypatch) -> None:
@@ -93,6 +94,7 @@ def test_notebook_runs_on_several_weeks(book: Path, marketplace, feature_dir, sc
     assert seconds < 120, f"{book.name} took {seconds:.0f} s on 2,000 sellers"
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("book", [b for b in BOOKS if not b.stem.startswith("01")], ids=lambda p: p.stem)
 def test_notebook_copes_with_one_week(book: Path, marketplace, feature_dir, scores, one_week, models_dir, trained,
                                       monkeypatch) -> None:

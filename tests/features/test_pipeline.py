@@ -92,6 +92,7 @@ def test_a_second_marketplace_policy_needs_no_code(tmp_path: Path) -> None:
     assert _compare_with_reference(events, snaps, amazon, config.start, config.weeks) > 1000
 
 
+@pytest.mark.spark
 def test_duckdb_and_spark_give_identical_snapshots(tmp_path: Path, policy: Policy) -> None:
     events = tmp_path / "events"
     simulate_marketplace(SimulationConfig(150, date(2025, 1, 6), 16, 3, workers=1), policy, events, write_latent=False)

@@ -28,7 +28,7 @@ from training.train import TrainResult
 
 BIN = Path(sys.executable).parent
 API_KEY = "test-key-9f2c"
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.server  # every test here runs bentoml (serve or build) in a process of its own
 
 
 def _free_port() -> int:
@@ -422,8 +422,9 @@ def test_bentofile_builds_a_bento(tmp_path: Path) -> None:
     r = subprocess.run([str(BIN / "bentoml"), "build", str(root), "--output", "tag"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    built = list((tmp_path / "bentoml" / "bentos" / "seller_risk").glob("*/src/serving/service.py"))
-    assert built, "the bento holds no serving/service.py"
+    built = list((tmp_path / "bentoml" / "bentos" / "seller_risk").glob("*/src/serving/api/service.py"))
+    assert built, "the bento holds no serving/api/service.py"
+    assert list((tmp_path / "bentoml" / "bentos" / "seller_risk").glob("*/src/models/risk_model.py"))
     assert not list((tmp_path / "bentoml" / "bentos" / "seller_risk").glob("*/src/serving/cli.py"))
     shutil.rmtree(tmp_path / "bentoml")
 

@@ -66,7 +66,7 @@ def _cli(*args: str, uri: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "seller-risk"), *args], capture_output=True, text=True, timeout=900, env=env, cwd=cwd)
 
 
-@pytest.mark.slow
+@pytest.mark.server
 def test_train_and_promote_against_a_real_tracking_server(
     mlflow_server: str, feature_dir: Path, trained: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -100,6 +100,7 @@ def test_a_model_for_another_feature_spec_is_refused(trained: TrainResult) -> No
         trained.model.check_spec(other)
 
 
+@pytest.mark.training
 def test_promotion_refuses_a_worse_model_and_rollback_restores_the_champion(feature_dir: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
     fast = {**best_guess(), "learning_rate": 0.1}
@@ -145,6 +146,7 @@ def test_a_feature_leaked_from_the_label_window_is_caught(feature_dir: Path, tra
     assert trained.backtest.leaks == {}  # the honest features raise no alarm
 
 
+@pytest.mark.training
 def test_training_is_deterministic_for_a_seed(feature_dir: Path, tmp_path: Path) -> None:
     fast = {**best_guess(), "learning_rate": 0.1}
     a = train(TrainConfig(feature_dir, tmp_path / "a", seed=3, params=fast, n_folds=1))

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from features.measures import MEASURES
+from features.measures import MEASURES, RESPONSE_WINDOW_US
 from features.policy import Metric, Policy
 
 DAY_US = 86_400_000_000
 ALL_WINDOWS = (7, 30, 60, 90)
-ANSWER_US = 48 * 3_600_000_000
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def metric_parts(metric: Metric, window: int) -> tuple[str, str]:
 
 
 _OPEN_END = "LEAST({us}(shipped_at), {us}(cancelled_at))"
-_DUE = f"{{us}}(opened_at) + {ANSWER_US}"
+_DUE = f"{{us}}(opened_at) + {RESPONSE_WINDOW_US}"
 
 FEATURE_FLOWS: tuple[Flow, ...] = (
     Flow("gmv_cents", "orders", "{us}(ordered_at)", value="CAST(ROUND(order_value * 100) AS BIGINT)"),
@@ -67,7 +66,7 @@ FEATURE_FLOWS: tuple[Flow, ...] = (
     Flow("overdue_open", "orders", "{us}(promised_ship_by)",
          f"{_OPEN_END} IS NULL OR {_OPEN_END} > {{us}}(promised_ship_by)"),
     Flow("overdue_open", "orders", _OPEN_END, f"{_OPEN_END} > {{us}}(promised_ship_by)", value="-1"),
-    # customer messages not (yet) answered, and those unanswered 48 h or more after they came in
+    # customer messages not (yet) answered, and those unanswered RESPONSE_HOURS or more after they came in
     Flow("unanswered_open", "contacts", "{us}(opened_at)"),
     Flow("unanswered_open", "contacts", "{us}(first_response_at)", "first_response_at IS NOT NULL", value="-1"),
     Flow("overdue_contacts", "contacts", _DUE, f"first_response_at IS NULL OR {{us}}(first_response_at) > {_DUE}"),

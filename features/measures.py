@@ -25,7 +25,8 @@ class Measure:
 
 
 RESPONSE_HOURS = 48
-_WINDOW_US = RESPONSE_HOURS * 3_600_000_000
+"""A customer message counts as answered in time within this many hours (the response standard)."""
+RESPONSE_WINDOW_US = RESPONSE_HOURS * 3_600_000_000
 
 MEASURES: dict[str, Measure] = {
     m.name: m
@@ -72,8 +73,8 @@ MEASURES: dict[str, Measure] = {
             "contacts_due",
             f"Customer contacts whose {RESPONSE_HOURS} h answer window has closed or that were answered",
             "contacts",
-            f"LEAST(COALESCE({{us}}(first_response_at), {{us}}(opened_at) + {_WINDOW_US}), "
-            f"{{us}}(opened_at) + {_WINDOW_US})",
+            f"LEAST(COALESCE({{us}}(first_response_at), {{us}}(opened_at) + {RESPONSE_WINDOW_US}), "
+            f"{{us}}(opened_at) + {RESPONSE_WINDOW_US})",
             "TRUE",
         ),
         Measure(
@@ -81,7 +82,7 @@ MEASURES: dict[str, Measure] = {
             f"Customer contacts answered within {RESPONSE_HOURS} h",
             "contacts",
             "{us}(first_response_at)",
-            f"{{us}}(first_response_at) <= {{us}}(opened_at) + {_WINDOW_US}",
+            f"{{us}}(first_response_at) <= {{us}}(opened_at) + {RESPONSE_WINDOW_US}",
         ),
         Measure(
             "negative_feedback",

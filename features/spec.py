@@ -20,6 +20,7 @@ import pandas as pd
 
 from features.flows import DAY_US, metric_parts
 from features.formatting import percent
+from features.measures import RESPONSE_HOURS
 from features.policy import Metric, Policy
 
 Dtype = Literal["float", "int", "category"]
@@ -183,8 +184,9 @@ def _general_features() -> list[Feature]:
                 "Orders past their ship-by date and not shipped: {value:,.0f}", "cum_overdue_open"),
         Feature("unanswered_contacts", "int", None, "Customer messages still unanswered at t.",
                 "Customer messages waiting for an answer: {value:,.0f}", "cum_unanswered_open"),
-        Feature("overdue_contacts", "int", None, "Customer messages unanswered 48 hours or more after they came in, at t.",
-                "Customer messages unanswered for 48 hours or more: {value:,.0f}", "cum_overdue_contacts"),
+        Feature("overdue_contacts", "int", None,
+                f"Customer messages unanswered {RESPONSE_HOURS} hours or more after they came in, at t.",
+                f"Customer messages unanswered for {RESPONSE_HOURS} hours or more: {{value:,.0f}}", "cum_overdue_contacts"),
         Feature("warnings_90d", "int", 90, "Performance warnings from the marketplace in the last 90 days.",
                 "Marketplace warnings in the last 90 days: {value:,.0f}", "w90_warnings"),
         Feature("warnings_total", "int", None, "Performance warnings from the marketplace ever received.",

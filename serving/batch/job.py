@@ -38,8 +38,8 @@ from features.atomic import replaced_whole
 from features.settings import MODELS_DIR
 from serving.records import SCORE_ARROW
 from serving.scoring import DEFAULT_MODEL_URI, Scorer, snapshot_mismatch
-from serving.batch.summary import (Bins, band_counts, capacity_coverage, drift_table, expected_breaches, reference_bins,
-                             risers)
+from serving.batch.summary import (PSI_ALERT, PSI_WATCH, Bins, band_counts, capacity_coverage, drift_table,
+                                   expected_breaches, reference_bins, risers)
 
 SCORING_EXPERIMENT = "seller-risk-scoring"
 SUMMARY_FILE = "_summary.json"
@@ -487,7 +487,7 @@ def summarise(scorer: Scorer, current: pd.DataFrame, as_of: date, previous: pd.D
                             "rule": policy.review_capacity.model_dump(exclude_none=True)},
         "risers": {"compared_with": previous_source, "sellers": rise.to_dict("records")},
         "drift": {"reference": reference.source if reference else "none: no training or earlier snapshots found",
-                  "watch": 0.10, "alert": 0.25, "variables": drift.to_dict("records")},
+                  "watch": PSI_WATCH, "alert": PSI_ALERT, "variables": drift.to_dict("records")},
     }
 
 

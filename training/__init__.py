@@ -1,1 +1,2 @@
-"""Training, backtesting and registering seller-risk models (imports `features`, never `serving`)."""
+"""Training, backtesting, gating and registering seller-risk models, and the training commands
+(`cli`). Imports `features` and `models`, never `serving`."""

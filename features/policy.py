@@ -135,10 +135,6 @@ class Policy(_Strict):
             raise ValueError("the last band must cover a score of 1.0 (set its 'below' above 1)")
         return value
 
-    @property
-    def longest_window_days(self) -> int:
-        return max(m.window_days for m in self.metrics.values())
-
 
 def policy_path(name_or_path: str | Path) -> Path:
     """Where a policy lives: a path to a YAML file, or the name of one shipped in `features/policies`."""

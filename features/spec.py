@@ -116,7 +116,7 @@ def _metric_features(m: Metric) -> list[Feature]:
     def rate(days: int) -> str:
         return _ratio(*metric_parts(m, days))
 
-    num_w, den_w = metric_parts(m, w)
+    _, den_w = metric_parts(m, w)
     num_30, den_30 = metric_parts(m, 30)
     num_60, den_60 = metric_parts(m, 60)
     standard = f"standard: {m.standard_text}"

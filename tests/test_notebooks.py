@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from datetime import date
 from pathlib import Path
 
@@ -62,9 +61,9 @@ def one_week(tmp_path_factory, scores: tuple[Path, list[date]]) -> Path:
     return out
 
 
-def execute(book: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> float:
+def execute(book: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Run a notebook top to bottom in a fresh python3 kernel (the venv's); fails on any error.
-    Returns the seconds it took."""
+    (How long they take is benchmarks/bench_notebooks.py's question.)"""
     from nbclient import NotebookClient
 
     for k, v in {"MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore", **env}.items():
@@ -74,10 +73,8 @@ def execute(book: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) ->
         if k not in env:
             monkeypatch.delenv(k, raising=False)
     nb = nbformat.read(book, as_version=4)
-    t0 = time.perf_counter()
     NotebookClient(nb, timeout=TIMEOUT_S, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    return time.perf_counter() - t0
 
 
 def inputs(marketplace, feature_dir: Path, scores_dir: Path, models_dir: Path, trained) -> dict[str, str]:
@@ -90,8 +87,7 @@ def inputs(marketplace, feature_dir: Path, scores_dir: Path, models_dir: Path, t
 @pytest.mark.parametrize("book", BOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_on_several_weeks(book: Path, marketplace, feature_dir, scores, models_dir, trained,
                                         monkeypatch) -> None:
-    seconds = execute(book, inputs(marketplace, feature_dir, scores[0], models_dir, trained), monkeypatch)
-    assert seconds < 120, f"{book.name} took {seconds:.0f} s on 2,000 sellers"
+    execute(book, inputs(marketplace, feature_dir, scores[0], models_dir, trained), monkeypatch)
 
 
 @pytest.mark.notebook

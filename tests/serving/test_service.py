@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +62,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120) -> list[int]:
     """Poll /readyz until it says 200; the statuses seen on the way. Fails if the server exits or
     is not ready in `timeout` seconds, with the end of its log."""
-    deadline, seen = time.time() + timeout, []
+    deadline, seen = time.monotonic() + timeout, []
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited:\n{log.read_text()[-3000:]}")
@@ -73,9 +73,23 @@ def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 12
                 return seen
         except (requests.ConnectionError, requests.Timeout):  # bound, but no worker answers yet
             pass
-        if time.time() > deadline:
+        if time.monotonic() > deadline:
             raise RuntimeError(f"not ready in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+def _logged(server: Server, pick: Callable[[dict], bool], n: int, timeout: float = 10) -> list[dict]:
+    """The server's log events that `pick` selects, as soon as there are `n` of them (a request's
+    line is written after its answer is sent), or whatever there is after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            events = [e for e in server.events() if pick(e)]
+        except json.JSONDecodeError:  # read while a line was half written
+            events = []
+        if len(events) >= n or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)
 
 
 @dataclass
@@ -184,8 +198,7 @@ def test_requests_in_flight_together_are_scored_together_with_each_its_own_exact
         assert r.status_code == 200, r.text
         assert r.json() == json.loads(json.dumps(local[5 if i % 2 else 2][i], default=str)), i
         assert "x-scored-with" not in r.headers  # for the log only
-    time.sleep(0.5)
-    together = [e["scored_with"] for e in server.events() if str(e.get("request_id")).startswith("together-")]
+    together = [e["scored_with"] for e in _logged(server, lambda e: str(e.get("request_id")).startswith("together-"), n)]
     assert len(together) == n and min(together) >= 1
     assert max(together) > 1, "no two requests in flight together were scored in one call"
 
@@ -239,8 +252,7 @@ def test_one_structured_log_line_per_request_without_feature_values(server: Serv
     r = server.post("/score", {"sellers": [{"seller_id": "S-log-check", "features": features}]},
                     headers={"X-Request-ID": "req-log-check"})
     assert r.status_code == 200
-    time.sleep(0.5)
-    mine = [e for e in server.events() if e.get("request_id") == "req-log-check"]
+    mine = _logged(server, lambda e: e.get("request_id") == "req-log-check", 1)
     assert len(mine) == 1
     assert mine[0]["route"] == "/score" and mine[0]["status"] == 200 and mine[0]["sellers"] == 1
     assert mine[0]["model_version"] == scorer.ref.version and mine[0]["latency_ms"] > 0

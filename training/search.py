@@ -1,5 +1,7 @@
-"""Hyperparameter search: Optuna's TPE sampler over LightGBM's main knobs, under a trial count and a
-time budget, judged on a validation slice that lies before every test week. Among the trials that
+"""Hyperparameter search: Optuna's TPE sampler over LightGBM's main knobs, bounded by its number of
+trials (so one seed gives one model on any machine, busy or idle) with an optional time budget as a
+safety limit that says when it cut the search short, judged on a validation slice that lies before
+every test week. Among the trials that
 score within a tolerance of the best, the cheapest to explain wins, because explanation cost
 (trees x leaves x depth^2) is paid on every served score."""
 
@@ -36,6 +38,14 @@ class SearchResult:
     chosen: Trial
     best: Trial
     trials: list[Trial]
+    asked: int = 0  # trials asked for
+    budget_s: float | None = None  # the safety limit, if any
+
+    @property
+    def cut_short(self) -> bool:
+        """Whether the time budget stopped the search before it ran every trial asked for (then the
+        model depends on the machine's speed, and the training summary says so)."""
+        return len(self.trials) < self.asked
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame([{"trial": t.number, "pr_auc_early_warning": t.pr_auc, "trees": t.trees,
@@ -63,9 +73,10 @@ def choose(trials: list[Trial], tolerance: float = TOLERANCE) -> Trial:
     return min(good, key=lambda t: (t.explanation_cost, -t.pr_auc, t.number))
 
 
-def search(frame: pd.DataFrame, fold: Fold, spec: FeatureSpec, seed: int, n_trials: int, budget_s: float,
+def search(frame: pd.DataFrame, fold: Fold, spec: FeatureSpec, seed: int, n_trials: int, budget_s: float | None = None,
            progress: Callable[[int, int], None] | None = None) -> SearchResult:
-    """Run the search on `fold`'s training and validation slices (its test slice is never read)."""
+    """Run `n_trials` trials on `fold`'s training and validation slices (its test slice is never read);
+    `budget_s`, when given, stops the search early as a safety limit (`SearchResult.cut_short`)."""
     import time
 
     train, valid = rows(frame, fold.train), rows(frame, fold.valid)
@@ -91,7 +102,7 @@ def search(frame: pd.DataFrame, fold: Fold, spec: FeatureSpec, seed: int, n_tria
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=n_trials, timeout=budget_s)
     best = max(trials, key=lambda t: (t.pr_auc, -t.number))
-    return SearchResult(choose(trials), best, trials)
+    return SearchResult(choose(trials), best, trials, n_trials, budget_s)
 
 
 def best_guess() -> dict:

@@ -85,9 +85,20 @@ def features(
     try:
         with spinner(f"Building feature snapshots with {engine}"):
             run = build_snapshots(events, out, load_policy(policy), as_of=dates, engine=engine)  # type: ignore[arg-type]
-    except (PolicyError, FileExistsError, EventValidationError, ValueError) as err:
+    except EventValidationError as err:
+        fail(validation_failure(events, err.problems))
+    except (PolicyError, FileExistsError, ValueError) as err:
         fail(str(err))
     print_snapshot_summary(run, out)
+
+
+def validation_failure(events: Path, problems: list) -> str:
+    """Why a command refused the events: the problem on one line (table.column, what, rows), or
+    one line per problem after a count when there are several."""
+    see = f"`seller-risk validate --events {events}` shows them as a table"
+    if len(problems) == 1:
+        return f"{events} fails validation: {problems[0]}"
+    return "\n".join([f"{events} fails validation with {len(problems)} problems ({see}):", *(f"  - {p}" for p in problems)])
 
 
 def print_problems(problems: list, events: Path) -> None:

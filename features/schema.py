@@ -33,9 +33,18 @@ DUCKDB_TYPES: dict[Kind, str] = {
 }
 
 
+FINITE_KINDS: frozenset[Kind] = frozenset({"float", "timestamp"})
+"""Kinds whose values can be NaN or infinite (DuckDB and Parquet timestamps have +-infinity)."""
+
+
 @dataclass(frozen=True)
 class Column:
-    """One column of an event table."""
+    """One column of an event table.
+
+    Every value present obeys the column's declarations: its kind; not empty unless `nullable`
+    (for a string, blank text is empty too); finite (floats and timestamps: no NaN, inf or -inf)
+    unless `finite` is False; within `allowed`, `min_value` and `max_value` where given; found in
+    `references`; and not after the extract's cut-off when it is an `event_time`."""
 
     name: str
     kind: Kind
@@ -46,6 +55,12 @@ class Column:
     max_value: float | None = None
     references: str | None = None  # "table.column" this column must exist in
     event_time: bool = False  # must not lie after the extract's cut-off
+    finite: bool = True  # a float or timestamp must not be NaN, inf or -inf
+
+    @property
+    def must_be_finite(self) -> bool:
+        """Whether the validator rejects NaN and infinities here (kinds that can hold them)."""
+        return self.finite and self.kind in FINITE_KINDS
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """Checks a marketplace's event export against the canonical schema, then opens it for the pipeline.
 
 Every check is derived from the declarations in `features.schema`: which tables and columns must
-be there, their types, which may be empty, the allowed values and ranges, the foreign keys, the
-row-level rules and the columns that may not lie after the extract's cut-off. Nothing here restates
+be there, their types, which may be empty (blank text is empty), which must be finite (no NaN or
+infinity), the allowed values and ranges, the keys, the foreign keys, the row-level rules and the
+columns that may not lie after the extract's cut-off. Each bad value is reported once, by the check
+it breaks first (a value that didn't cast, then an empty one, then a non-finite one), not again by
+the range, reference or rule checks that read it. Nothing here restates
 a column list.
 
 DuckDB does the work: it scans Parquet in place (tens of millions of orders never become a pandas
@@ -15,7 +18,7 @@ collected, none stops the others, and bad input never raises.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,7 +44,7 @@ MAX_EXAMPLES = 5
 
 _ROW = "__row"  # 0-based row number within its file
 _FILE = "__file"  # the file a row came from, when a table is a folder of Parquet parts
-_TEXT = "__text__"  # prefix of a CSV column's original text, kept beside its cast value
+_TEXT = "__text__"  # prefix of a column's value as found (CSV text, a wider stored type), kept beside its cast
 _SOURCES = "_events_source"  # schema holding each table's rows as found
 _TYPED = "_events_typed"  # schema holding each table's usable columns, cast to their kind
 
@@ -72,6 +75,8 @@ class Problem:
         line = f"{where}: {self.problem}"
         if self.examples:
             line += f", e.g. {_describe_example(self.examples[0])}"
+        if len(self.examples) > 1:
+            line += f"; also {', '.join(_where(e) for e in self.examples[1:])}"
         return line
 
 
@@ -87,11 +92,15 @@ class EventValidationError(ValueError):
 
 def _describe_example(example: dict) -> str:
     """'row 17 (order_id=O12, shipped_at=...)', naming the file when there is one."""
-    where = f"row {example.get('row')}"
-    if "file" in example:
-        where += f" of {example['file']}"
+    where = _where(example)
     values = ", ".join(f"{k}={_show(v)}" for k, v in example.items() if k not in ("row", "file"))
     return f"{where} ({values})" if values else where
+
+
+def _where(example: dict) -> str:
+    """'row 17', or 'row 17 of part-1.parquet' when the table is a folder of parts."""
+    where = f"row {example.get('row')}"
+    return where + (f" of {example['file']}" if "file" in example else "")
 
 
 def _show(value: object) -> str:
@@ -267,6 +276,7 @@ class _Source:
     text: bool = False  # CSV: every value arrived as text and is cast here
     root: Path | None = None  # a folder of Parquet parts: rows also carry their file
     broken: dict[str, str] = field(default_factory=dict)  # frame columns that are no single type: why
+    raw: frozenset[str] = frozenset()  # columns whose value as found is kept beside its cast (see _inspect)
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
@@ -409,28 +419,47 @@ def _fits(kind: Kind, duck_type: str) -> bool:
 
 
 def _stored_expression(column: Column, duck_type: str) -> str:
-    """A typed (Parquet or frame) column cast to its canonical type; aware times become naive UTC."""
+    """A typed (Parquet or frame) column cast to its canonical type; aware times become naive UTC.
+    A value its canonical type cannot hold (a UBIGINT above 2^63, a date beyond the TIMESTAMP range)
+    becomes empty, and is reported as not valid (see _may_not_fit)."""
     raw = f"s.{_q(column.name)}"
     if duck_type == "TIMESTAMP WITH TIME ZONE":
         return f"timezone('UTC', {raw})"
+    if _may_not_fit(column, duck_type):
+        return f"TRY_CAST({raw} AS {DUCKDB_TYPES[column.kind]})"
     return f"CAST({raw} AS {DUCKDB_TYPES[column.kind]})"
 
 
+def _may_not_fit(column: Column, duck_type: str) -> bool:
+    """Whether some value of a stored type that fits the kind may still not cast to the canonical type."""
+    return duck_type not in (DUCKDB_TYPES[column.kind], _NULL_TYPE, "TIMESTAMP WITH TIME ZONE") and column.kind != "string"
+
+
+_INTEGER_TEXT = r"\s*[+-]?[0-9]+(\.0*)?\s*"
+"""An int column's CSV text: digits, optionally with a zero fraction ('3.0' from a float export), never '2.5'."""
+
+
 def _text_expression(column: Column) -> str:
-    """A CSV column cast from text; values that don't parse become empty (and are reported)."""
+    """A CSV column cast from text; values that don't parse become empty (and are reported).
+    'nan' and 'inf' parse as floats (and are reported as not finite)."""
     raw = f"s.{_q(column.name)}"
     if column.kind == "string":
         return raw
     if column.kind == "timestamp":
         return f"timezone('UTC', TRY_CAST({raw} AS TIMESTAMPTZ))"
+    if column.kind == "int":
+        return f"CASE WHEN regexp_full_match({raw}, {_lit(_INTEGER_TEXT)}) THEN TRY_CAST(trim({raw}) AS BIGINT) END"
     return f"TRY_CAST({raw} AS {DUCKDB_TYPES[column.kind]})"
 
 
-def _inspect(source: _Source, stored: dict[str, str]) -> tuple[list[Problem], dict[str, str]]:
-    """Missing and mistyped columns, and the typed expression of every usable one."""
+def _inspect(source: _Source, stored: dict[str, str]) -> tuple[list[Problem], dict[str, str], frozenset[str]]:
+    """Missing and mistyped columns, the typed expression of every usable one, and the usable columns
+    whose cast may fail on a value (CSV text, or a stored type wider than the canonical one): their
+    value as found is kept beside, so that a failed cast is reported rather than taken for empty."""
     table = source.table
     problems: list[Problem] = []
     usable: dict[str, str] = {}
+    raw: set[str] = set()
     for col in table.columns:
         expected = f"{col.kind} ({DUCKDB_TYPES[col.kind]})"
         if col.name in source.broken:
@@ -439,37 +468,44 @@ def _inspect(source: _Source, stored: dict[str, str]) -> tuple[list[Problem], di
             problems.append(Problem(table.name, col.name, f"column is missing (expected {expected})"))
         elif source.text:
             usable[col.name] = _text_expression(col)
+            if col.kind != "string":
+                raw.add(col.name)
         elif not _fits(col.kind, stored[col.name]):
             problems.append(Problem(table.name, col.name, f"has type {stored[col.name]}, expected {expected}"))
         else:
             usable[col.name] = _stored_expression(col, stored[col.name])
-    return problems, usable
+            if _may_not_fit(col, stored[col.name]):
+                raw.add(col.name)
+    return problems, usable, frozenset(raw)
 
 
 def _typed_view_sql(source: _Source, usable: dict[str, str]) -> str:
-    """The table's usable columns in their canonical types, beside row number, file and (for CSV) the text."""
+    """The table's usable columns in their canonical types, beside row number, file and the values
+    as found of the columns in `source.raw`."""
     columns = [f"s.{_q(_ROW)}"] + ([f"s.{_q(_FILE)}"] if source.root else [])
     columns += [f"{expression} AS {_q(name)}" for name, expression in usable.items()]
-    if source.text:
-        columns += [f"s.{_q(name)} AS {_q(_TEXT + name)}" for name in usable if _needs_cast(source, name)]
+    columns += [f"s.{_q(name)} AS {_q(_TEXT + name)}" for name in usable if _needs_cast(source, name)]
     return f"CREATE VIEW {_typed(source.table.name)} AS SELECT {', '.join(columns)} FROM {_source(source.table.name)} s"
 
 
 def _needs_cast(source: _Source, name: str) -> bool:
-    return source.text and source.table.column(name).kind != "string"
+    """Whether a column's value as found sits beside its cast (as _TEXT + name)."""
+    return name in source.raw
 
 
-def _prepare(con: duckdb.DuckDBPyConnection, source: _Source) -> tuple[list[Problem], set[str], int]:
-    """Structural problems of one table, the columns the row checks may use, and its row count."""
+def _prepare(con: duckdb.DuckDBPyConnection, source: _Source) -> tuple[list[Problem], set[str], int, _Source]:
+    """Structural problems of one table, the columns the row checks may use, its row count, and the
+    source knowing which columns it keeps as found."""
     name = source.table.name
     try:
         described = con.execute(f"DESCRIBE {_source(name)}").fetchall()
-        problems, usable = _inspect(source, {row[0]: row[1] for row in described})
+        problems, usable, raw = _inspect(source, {row[0]: row[1] for row in described})
+        source = replace(source, raw=raw)
         con.execute(_typed_view_sql(source, usable))
         (size,) = con.execute(f"SELECT count(*) FROM {_source(name)}").fetchone()
     except duckdb.Error as error:
-        return [Problem(name, None, f"could not be read: {_short_error(error)}")], set(), 0
-    return problems, set(usable), size
+        return [Problem(name, None, f"could not be read: {_short_error(error)}")], set(), 0, source
+    return problems, set(usable), size, source
 
 
 def _validate_sources(con: duckdb.DuckDBPyConnection, sources: dict[str, _Source], cutoff: datetime) -> list[Problem]:
@@ -477,10 +513,11 @@ def _validate_sources(con: duckdb.DuckDBPyConnection, sources: dict[str, _Source
     problems: list[Problem] = []
     usable: dict[str, set[str]] = {}
     sizes: dict[str, int] = {}
+    prepared: dict[str, _Source] = {}
     for name, source in sources.items():
-        found, usable[name], sizes[name] = _prepare(con, source)
+        found, usable[name], sizes[name], prepared[name] = _prepare(con, source)
         problems += found
-    for name, source in sources.items():
+    for name, source in prepared.items():
         checks = _checks(source, usable, sizes, cutoff)
         problems += _row_problems(con, source, checks, source.table.key in usable[name])
     return problems
@@ -510,7 +547,10 @@ class _Lookup:
         columns = [f"{key} AS {_q(self.key)}"]
         columns += [f"min(p.{_q(s)}) AS {_q('lo_' + s)}, max(p.{_q(s)}) AS {_q('hi_' + s)}" for s in self.shared]
         used = f"SELECT DISTINCT x.{_q(self.column)} FROM {_typed(self.table)} x"
-        where = f" WHERE {key} IN ({used})" if self.narrow else ""
+        conditions = [f"{key} IN ({used})"] if self.narrow else []
+        if TABLES[self.parent].column(self.key).kind == "string":
+            conditions.append(f"trim({key}) <> ''")  # a blank key is no key (the null check says so): nothing matches it
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         parent = f"SELECT {', '.join(columns)} FROM {_typed(self.parent)} p{where} GROUP BY {key}"
         return f"LEFT JOIN ({parent}) {self.alias} ON {self.alias}.{_q(self.key)} = {_col(self.column)}"
 
@@ -546,6 +586,7 @@ def _checks(
     return [
         *_cast_checks(source, mine),
         *_null_checks(source, mine),
+        *_finite_checks(table, mine),
         *_value_checks(table, mine),
         *_reference_checks(table, mine, lookups),
         *_agreement_checks(table, mine, lookups),
@@ -555,7 +596,8 @@ def _checks(
 
 
 def _cast_checks(source: _Source, usable: set[str]) -> list[_Check]:
-    """CSV text that is not a value of its column's kind."""
+    """Values that are not values of their column's kind: CSV text that doesn't parse, a stored
+    value out of the canonical type's range."""
     table = source.table
     checks = []
     for col in table.columns:
@@ -573,17 +615,51 @@ def _cast_checks(source: _Source, usable: set[str]) -> list[_Check]:
 
 
 def _null_checks(source: _Source, usable: set[str]) -> list[_Check]:
-    """Empty values where the schema requires one (a CSV value that didn't parse is not empty)."""
+    """Empty values where the schema requires one (a value that didn't cast is not empty; blank
+    text is, as an empty CSV field is)."""
     table = source.table
     checks = []
     for col in table.columns:
         if col.name in usable and not col.nullable:
             value = _col(_TEXT + col.name) if _needs_cast(source, col.name) else _col(col.name)
             role = "the table's key" if col.name == table.key else "a required column"
+            condition = f"{value} IS NULL" + (f" OR {_blank(col)}" if col.kind == "string" else "")
             checks.append(
-                _Check(col.name, f"{value} IS NULL", f"{{rows}} {{has}} no {col.name} ({role})", _shown(table, usable))
+                _Check(col.name, condition, f"{{rows}} {{has}} no {col.name} ({role})", _shown(table, usable))
             )
     return checks
+
+
+def _blank(column: Column) -> str:
+    """The condition of a string value that holds only spaces (or nothing)."""
+    return f"trim({_col(column.name)}) = ''"
+
+
+def _present(column: Column) -> str:
+    """The condition of a value that is there: not empty, and for a required string not blank
+    (a blank one is reported by the null check alone)."""
+    present = f"{_col(column.name)} IS NOT NULL"
+    return present + (f" AND NOT {_blank(column)}" if column.kind == "string" and not column.nullable else "")
+
+
+def _not_finite(column: Column) -> str:
+    """The condition of a value that is NaN or infinite (for floats and timestamps)."""
+    return f"{_col(column.name)} IS NOT NULL AND NOT isfinite({_col(column.name)})"
+
+
+def _finite_checks(table: Table, usable: set[str]) -> list[_Check]:
+    """NaN, inf and -inf where the schema wants a finite number or time."""
+    what = {"float": "a finite number (NaN, inf or -inf)", "timestamp": "a finite time (infinity or -infinity)"}
+    return [
+        _Check(
+            col.name,
+            _not_finite(col),
+            f"{{rows}} {{has}} {_a(col.name)} that is not {what[col.kind]}",
+            _shown(table, usable, col.name),
+        )
+        for col in table.columns
+        if col.name in usable and col.must_be_finite
+    ]
 
 
 def _number(value: float) -> str:
@@ -606,7 +682,7 @@ def _value_checks(table: Table, usable: set[str]) -> list[_Check]:
             checks.append(
                 _Check(
                     col.name,
-                    f"{value} IS NOT NULL AND {value} NOT IN ({allowed})",
+                    f"{_present(col)} AND {value} NOT IN ({allowed})",
                     f"{{rows}} {{has}} {_a(col.name)} outside the allowed values ({', '.join(col.allowed)})",
                     shown,
                 )
@@ -620,6 +696,8 @@ def _value_checks(table: Table, usable: set[str]) -> list[_Check]:
             condition, what = f"{value} > {high!r}", f"above {_number(high)}"
         else:
             continue
+        if col.must_be_finite:  # NaN and infinities are the finite check's to report
+            condition = f"isfinite({value}) AND ({condition})"
         checks.append(_Check(col.name, condition, f"{{rows}} {{has}} {_a(col.name)} {what}", shown))
     return checks
 
@@ -651,7 +729,7 @@ def _reference_checks(table: Table, usable: set[str], lookups: dict[str, _Lookup
     return [
         _Check(
             name,
-            f"{_col(name)} IS NOT NULL AND {ref.alias}.{_q(ref.key)} IS NULL",
+            f"{_present(table.column(name))} AND {ref.alias}.{_q(ref.key)} IS NULL",
             f"{{rows}} refer{{s}} to {_a(name)} not found in {ref.parent}.{ref.key}",
             _shown(table, usable, name),
             (ref,),
@@ -662,20 +740,26 @@ def _reference_checks(table: Table, usable: set[str], lookups: dict[str, _Lookup
 
 def _agreement_checks(table: Table, usable: set[str], lookups: dict[str, _Lookup]) -> list[_Check]:
     """A row and the row it refers to must agree on the references they share: a return's seller
-    is its order's seller."""
+    is its order's seller. A shared value that points at nothing itself is left to its reference check."""
     checks = []
     for name, ref in lookups.items():
         for shared in ref.shared:
             mine, low, high = _col(shared), f"{ref.alias}.{_q('lo_' + shared)}", f"{ref.alias}.{_q('hi_' + shared)}"
             theirs = f"CASE WHEN {mine} <> {low} THEN {low} ELSE {high} END"
+            condition = f"{ref.alias}.{_q(ref.key)} IS NOT NULL AND ({mine} <> {low} OR {mine} <> {high})"
+            joins: tuple[_Lookup, ...] = (ref,)
+            own = lookups.get(shared)
+            if own is not None:
+                condition += f" AND {own.alias}.{_q(own.key)} IS NOT NULL"
+                joins = (ref, own)
             checks.append(
                 _Check(
                     shared,
-                    f"{ref.alias}.{_q(ref.key)} IS NOT NULL AND ({mine} <> {low} OR {mine} <> {high})",
+                    condition,
                     f"{{rows}} {{has}} {_a(shared)} different from the {shared} of its {ref.parent} row "
                     f"(matched on {name})",
                     (*_shown(table, usable, name, shared), (f"{ref.parent}.{shared}", theirs)),
-                    (ref,),
+                    joins,
                 )
             )
     return checks
@@ -699,10 +783,13 @@ def _rule_checks(source: _Source, usable: set[str]) -> list[_Check]:
 
 
 def _rule_condition(source: _Source, rule: Rule) -> str:
-    """The rule's own condition; for CSV, rows whose values in it didn't parse are left to the cast check."""
-    unparsed = [f"{_col(_TEXT + n)} IS NOT NULL AND {_col(n)} IS NULL" for n in rule.columns if _needs_cast(source, n)]
+    """The rule's own condition; rows whose values in it didn't cast are left to the cast check, and
+    NaN or infinite ones to the finite check."""
+    columns = [source.table.column(n) for n in rule.columns]
+    unparsed = [f"{_col(_TEXT + c.name)} IS NOT NULL AND {_col(c.name)} IS NULL" for c in columns if _needs_cast(source, c.name)]
+    unparsed += [_not_finite(c) for c in columns if c.must_be_finite]
     condition = f"({rule.bad_when})"
-    return condition if not unparsed else f"{condition} AND NOT ({' OR '.join(unparsed)})"
+    return condition if not unparsed else f"{condition} AND NOT ({' OR '.join(f'({u})' for u in unparsed)})"
 
 
 def _cutoff_checks(table: Table, usable: set[str], cutoff: datetime) -> list[_Check]:
@@ -711,7 +798,7 @@ def _cutoff_checks(table: Table, usable: set[str], cutoff: datetime) -> list[_Ch
     return [
         _Check(
             col.name,
-            f"{_col(col.name)} > TIMESTAMP {_lit(moment)}",
+            f"{_col(col.name)} > TIMESTAMP {_lit(moment)}" + (f" AND isfinite({_col(col.name)})" if col.must_be_finite else ""),
             f"{{rows}} {{is}} dated after the extract cut-off {moment}",
             _shown(table, usable, col.name),
         )
@@ -813,7 +900,8 @@ def _duplicates(con: duckdb.DuckDBPyConnection, source: _Source) -> list[Problem
     """How many ids appear more than once, on how many rows, and the first of those rows."""
     table = source.table
     key = _q(table.key)
-    repeated = f"SELECT {key} FROM {_typed(table.name)} WHERE {key} IS NOT NULL GROUP BY {key} HAVING count(*) > 1"
+    blank = f" AND trim({key}) <> ''" if table.column(table.key).kind == "string" else ""  # the null check's
+    repeated = f"SELECT {key} FROM {_typed(table.name)} WHERE {key} IS NOT NULL{blank} GROUP BY {key} HAVING count(*) > 1"
     condition = f"{_col(table.key)} IN ({repeated})"
     try:
         ids, rows = con.execute(

@@ -595,3 +595,93 @@ def test_read_cutoff(tmp_path):
     assert read_cutoff(tmp_path) == datetime(2025, 12, 29)
     (tmp_path / MANIFEST_FILE).write_text(json.dumps({"cutoff": "2025-12-29T00:00:00"}))
     assert read_cutoff(tmp_path) == datetime(2025, 12, 29)
+
+
+# --- numbers and times that are not finite, blank text, ints that are not ints ---------------
+
+
+def test_nan_and_infinities_are_not_finite_in_parquet_and_csv(frames, tmp_path):
+    values = [59.90, float("nan"), 35.50, float("inf"), 18.99, float("-inf")]
+    orders = frames["orders"].assign(order_value=values)
+    write_parquet(frames, tmp_path / "parquet")
+    arrow = pa.Table.from_pandas(frames["orders"], schema=TABLES["orders"].arrow_schema(), preserve_index=False)
+    arrow = arrow.set_column(arrow.schema.get_field_index("order_value"), "order_value", pa.array(values))  # NaN, not null
+    pq.write_table(arrow, tmp_path / "parquet" / "orders.parquet")
+    csv = write_csv(frames, tmp_path / "csv")
+    orders.assign(order_value=[str(v) for v in values]).to_csv(csv / "orders.csv", index=False)  # 'nan', 'inf', '-inf'
+
+    for folder in (tmp_path / "parquet", csv):
+        problems = validate_dir(folder)
+
+        problem = only(problems, "orders", "order_value")
+        assert problems == [problem]  # -inf is not also "below 0"
+        assert problem.problem == "3 rows have an order_value that is not a finite number (NaN, inf or -inf)"
+        assert rows(problem) == [1, 3, 5]
+        assert str(problem).endswith("e.g. row 1 (order_id=O2, order_value=nan); also row 3, row 5")
+
+
+def test_infinite_times_are_not_finite_and_break_no_rule(frames, tmp_path):
+    write_csv(frames, tmp_path)
+    orders = frames["orders"].astype({"delivered_at": str, "promised_delivery_by": str})
+    orders.loc[0, "delivered_at"] = "-infinity"  # would also be 'delivered before shipped'
+    orders.loc[2, "promised_delivery_by"] = "infinity"
+    orders.to_csv(tmp_path / "orders.csv", index=False)
+
+    problems = validate_dir(tmp_path)
+
+    assert {(p.table, p.column) for p in problems} == {("orders", "delivered_at"), ("orders", "promised_delivery_by")}
+    assert rows(only(problems, "orders", "delivered_at")) == [0]
+    assert only(problems, "orders", "promised_delivery_by").problem == (
+        "1 row has a promised_delivery_by that is not a finite time (infinity or -infinity)"
+    )
+
+
+def test_inf_in_a_frame_is_not_finite_and_nan_is_empty(frames):
+    frames["refunds"] = frames["refunds"].assign(amount=[float("inf"), float("nan")])
+
+    problems = validate_frames(frames, cutoff=CUTOFF)
+
+    assert [(p.table, p.column, p.problem, rows(p)) for p in problems] == [
+        ("refunds", "amount", "1 row has no amount (a required column)", [1]),  # pandas' NaN is its empty value
+        ("refunds", "amount", "1 row has an amount that is not a finite number (NaN, inf or -inf)", [0]),
+    ]
+
+
+def test_blank_text_in_a_required_column_is_empty_and_nothing_else(frames, tmp_path):
+    frames["sellers"] = _set(frames["sellers"], 1, "seller_id", "  ")  # S2, whose orders now point at nothing
+    frames["orders"] = _set(frames["orders"], 0, "fulfilment_channel", "")
+
+    problems = validate_dir(write_parquet(frames, tmp_path))
+
+    assert only(problems, "sellers", "seller_id").problem == "1 row has no seller_id (the table's key)"
+    assert only(problems, "orders", "fulfilment_channel").problem == "1 row has no fulfilment_channel (a required column)"
+    assert rows(only(problems, "orders", "seller_id")) == [2, 3]  # S2's orders: an orphan, not a match on "  "
+    assert rows(only(problems, "contacts", "seller_id")) == [0]
+    assert len(problems) == 4
+
+
+def test_a_fraction_in_a_csv_int_column_is_not_an_int(frames, tmp_path):
+    write_csv(frames, tmp_path)
+    orders = frames["orders"].astype({"item_count": str})
+    orders.loc[1, "item_count"] = "2.5"
+    orders.loc[2, "item_count"] = "1.0"  # a float export of an int: still 1
+    orders.to_csv(tmp_path / "orders.csv", index=False)
+
+    problem = only(validate_dir(tmp_path), "orders", "item_count")
+
+    assert problem.problem == "1 row has a value that is not a valid int (BIGINT)"
+    assert problem.examples == ({"row": 1, "order_id": "O2", "item_count": "2.5"},)
+
+
+def test_an_int_too_large_for_int64_is_not_a_valid_int(frames, tmp_path):
+    write_parquet(frames, tmp_path)
+    counts = pa.array([1, 2, 2**64 - 1, 3, 1, 2], pa.uint64())
+    arrow = pa.Table.from_pandas(frames["orders"], schema=TABLES["orders"].arrow_schema(), preserve_index=False)
+    arrow = arrow.set_column(arrow.schema.get_field_index("item_count"), "item_count", counts)
+    pq.write_table(arrow, tmp_path / "orders.parquet")
+
+    problems = validate_dir(tmp_path)
+
+    problem = only(problems, "orders", "item_count")
+    assert problems == [problem]
+    assert problem.examples == ({"row": 2, "order_id": "O3", "item_count": 2**64 - 1},)

@@ -30,6 +30,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).parent))
 from measure import run_measured  # noqa: E402
 
+from features import layout  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 DEMO = OUT / "score-demo"
@@ -50,7 +52,7 @@ def demo_champion() -> None:
     DEMO.mkdir(parents=True, exist_ok=True)
     if not (DEMO / "events" / "_manifest.json").exists():
         _cli("simulate", "--sellers", "2000", "--weeks", "52", "--seed", "7", "--out", "events", "--no-latent")
-    if not (DEMO / "features" / "_snapshots.json").exists():
+    if not layout.manifest_file(DEMO / "features").exists():
         _cli("features", "--events", "events", "--out", "features")
     _cli("train", "--features", "features", "--models", "models", "--trials", "5", "--budget", "60")
     _cli("promote", "--models", "models", "--force")  # a benchmark needs a champion, gate or not
@@ -64,16 +66,16 @@ def replicated(sellers: int) -> tuple[Path, date]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    manifest = json.loads((DEMO / "features" / "_snapshots.json").read_text())
+    manifest = json.loads(layout.manifest_file(DEMO / "features").read_text())
     latest = date.fromisoformat(manifest["as_of_dates"][-1])
     folder = OUT / f"score-features-{sellers}"
-    if (folder / "_snapshots.json").exists():
+    if layout.manifest_file(folder).exists():
         return folder, latest
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for day in (latest - timedelta(days=7), latest):
-        src = pq.read_table(DEMO / "features" / "snapshots" / f"as_of={day}")
-        dest = tmp / "snapshots" / f"as_of={day}"
+        src = pq.read_table(layout.snapshot_partition(DEMO / "features", day))
+        dest = layout.snapshot_partition(tmp, day)
         dest.mkdir(parents=True)
         copies, written, part = -(-sellers // src.num_rows), 0, []
         for k in range(copies):
@@ -85,8 +87,8 @@ def replicated(sellers: int) -> tuple[Path, date]:
             if sum(p.num_rows for p in part) >= FILE_ROWS or written == sellers:
                 pq.write_table(pa.concat_tables(part), dest / f"part-{len(list(dest.iterdir())):03d}.parquet")
                 part = []
-    shutil.copy(DEMO / "features" / "feature_spec.json", tmp / "feature_spec.json")
-    (tmp / "_snapshots.json").write_text(json.dumps({**manifest, "as_of_dates": [str(latest - timedelta(days=7)), str(latest)],
+    shutil.copy(layout.spec_file(DEMO / "features"), layout.spec_file(tmp))
+    layout.manifest_file(tmp).write_text(json.dumps({**manifest, "as_of_dates": [str(latest - timedelta(days=7)), str(latest)],
                                                      "rows": 2 * sellers, "events": "replicated for the benchmark"}))
     tmp.rename(folder)
     return folder, latest
@@ -112,7 +114,7 @@ def raw(features: Path, as_of: date) -> dict:
     from serving.scoring import Scorer
 
     scorer = Scorer.load(models_dir=DEMO / "models")
-    frame = pq.read_table(features / "snapshots" / f"as_of={as_of}",
+    frame = pq.read_table(layout.snapshot_partition(features, as_of),
                           columns=["seller_id", *scorer.spec.names]).to_pandas()
     t = time.perf_counter()
     X = scorer.model.matrix(frame)

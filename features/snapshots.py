@@ -2,11 +2,8 @@
 weekly as-of date, computed in one pass (daily flows, then rolling windows), written as Parquet
 partitioned by as-of date, plus the latest snapshot that serving reads.
 
-Layout of the output folder:
-    snapshots/as_of=YYYY-MM-DD/*.parquet   one partition per as-of date
-    latest.parquet                          the newest as-of date, with its `as_of` column
-    feature_spec.json                       the spec (and its hash) the snapshots were built with
-    _snapshots.json                         what was built from what: policy, cut-off, dates, counts
+The output folder's layout (the snapshots table, latest.parquet, feature_spec.json, _snapshots.json)
+is declared in features.layout; the snapshot files hold no `as_of` column, their partition path does.
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ from typing import Literal
 import duckdb
 import pandas as pd
 
+from features import layout
 from features.atomic import replaced_whole
 from features.fingerprint import fingerprint
 from features.pipeline import DUCKDB, point_flows_sql, probe_lags, snapshot_columns, snapshot_sql
@@ -35,7 +33,7 @@ from features.spec import FeatureSpec, feature_spec
 from features.validation import open_events, read_cutoff
 
 EPOCH = date(1970, 1, 1)
-MANIFEST = "_snapshots.json"
+MANIFEST = layout.MANIFEST
 Engine = Literal["duckdb", "spark"]
 Progress = Callable[[int, int], None]
 
@@ -163,7 +161,7 @@ def write_duckdb(con: duckdb.DuckDBPyConnection, folder: Path, policy: Policy, s
     PARALLEL_PASSES buckets at a time."""
     ranges = seller_ranges(con, seller_buckets(con))
     for d in as_of_days:  # made up front, so passes writing side by side never race to create them
-        (folder / f"as_of={from_day_number(d)}").mkdir(parents=True, exist_ok=True)
+        (folder / layout.partition_name(from_day_number(d))).mkdir(parents=True, exist_ok=True)
     todo = iter(enumerate(ranges))
     lock = threading.Lock()
     done = 0
@@ -176,9 +174,9 @@ def write_duckdb(con: duckdb.DuckDBPyConnection, folder: Path, policy: Policy, s
             if sellers is None:
                 return
             query = prepare_duckdb(cur, policy, spec, as_of_days, grid_days, sellers)
-            cur.execute(f"COPY ({query}) TO '{folder}' "
-                        f"(FORMAT parquet, PARTITION_BY (as_of), FILENAME_PATTERN 'part-{b:03d}-{{i}}', "
-                        "OVERWRITE_OR_IGNORE)")
+            cur.execute(f"COPY ({query}) TO $folder "
+                        f"(FORMAT parquet, PARTITION_BY ({layout.PARTITION_KEY}), FILENAME_PATTERN 'part-{b:03d}-{{i}}', "
+                        "OVERWRITE_OR_IGNORE)", {"folder": str(folder)})
             cur.execute("DROP TABLE point_flows")
             with lock:
                 done += 1
@@ -196,12 +194,20 @@ def write_duckdb(con: duckdb.DuckDBPyConnection, folder: Path, policy: Policy, s
                 c.close()
 
 
+def _files(folder: Path) -> list[str]:
+    """The snapshot files of a features folder, as DuckDB's read_parquet takes them (a parameter)."""
+    files = [str(f) for f in layout.snapshot_files(folder)]
+    if not files:
+        raise FileNotFoundError(f"{layout.snapshots_dir(folder)} holds no snapshot files")
+    return files
+
+
 def _summarise(con: duckdb.DuckDBPyConnection, folder: Path) -> dict:
-    row = con.execute(f"""
+    row = con.execute("""
         SELECT count(*), count(DISTINCT seller_id), count(breach), avg(CAST(breach AS DOUBLE)),
                avg(CAST(compliant_at_t AS DOUBLE)),
                avg(CASE WHEN compliant_at_t THEN CAST(breach AS DOUBLE) END)
-        FROM read_parquet('{folder}/snapshots/*/*.parquet', hive_partitioning = true)""").fetchall()[0]
+        FROM read_parquet($files, hive_partitioning = true)""", {"files": _files(folder)}).fetchall()[0]
     keys = ("rows", "sellers", "labelled_rows", "breach_rate", "early_warning_share", "early_warning_breach_rate")
     return {k: (v if v is not None else float("nan")) for k, v in zip(keys, row)}
 
@@ -215,35 +221,36 @@ def build_snapshots(events: Path | str, out: Path | str, policy: Policy, as_of: 
     con = open_events(events, cutoff)  # validates first: bad events stop here, before anything is written
     con.execute(f"SET memory_limit = '{Settings.from_env().duckdb_memory}'")
     con.execute("SET preserve_insertion_order = false")
-    con.execute(f"SET temp_directory = '{Path(tempfile.gettempdir()) / 'seller-risk-duckdb'}'")
+    con.execute("SET temp_directory = $dir", {"dir": str(Path(tempfile.gettempdir()) / "seller-risk-duckdb")})
     cutoff = cutoff or read_cutoff(events) or datetime.utcnow()
     as_of_days, grid_days = plan_dates(con, cutoff, policy, as_of)
     with replaced_whole(out, MANIFEST) as tmp:
         if engine == "duckdb":
-            write_duckdb(con, tmp / "snapshots", policy, spec, as_of_days, grid_days, progress)
+            write_duckdb(con, layout.snapshots_dir(tmp), policy, spec, as_of_days, grid_days, progress)
         else:
             from features.spark import compute_spark_to
 
-            compute_spark_to(events, tmp / "snapshots", policy, spec, as_of_days, grid_days)
+            compute_spark_to(events, layout.snapshots_dir(tmp), policy, spec, as_of_days, grid_days)
         latest = from_day_number(max(as_of_days))
-        con.execute(f"""COPY (SELECT * FROM read_parquet('{tmp}/snapshots/*/*.parquet', hive_partitioning = true)
-                        WHERE as_of = DATE '{latest}' ORDER BY seller_id)
-                        TO '{tmp / 'latest.parquet'}' (FORMAT parquet)""")
-        (tmp / "feature_spec.json").write_text(spec.to_json() + "\n")
+        con.execute("""COPY (SELECT * FROM read_parquet($files, hive_partitioning = true)
+                        WHERE as_of = $latest ORDER BY seller_id)
+                        TO $out (FORMAT parquet)""",
+                    {"files": _files(tmp), "latest": latest, "out": str(layout.latest_snapshot(tmp))})
+        layout.spec_file(tmp).write_text(spec.to_json() + "\n")
         run = SnapshotRun(policy.version, spec.hash, engine, cutoff.isoformat(),
                           [str(from_day_number(d)) for d in as_of_days], **_summarise(con, tmp),
                           events=str(events.resolve()), events_fingerprint=fingerprint(events))
-        (tmp / MANIFEST).write_text(json.dumps(asdict(run), indent=2) + "\n")
+        layout.manifest_file(tmp).write_text(json.dumps(asdict(run), indent=2) + "\n")
     return run
 
 
 def read_snapshots(folder: Path | str, as_of: date | None = None) -> pd.DataFrame:
     """Snapshots as a frame (one as-of date, or all), columns in spec order, sorted by date and seller."""
     folder = Path(folder)
-    where = f"WHERE as_of = DATE '{as_of}'" if as_of else ""
+    where, params = ("WHERE as_of = $as_of", {"as_of": as_of}) if as_of else ("", {})
     con = duckdb.connect()
-    df = con.sql(f"SELECT * FROM read_parquet('{folder}/snapshots/*/*.parquet', hive_partitioning = true) {where} "
-                 "ORDER BY as_of, seller_id").df()
-    spec = json.loads((folder / "feature_spec.json").read_text())
+    df = con.execute(f"SELECT * FROM read_parquet($files, hive_partitioning = true) {where} ORDER BY as_of, seller_id",
+                     {"files": _files(folder), **params}).df()
+    spec = json.loads(layout.spec_file(folder).read_text())
     first = ["seller_id", "as_of"] + [f["name"] for f in spec["features"]]
     return df[first + [c for c in df.columns if c not in first]]

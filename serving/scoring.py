@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from models.explain import Reasons, ValuesAt, display_value, explain, frame_values, record_values, top_reasons
+from features import layout
 from features.policy import Policy, load_policy
 from features.settings import CHAMPION_URI, MODELS_DIR
 from models.registry import ModelRef, load_risk_model, use_store
@@ -161,9 +162,9 @@ class Snapshot:
         """The latest snapshot of a features folder (`seller-risk features --out`), refused if it
         was built for another feature spec than the scorer's or its columns are not the spec's."""
         folder = Path(folder)
-        latest, spec_file = folder / "latest.parquet", folder / "feature_spec.json"
+        latest, spec_file = layout.latest_snapshot(folder), layout.spec_file(folder)
         if not latest.exists() or not spec_file.exists():
-            raise FileNotFoundError(f"no feature snapshot in {folder}: expected latest.parquet and feature_spec.json "
+            raise FileNotFoundError(f"no feature snapshot in {folder}: expected {layout.LATEST} and {layout.SPEC_FILE} "
                                     "(run `seller-risk features` first)")
         problem = snapshot_mismatch(folder, [latest], scorer)
         if problem:
@@ -196,7 +197,7 @@ def snapshot_mismatch(features_dir: Path, files: Sequence[Path], scorer: Scorer)
     spec's feature columns or has a column the spec does not define."""
     from features.pipeline import snapshot_columns
 
-    spec_file = Path(features_dir) / "feature_spec.json"
+    spec_file = layout.spec_file(features_dir)
     if spec_file.is_file():
         stored = json.loads(spec_file.read_text()).get("hash")
         if stored != scorer.spec.hash:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from features.policy import Policy, load_policy
-from features.snapshots import MANIFEST, read_snapshots
+from features import layout
+from features.snapshots import read_snapshots
 from features.spec import FeatureSpec, feature_spec
 
 CONTEXT = ["seller_id", "as_of", "breach", "compliant_at_t", "tenure_days", "orders_90d", "category", "region"]
@@ -33,13 +34,13 @@ class TrainingSet:
 def load_training_set(features_dir: Path | str, policy: str | Path | None = None) -> TrainingSet:
     """Read the snapshots with known labels; refuse snapshots built with another feature spec."""
     features_dir = Path(features_dir)
-    if not (features_dir / MANIFEST).is_file():
-        raise FileNotFoundError(f"{features_dir} holds no feature snapshots ({MANIFEST} is missing); "
+    if not layout.manifest_file(features_dir).is_file():
+        raise FileNotFoundError(f"{features_dir} holds no feature snapshots ({layout.MANIFEST} is missing); "
                                 "run `seller-risk features` first")
-    manifest = json.loads((features_dir / MANIFEST).read_text())
+    manifest = json.loads(layout.manifest_file(features_dir).read_text())
     pol = load_policy(policy or manifest["policy_version"])
     spec = feature_spec(pol)
-    stored = json.loads((features_dir / "feature_spec.json").read_text())["hash"]
+    stored = json.loads(layout.spec_file(features_dir).read_text())["hash"]
     if stored != spec.hash:
         raise ValueError(f"{features_dir} was built with feature spec {stored}, the code's is {spec.hash}; "
                          "rebuild the snapshots with `seller-risk features`")

@@ -19,6 +19,7 @@ from pathlib import Path
 import lightgbm as lgb
 import pandas as pd
 
+from features import layout
 from features.fingerprint import fingerprint
 from features.settings import MODELS_DIR
 from models.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, ensure_experiment, use_store
@@ -136,7 +137,7 @@ def _log(result_parts: dict, cfg: TrainConfig, data: TrainingSet, features_dir: 
             if sr:
                 sr.table().to_csv(tmp / "search_trials.csv", index=False)
             (tmp / "leaks.json").write_text(json.dumps(bt.leaks, indent=2))
-            (tmp / "feature_spec.json").write_text(data.spec.to_json())
+            (tmp / layout.SPEC_FILE).write_text(data.spec.to_json())
             mlflow.log_artifacts(str(tmp), "evaluation")
         for path, fig in result_parts["figures"].items():
             mlflow.log_figure(fig, path)

@@ -19,11 +19,16 @@ from typing import Literal
 import pandas as pd
 
 from features.flows import DAY_US, metric_parts
-from features.formatting import percent
 from features.measures import RESPONSE_HOURS
 from features.policy import Metric, Policy
 
 Dtype = Literal["float", "int", "category"]
+Role = Literal["behaviour", "exposure", "context"]
+"""What a feature says about a seller. *behaviour*: what the seller does (rates, gaps, trends, late
+handovers, overdue orders, unanswered messages, warnings): a reviewer can ask the seller to change
+it, so only behaviour makes a reason. *exposure*: how much is judged (orders, messages). *context*:
+who the seller is (category, region, tenure, fulfilment mix). Exposure and context are shown beside
+the reasons, never as one."""
 WILSON_Z = 1.96
 
 
@@ -38,6 +43,8 @@ class Feature:
     reason: str  # str.format template with {value}
     sql: str
     missing: str = ""  # the sentence when the value is missing; default: "<template's lead>: no data"
+    role: Role = "behaviour"
+    standard: str | None = None  # the policy metric this feature measures or drives; None: no single one
 
     @property
     def optional(self) -> bool:
@@ -111,6 +118,8 @@ _UNITS = {"orders": "orders", "shipped_orders": "shipped orders", "delivered_ord
 
 
 def _metric_features(m: Metric) -> list[Feature]:
+    """A standard's features: its rate over 7 to 90 days, the volume it is judged on (exposure), how far
+    it lies past the threshold, a cautious estimate for small volumes, and its trend (behaviour)."""
     n, w = m.name, m.window_days
 
     def rate(days: int) -> str:
@@ -122,7 +131,7 @@ def _metric_features(m: Metric) -> list[Feature]:
     standard = f"standard: {m.standard_text}"
     out = [
         Feature(f"{n}_{d}d", "float", d, f"{m.description}, last {d} days.",
-                f"{m.label} in the last {d} days: {{value:.1%}} ({standard})", rate(d))
+                f"{m.label} in the last {d} days: {{value:.1%}} ({standard})", rate(d), standard=n)
         for d in (7, 30, 60, 90)
     ]
     sign = "" if m.direction == "at_most" else "-"
@@ -136,57 +145,74 @@ def _metric_features(m: Metric) -> list[Feature]:
     out += [
         Feature(f"{n}_volume", "int", w, f"Orders (or messages) the {n} standard counts over its {w}-day window.",
                 f"{m.label} standard: judged on {{value:,.0f}} {_UNITS.get(m.denominator, m.denominator.replace('_', ' '))} "
-                f"in the last {w} days (judged from {m.min_count})", den_w),
+                f"in the last {w} days (judged from {m.min_count})", den_w, role="exposure", standard=n),
         Feature(f"{n}_gap", "float", w,
                 f"How far the {w}-day {n} lies past its standard (positive: missing it).",
-                f"{m.label} in the last {w} days is {{value:+.1%}} from the standard ({percent(m.threshold)})", gap),
+                f"{m.label} in the last {w} days against the standard ({m.standard_text}): {{value:+.1%}} "
+                "(above zero: missing it by that much)", gap, standard=n),
         Feature(f"{n}_wilson", "float", w,
                 f"The {w}-day {n} at its unfavourable 95% Wilson bound, so few orders mean wide doubt.",
                 f"{m.label}, cautious estimate for this volume: {{value:.1%}} ({standard})",
-                f"CASE WHEN {den_w} > 0 THEN {bound} END"),
+                f"CASE WHEN {den_w} > 0 THEN {bound} END", standard=n),
         Feature(f"{n}_trend", "float", 60, f"{n} over the last 30 days minus the 30 days before.",
                 f"{m.label}: {{value:+.1%}} in the last 30 days against the 30 before",
-                f"{rate(30)} - {_ratio(f'({num_60} - {num_30})', f'({den_60} - {den_30})')}"),
+                f"{rate(30)} - {_ratio(f'({num_60} - {num_30})', f'({den_60} - {den_30})')}", standard=n),
     ]
     return out
 
 
-def _general_features() -> list[Feature]:
+def standard_driven_by(policy: Policy, *measures: str) -> str | None:
+    """The policy's standard a behaviour drives: the first metric whose numerator counts one of
+    `measures` (in the order given), e.g. late handovers drive on-time delivery at Walmart and late
+    shipment at Amazon; None when the policy judges none of them."""
+    for measure in measures:
+        for m in policy.metrics.values():
+            if measure in m.numerator:
+                return m.name
+    return None
+
+
+def _general_features(policy: Policy) -> list[Feature]:
+    """Volume (exposure), who the seller is (context), and behaviour no rate of a standard shows yet:
+    late handovers, orders overdue, messages waiting, the marketplace's warnings."""
     day = f"CAST({DAY_US} AS DOUBLE)"
+    late = standard_driven_by(policy, "on_time_deliveries", "late_shipments")
+    overdue = standard_driven_by(policy, "seller_cancelled_orders", "late_shipments", "on_time_deliveries")
+    answers = standard_driven_by(policy, "contacts_answered_in_time")
     return [
         Feature("orders_7d", "int", 7, "Orders placed in the last 7 days, all channels.",
-                "Orders in the last 7 days: {value:,.0f}", "w7_orders_all"),
+                "Orders in the last 7 days: {value:,.0f}", "w7_orders_all", role="exposure"),
         Feature("orders_30d", "int", 30, "Orders placed in the last 30 days, all channels.",
-                "Orders in the last 30 days: {value:,.0f}", "w30_orders_all"),
+                "Orders in the last 30 days: {value:,.0f}", "w30_orders_all", role="exposure"),
         Feature("orders_90d", "int", 90, "Orders placed in the last 90 days, all channels.",
-                "Orders in the last 90 days: {value:,.0f}", "w90_orders_all"),
+                "Orders in the last 90 days: {value:,.0f}", "w90_orders_all", role="exposure"),
         Feature("order_growth", "float", 60, "Orders in the last 30 days over the 30 days before (1 = flat).",
                 "Order volume, last 30 days against the 30 before: {value:.2f}x",
-                _ratio("w30_orders_all", "(w60_orders_all - w30_orders_all)")),
+                _ratio("w30_orders_all", "(w60_orders_all - w30_orders_all)"), role="exposure"),
         Feature("gmv_30d", "float", 30, "Sales value of orders in the last 30 days.",
-                "Sales in the last 30 days: ${value:,.0f}", "w30_gmv_cents / 100.0"),
+                "Sales in the last 30 days: ${value:,.0f}", "w30_gmv_cents / 100.0", role="exposure"),
         Feature("avg_order_value_30d", "float", 30, "Average order value over the last 30 days.",
                 "Average order value in the last 30 days: ${value:,.2f}",
-                _ratio("w30_gmv_cents / 100.0", "w30_orders_all")),
+                _ratio("w30_gmv_cents / 100.0", "w30_orders_all"), role="context"),
         Feature("marketplace_fulfilled_share_30d", "float", 30,
                 "Share of the last 30 days' orders fulfilled by the marketplace.",
                 "Orders fulfilled by the marketplace in the last 30 days: {value:.0%}",
-                _ratio("w30_orders_mfn", "w30_orders_all")),
+                _ratio("w30_orders_mfn", "w30_orders_all"), role="context"),
         Feature("tenure_days", "float", None, "Days since the seller was approved to sell.",
                 "Selling on the marketplace for {value:,.0f} days",
-                f"(as_of_day * {DAY_US} - onboarded_us) / {day}"),
+                f"(as_of_day * {DAY_US} - onboarded_us) / {day}", role="context"),
         Feature("late_handover_rate_30d", "float", 30,
                 "Seller-shipped orders first scanned by the carrier after the ship-by time, last 30 days.",
                 "Parcels handed to the carrier late in the last 30 days: {value:.1%}",
-                _ratio("w30_late_handover_sf", "w30_shipped_sf")),
+                _ratio("w30_late_handover_sf", "w30_shipped_sf"), standard=late),
         Feature("overdue_unshipped_orders", "int", None,
                 "Orders past their promised ship-by time and neither shipped nor cancelled at t.",
-                "Orders past their ship-by date and not shipped: {value:,.0f}", "cum_overdue_open"),
+                "Orders past their ship-by date and not shipped: {value:,.0f}", "cum_overdue_open", standard=overdue),
         Feature("unanswered_contacts", "int", None, "Customer messages still unanswered at t.",
-                "Customer messages waiting for an answer: {value:,.0f}", "cum_unanswered_open"),
+                "Customer messages waiting for an answer: {value:,.0f}", "cum_unanswered_open", standard=answers),
         Feature("overdue_contacts", "int", None,
                 f"Customer messages unanswered {RESPONSE_HOURS} hours or more after they came in, at t.",
-                f"Customer messages unanswered for {RESPONSE_HOURS} hours or more: {{value:,.0f}}", "cum_overdue_contacts"),
+                f"Customer messages unanswered for {RESPONSE_HOURS} hours or more: {{value:,.0f}}", "cum_overdue_contacts", standard=answers),
         Feature("warnings_90d", "int", 90, "Performance warnings from the marketplace in the last 90 days.",
                 "Marketplace warnings in the last 90 days: {value:,.0f}", "w90_warnings"),
         Feature("warnings_total", "int", None, "Performance warnings from the marketplace ever received.",
@@ -195,15 +221,15 @@ def _general_features() -> list[Feature]:
                 "Last marketplace warning {value:,.0f} days ago", "as_of_day - 1 - last_warning_day",
                 missing="Never warned by the marketplace"),
         Feature("category", "category", None, "The seller's primary product category.",
-                "Category: {value}", "category"),
+                "Category: {value}", "category", role="context"),
         Feature("region", "category", None, "The region the seller ships from.",
-                "Ships from: {value}", "region"),
+                "Ships from: {value}", "region", role="context"),
     ]
 
 
 def feature_spec(policy: Policy) -> FeatureSpec:
     """The features for a policy: its metrics' features first, then volume, tenure and history."""
-    features = [f for m in policy.metrics.values() for f in _metric_features(m)] + _general_features()
+    features = [f for m in policy.metrics.values() for f in _metric_features(m)] + _general_features(policy)
     return FeatureSpec(policy.version, tuple(features), policy_terms(policy))
 
 

@@ -77,11 +77,10 @@ def inputs_from_env(env: Mapping[str, str], start: Path) -> Inputs:
 
 
 def scored_weeks(scores: Path | str) -> list[date]:
-    """The weeks the batch job has written, oldest first (hidden in-progress folders ignored)."""
-    folder = Path(scores)
-    weeks = [date.fromisoformat(p.name.removeprefix("as_of=")) for p in folder.glob("as_of=*")
-             if p.is_dir() and any(p.glob("part-*.parquet"))]
-    return sorted(weeks)
+    """The weeks the batch job has written, oldest first."""
+    from features.layout import scored_weeks as weeks
+
+    return weeks(scores)
 
 
 def read_score_table(scores: Path | str, weeks: list[date] | None = None) -> pd.DataFrame:
@@ -90,24 +89,25 @@ def read_score_table(scores: Path | str, weeks: list[date] | None = None) -> pd.
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from serving.batch.job import partition_dir
+    from features import layout
 
     weeks = scored_weeks(scores) if weeks is None else weeks
-    files = [f for w in weeks for f in sorted(partition_dir(scores, w).glob("part-*.parquet"))]
-    if not files:
+    tables = [layout.with_partition_column(pq.read_table(f), w)  # the partition path carries as_of
+              for w in weeks for f in layout.score_files(scores, w)]
+    if not tables:
         raise FileNotFoundError(f"no weekly scores in {scores}: run `seller-risk score` (or `make demo`) first")
-    frame = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default").to_pandas()
+    frame = pa.concat_tables(tables, promote_options="default").to_pandas()
     frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
     return frame.sort_values(["as_of", "seller_id"], kind="stable").reset_index(drop=True)
 
 
 def read_summaries(scores: Path | str) -> list[dict]:
     """The batch job's run summaries, one per written week, oldest first."""
-    from serving.batch.job import SUMMARY_FILE, partition_dir
+    from features.layout import summary_file
 
     out = []
     for w in scored_weeks(scores):
-        path = partition_dir(scores, w) / SUMMARY_FILE
+        path = summary_file(scores, w)
         if path.is_file():
             out.append(json.loads(path.read_text()))
     return out
@@ -129,9 +129,10 @@ def read_policy_actions(events: Path | str, seller_id: str | None = None) -> pd.
 
     where = "WHERE seller_id = ?" if seller_id is not None else ""
     params = [seller_id] if seller_id is not None else []
+    files = sorted(str(f) for f in (Path(events) / "policy_actions").glob("*.parquet"))
     sql = (f"SELECT seller_id, issued_at, action, metric, metric_value, threshold "
-           f"FROM read_parquet('{Path(events) / 'policy_actions'}/*.parquet') {where} ORDER BY issued_at")
-    return duckdb.connect().execute(sql, params).df()
+           f"FROM read_parquet(?) {where} ORDER BY issued_at")
+    return duckdb.connect().execute(sql, [files, *params]).df()
 
 
 # ------------------------------------------------------------------ features and the standards they measure

@@ -1,6 +1,7 @@
 """The score record: what every scorer hands out, declared once. The HTTP service returns these as
 JSON and the weekly batch job writes them as Parquet rows (reasons as a list of structs), so a
-reviewer reading either sees the same fields with the same meaning."""
+reviewer reading either sees the same fields with the same meaning. The batch job's files leave
+`as_of` out: their partition folder's name carries it (features.layout), and its readers put it back."""
 
 from __future__ import annotations
 
@@ -60,4 +61,5 @@ SCORE_ARROW = pa.schema([
     ("model_version", pa.string()), ("policy_version", pa.string()), ("feature_spec_hash", pa.string()),
     ("reasons", pa.list_(REASON_ARROW)), ("lowering_reasons", pa.list_(REASON_ARROW)),
 ])
-"""The score record as a Parquet row; the batch job adds its run id and the run's time."""
+"""The score record as an Arrow row; the batch job adds its run id and the run's time, and its files
+hold every column but as_of (serving.batch.job.BATCH_FILE_ARROW)."""

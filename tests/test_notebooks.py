@@ -12,7 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from serving.batch.job import BatchConfig, partition_dir, run_batch
+from features import layout
+from serving.batch.job import BatchConfig, run_batch
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 BOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -44,7 +45,7 @@ def scores(tmp_path_factory, feature_dir: Path, trained, models_dir: Path) -> tu
     """The batch job's score table for the last WEEKS weeks of the marketplace (without an MLflow
     run per week: the summaries beside the partitions are what the notebooks read)."""
     out = tmp_path_factory.mktemp("notebook-scores") / "scores"
-    dates = [date.fromisoformat(d) for d in json.loads((feature_dir / "_snapshots.json").read_text())["as_of_dates"]]
+    dates = [date.fromisoformat(d) for d in json.loads(layout.manifest_file(feature_dir).read_text())["as_of_dates"]]
     weeks = dates[-WEEKS:]
     for week in weeks:
         run_batch(BatchConfig(out=out, features_dir=feature_dir, as_of=week, model_uri=f"models:/seller-risk/{trained.version}",
@@ -57,7 +58,7 @@ def one_week(tmp_path_factory, scores: tuple[Path, list[date]]) -> Path:
     """A score table holding only the latest week (what a fresh `make demo` leaves)."""
     out = tmp_path_factory.mktemp("notebook-one-week") / "scores"
     latest = scores[1][-1]
-    shutil.copytree(partition_dir(scores[0], latest), partition_dir(out, latest))
+    shutil.copytree(layout.score_partition(scores[0], latest), layout.score_partition(out, latest))
     return out
 
 
@@ -98,6 +99,6 @@ def test_notebook_copes_with_one_week(book: Path, marketplace, feature_dir, scor
     if book.stem.startswith("02"):  # a seller picked by id, not the riskiest: the quiet cases must draw too
         import pyarrow.parquet as pq
 
-        ids = sorted(pq.read_table(partition_dir(one_week, scores[1][-1])).column("seller_id").to_pylist())
+        ids = sorted(pq.read_table(layout.score_partition(one_week, scores[1][-1])).column("seller_id").to_pylist())
         env["SELLER_RISK_SELLER"] = ids[len(ids) // 2]
     execute(book, env, monkeypatch)

@@ -2,16 +2,20 @@
 pinned champion, written as one Parquet partition of score records, with a run summary for the
 people who staff and work the review queue.
 
-    <out>/as_of=YYYY-MM-DD/part-00000.parquet ...   score records (serving.records.SCORE_ARROW) plus
-                                                    run_id, model_run_id and scored_at on every row
+    <out>/as_of=YYYY-MM-DD/part-00000.parquet ...   score records (serving.records.SCORE_ARROW) but for
+                                                    as_of, which the partition path carries, plus run_id,
+                                                    model_run_id and scored_at on every row
     <out>/as_of=YYYY-MM-DD/_summary.json            the run summary (also logged to MLflow)
-    <out>/_features/                                snapshots built from the events, when the job built them
-    <out>/_reference/                               drift references, one per model version
+    <out>.work/features/                            snapshots built from the events, when the job built them
+    <out>.work/reference/                           drift references, one per model version
+    <out>.work/staging/                             a partition being written
 
-Safe to re-run and to interrupt: a week's partition is filled in a hidden sibling folder and swapped
-in whole at the end (features.atomic), so readers see last run's partition or this run's, never a
-mixture; a crash or Ctrl-C leaves the previous one as it was. Sellers are read, scored and written in
-chunks, so memory stays bounded by the chunk size (plus a score and an id per seller for the summary).
+(features.layout declares it.) <out> holds nothing but partitions, so pandas, pyarrow, DuckDB and
+Spark read it as one table. Safe to re-run and to interrupt: a week's partition is filled in the
+staging folder and swapped in whole at the end (features.atomic), so readers see last run's
+partition or this run's, never a mixture or neither; a crash or Ctrl-C leaves the previous one as it
+was. Sellers are read, scored and written in chunks, so memory stays bounded by the chunk size (plus
+a score and an id per seller for the summary).
 
 Scores and reasons come from `serving.scoring.Scorer`, the same code the HTTP service calls, so a
 seller's batch record equals the service's for the same snapshot (`read_record` reads it back)."""
@@ -21,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +37,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.atomic import replaced_whole
+from features import layout
+from features.atomic import alive, clean_stale, replaced_whole
 from features.settings import MODELS_DIR
 from serving.records import SCORE_ARROW
 from serving.scoring import DEFAULT_MODEL_URI, Scorer, snapshot_mismatch
@@ -42,8 +46,6 @@ from serving.batch.summary import (PSI_ALERT, PSI_WATCH, Bins, band_counts, capa
                                    expected_breaches, reference_bins, risers)
 
 SCORING_EXPERIMENT = "seller-risk-scoring"
-SUMMARY_FILE = "_summary.json"
-FEATURES_CACHE, REFERENCE_CACHE = "_features", "_reference"
 CHUNK_ROWS = 50_000
 """Sellers per chunk: big enough that LightGBM's threads stay busy, small enough that a chunk's
 contributions, reasons and Arrow table stay in the tens of megabytes."""
@@ -54,8 +56,10 @@ RISKIEST = 10
 BATCH_ARROW = (SCORE_ARROW.append(pa.field("run_id", pa.string()))
                .append(pa.field("model_run_id", pa.string()))
                .append(pa.field("scored_at", pa.timestamp("ms", tz="UTC"))))
-"""A batch row: the score record, the scoring run (MLflow run id in SCORING_EXPERIMENT), the training
-run of the model, and when it was scored."""
+"""A batch row as read back (`read_scores`): the score record, the scoring run (MLflow run id in
+SCORING_EXPERIMENT), the training run of the model, and when it was scored."""
+BATCH_FILE_ARROW = layout.without_partition_column(BATCH_ARROW)
+"""A batch row as its Parquet file holds it: without as_of, which the partition path carries."""
 
 Progress = Callable[[int, int], None]
 
@@ -65,16 +69,7 @@ class BatchError(ValueError):
     says what is wrong. Raised before anything is written."""
 
 
-# ------------------------------------------------------------------ where things are
-
-
-def partition_dir(out: Path | str, as_of: date) -> Path:
-    """The folder of one week's score records."""
-    return Path(out) / f"as_of={as_of:%Y-%m-%d}"
-
-
-def snapshot_partition(features_dir: Path | str, as_of: date) -> Path:
-    return Path(features_dir) / "snapshots" / f"as_of={as_of:%Y-%m-%d}"
+# ------------------------------------------------------------------ where things are (features.layout)
 
 
 def latest_week(events: Path | None, features_dir: Path | None) -> date:
@@ -86,13 +81,13 @@ def latest_week(events: Path | None, features_dir: Path | None) -> date:
         cutoff = read_cutoff(events)
         if cutoff is not None:
             return cutoff.date()
-    if features_dir is not None and (Path(features_dir) / "_snapshots.json").is_file():
-        return date.fromisoformat(json.loads((Path(features_dir) / "_snapshots.json").read_text())["as_of_dates"][-1])
+    if features_dir is not None and layout.manifest_file(features_dir).is_file():
+        return date.fromisoformat(_manifest(Path(features_dir))["as_of_dates"][-1])
     raise BatchError("no as-of date given and none to infer: the events have no manifest with a cut-off; pass --as-of")
 
 
 def _manifest(features_dir: Path) -> dict:
-    path = features_dir / "_snapshots.json"
+    path = layout.manifest_file(features_dir)
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -104,8 +99,8 @@ def locate_snapshot(as_of: date, previous: date, events: Path | None, features_d
                     policy) -> tuple[Path, str]:
     """The features folder holding the week's snapshot, and how it was obtained: read from
     `features_dir` when it holds that week (built from `events`, when given), else built from the
-    events for this week and the one before (cached under <out>/_features for re-runs)."""
-    if features_dir is not None and snapshot_partition(features_dir, as_of).is_dir():
+    events for this week and the one before (cached in <out>'s side folder for re-runs)."""
+    if features_dir is not None and layout.snapshot_partition(features_dir, as_of).is_dir():
         if events is None or _built_from(features_dir, events):
             return features_dir, f"read from {features_dir}"
     if events is None:
@@ -116,7 +111,7 @@ def locate_snapshot(as_of: date, previous: date, events: Path | None, features_d
 
     if not events.is_dir():
         raise BatchError(f"events folder {events} does not exist")
-    cache = out / FEATURES_CACHE
+    cache = layout.features_cache(out)
     manifest = _manifest(cache)
     if (str(as_of) in manifest.get("as_of_dates", []) and _built_from(cache, events)
             and manifest.get("events_fingerprint") == fingerprint(events)):
@@ -138,8 +133,8 @@ def locate_snapshot(as_of: date, previous: date, events: Path | None, features_d
 def check_snapshot(features_dir: Path, as_of: date, scorer: Scorer) -> list[Path]:
     """The snapshot's Parquet files, after checking it is one the model can score: built with the
     model's feature spec, with exactly the spec's feature columns (none missing, none extra)."""
-    folder = snapshot_partition(features_dir, as_of)
-    files = sorted(folder.glob("*.parquet"))
+    folder = layout.snapshot_partition(features_dir, as_of)
+    files = layout.snapshot_files(features_dir, as_of)
     if not files:
         raise BatchError(f"{features_dir} holds no snapshot for {as_of} ({folder} has no Parquet files)")
     problem = snapshot_mismatch(features_dir, files, scorer)
@@ -213,12 +208,16 @@ def training_weeks(scorer: Scorer) -> tuple[Path, date, date] | None:
 def _sample(features_dir: Path, first: date, last: date, columns: list[str], rows: int) -> pd.DataFrame:
     import duckdb
 
+    files = [str(f) for f in layout.snapshot_files(features_dir)]
+    cols = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+    if not files:
+        return pd.DataFrame(columns=columns)
     con = duckdb.connect()
     con.execute("SET threads = 1")  # a repeatable sample
-    cols = ", ".join(f'"{c}"' for c in columns)
-    return con.sql(f"SELECT {cols} FROM read_parquet('{features_dir}/snapshots/*/*.parquet', hive_partitioning = true) "
-                   f"WHERE as_of BETWEEN DATE '{first}' AND DATE '{last}' "
-                   f"USING SAMPLE reservoir({rows} ROWS) REPEATABLE (7)").df()
+    return con.execute(f"SELECT {cols} FROM read_parquet($files, hive_partitioning = true) "
+                       "WHERE as_of BETWEEN $first AND $last "
+                       f"USING SAMPLE reservoir({int(rows)} ROWS) REPEATABLE (7)",
+                       {"files": files, "first": first, "last": last}).df()
 
 
 def build_reference(scorer: Scorer, sample: pd.DataFrame, features: list[str], source: str) -> Reference:
@@ -237,12 +236,12 @@ def drift_reference(scorer: Scorer, features_dir: Path, as_of: date, out: Path) 
     per model version. Fallback when those snapshots are gone: the snapshots before the scored week
     in the folder being scored. None when neither exists."""
     features = drift_features(scorer)
-    cache = out / REFERENCE_CACHE / f"{scorer.ref.name}-v{scorer.ref.version}.json"
+    cache = layout.reference_file(out, scorer.ref.name, scorer.ref.version)
     if cache.is_file():
         return Reference.from_json(cache.read_text())
     columns = ["seller_id", *scorer.spec.names]
     weeks = training_weeks(scorer)
-    if weeks is not None and (weeks[0] / "snapshots").is_dir():
+    if weeks is not None and layout.snapshots_dir(weeks[0]).is_dir():
         folder, first, last = weeks
         sample = _sample(folder, first, last, columns, REFERENCE_ROWS)
         if len(sample):
@@ -267,15 +266,14 @@ def previous_scores(out: Path, previous: date, features_dir: Path, scorer: Score
                     chunk_rows: int) -> tuple[pd.DataFrame | None, str]:
     """Last week's scores to find the risers: the job's own partition for that week when there is one
     (what reviewers saw), else last week's snapshot scored now by the same model; None if neither."""
-    part = partition_dir(out, previous)
-    files = sorted(part.glob("part-*.parquet"))
+    part = layout.score_partition(out, previous)
+    files = layout.score_files(out, previous)
     if files:
         prev = pa.concat_tables([pq.read_table(f, columns=["seller_id", "risk_score", "risk_band", "model_version"])
                                  for f in files]).to_pandas()
         versions = ", ".join(f"v{v}" for v in sorted(prev.pop("model_version").unique()))
         return prev, f"{previous} scores in {part} (model {versions})"
-    snap = snapshot_partition(features_dir, previous)
-    files = sorted(snap.glob("*.parquet"))
+    files = layout.snapshot_files(features_dir, previous)
     if not files:
         return None, f"no scores or snapshot for {previous}"
     parts = []
@@ -323,12 +321,13 @@ def _scored_table(scorer: Scorer, frame: pd.DataFrame, top: int, run_id: str, sc
 
 def score_chunks(scorer: Scorer, chunks: Iterator[pd.DataFrame], top: int, run_id: str, scored_at: datetime,
                  folder: Path) -> Iterator[tuple[pd.DataFrame, object, pa.Table]]:
-    """Score, explain and write each chunk as folder/part-NNNNN.parquet; yields (frame, scored, table).
-    One chunk at a time, LightGBM on every core: scoring two chunks side by side with a thread each
-    (so one chunk's reasons are worded while another's TreeSHAP runs) measured slower on 2 cores."""
+    """Score, explain and write each chunk as folder/part-NNNNN.parquet (without as_of: the partition
+    path carries it); yields (frame, scored, table), the table with as_of. One chunk at a time, LightGBM
+    on every core: scoring two chunks side by side with a thread each (so one chunk's reasons are worded
+    while another's TreeSHAP runs) measured slower on 2 cores."""
     for i, frame in enumerate(chunks):
         scored, table = _scored_table(scorer, frame, top, run_id, scored_at)
-        pq.write_table(table, folder / f"part-{i:05d}.parquet")
+        pq.write_table(table.drop_columns([layout.PARTITION_KEY]), folder / f"part-{i:05d}.parquet")
         yield frame, scored, table
 
 
@@ -340,15 +339,9 @@ def _riskiest(tables: list[pa.Table], n: int) -> list[dict]:
 
 
 def _clean_stale(partition: Path) -> None:
-    """Hidden leftovers of runs killed mid-way (their process is gone): remove them."""
-    for tmp in partition.parent.glob(f".{partition.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-    if not partition.exists():  # killed between the two renames of the swap: put the previous one back
-        olds = sorted(partition.parent.glob(f".{partition.name}.old-*"))
-        if olds:
-            olds[-1].rename(partition)
+    """Staging left by runs killed mid-way (their process is gone) removed from the score table's
+    staging folder; a partition a killed swap left out is put back."""
+    clean_stale(partition, layout.staging_dir(partition.parent))
 
 
 def close_dead_runs(experiment_id: str) -> list[str]:
@@ -359,20 +352,10 @@ def close_dead_runs(experiment_id: str) -> list[str]:
     client, host, closed = MlflowClient(), socket.gethostname(), []
     for r in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
         pid = r.data.tags.get("pid", "")
-        if r.data.tags.get("host") == host and pid.isdigit() and not _alive(int(pid)):
+        if r.data.tags.get("host") == host and pid.isdigit() and not alive(int(pid)):
             client.set_terminated(r.info.run_id, status="KILLED")
             closed.append(r.info.run_id)
     return closed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def prepare(cfg: BatchConfig) -> tuple[Scorer, date, Path, str, list[Path]]:
@@ -401,14 +384,15 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
     from models.registry import ensure_experiment, use_store
 
     t0 = time.perf_counter()
-    scorer, as_of, folder, source, files = prepare(cfg)
     out = Path(cfg.out)
     previous = as_of - timedelta(days=scorer.policy.evaluation_every_days)
     reference = drift_reference(scorer, folder, as_of, out)
     prev, prev_source = previous_scores(out, previous, folder, scorer, cfg.chunk_rows)
+    layout.move_legacy_side_data(out)  # an earlier version's caches inside the table, moved beside it
+    scorer, as_of, folder, source, files = prepare(cfg)
     timings = {"prepare_s": time.perf_counter() - t0}
 
-    partition = partition_dir(out, as_of)
+    partition = layout.score_partition(out, as_of)
     _clean_stale(partition)
     use_store(cfg.models_dir)
     run = None
@@ -422,7 +406,7 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
     total = snapshot_rows(files)
     watched = [n for n in (reference.bins if reference else {}) if n != "risk_score"]
     try:
-        with replaced_whole(partition, SUMMARY_FILE) as tmp:
+        with replaced_whole(partition, layout.SUMMARY, staging=layout.staging_dir(out)) as tmp:
             t1 = time.perf_counter()
             ids, scores, bands, top_tables = [], [], [], []
             counts: dict[str, np.ndarray] = {}
@@ -450,7 +434,7 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
             summary.update({"run_id": run_id, "scored_at": scored_at.isoformat(), "snapshot": source,
                             "partition": str(partition), "files": files_written,
                             "seconds": round(time.perf_counter() - t0, 2)})
-            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+            (tmp / layout.SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
             if run:
                 _log_run(summary, cfg)
         if run:
@@ -520,15 +504,26 @@ def read_record(out: Path | str, as_of: date, seller_id: str) -> dict | None:
     HTTP response), so the two can be compared field by field; None when the seller is not there."""
     import pyarrow.dataset as ds
 
-    dataset = ds.dataset(partition_dir(out, as_of), format="parquet")
-    table = dataset.to_table(columns=SCORE_ARROW.names, filter=ds.field("seller_id") == seller_id)
+    files = layout.score_files(out, as_of)
+    if not files:
+        return None
+    columns = [n for n in SCORE_ARROW.names if n != layout.PARTITION_KEY]
+    table = ds.dataset(files, format="parquet").to_table(columns=columns, filter=ds.field("seller_id") == seller_id)
     if table.num_rows == 0:
         return None
-    return table.slice(0, 1).to_pylist()[0]
+    row = layout.with_partition_column(table.slice(0, 1), as_of, SCORE_ARROW.get_field_index(layout.PARTITION_KEY))
+    return row.select(SCORE_ARROW.names).to_pylist()[0]
 
 
 def read_scores(out: Path | str, as_of: date, columns: list[str] | None = None) -> pa.Table:
-    """A written week's score rows (all columns by default)."""
+    """A written week's score rows (all columns of BATCH_ARROW by default), as_of included."""
     import pyarrow.dataset as ds
 
-    return ds.dataset(partition_dir(out, as_of), format="parquet").to_table(columns=columns)
+    columns = list(BATCH_ARROW.names) if columns is None else list(columns)
+    files = layout.score_files(out, as_of)
+    stored = [c for c in columns if c != layout.PARTITION_KEY]
+    table = (ds.dataset(files, format="parquet").to_table(columns=stored) if files
+             else BATCH_FILE_ARROW.empty_table().select(stored))
+    if layout.PARTITION_KEY in columns:
+        table = layout.with_partition_column(table, as_of, columns.index(layout.PARTITION_KEY))
+    return table.select(columns)

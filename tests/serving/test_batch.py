@@ -22,8 +22,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from features import layout
+from features.atomic import staged
 from features.policy import ReviewCapacity
-from serving.batch.job import BATCH_ARROW, SUMMARY_FILE, partition_dir, read_record, read_scores
+from serving.batch.job import BATCH_ARROW, BATCH_FILE_ARROW, read_record, read_scores
 from serving.main import app
 from serving.batch.summary import (Bins, capacity_coverage, expected_breaches, psi, psi_level, reference_bins, risers)
 
@@ -45,7 +47,7 @@ def model_uri(trained) -> str:
 
 @pytest.fixture(scope="module")
 def latest(feature_dir: Path) -> date:
-    return date.fromisoformat(json.loads((feature_dir / "_snapshots.json").read_text())["as_of_dates"][-1])
+    return date.fromisoformat(json.loads(layout.manifest_file(feature_dir).read_text())["as_of_dates"][-1])
 
 
 def score(out: Path, feature_dir: Path, events: Path | None, models_dir: Path, model_uri: str, *extra: str):
@@ -71,7 +73,7 @@ def content(partition: Path) -> dict[str, str]:
 
 
 def rows_without_run(partition: Path) -> pd.DataFrame:
-    t = pa.concat_tables([pq.read_table(f) for f in sorted(partition.glob("part-*.parquet"))])
+    t = pa.concat_tables([pq.read_table(f) for f in layout.partition_files(partition)])
     df = t.drop(["run_id", "scored_at"]).to_pandas()
     df["reasons"] = df["reasons"].map(lambda r: json.dumps(list(r), default=str))
     df["lowering_reasons"] = df["lowering_reasons"].map(lambda r: json.dumps(list(r), default=str))
@@ -83,11 +85,13 @@ def rows_without_run(partition: Path) -> pd.DataFrame:
 
 def test_scores_every_active_seller_into_one_partition(first_run, feature_dir, latest, trained) -> None:
     out, res = first_run
-    part = partition_dir(out, latest)
-    summary = json.loads((part / SUMMARY_FILE).read_text())
+    summary = json.loads(layout.summary_file(out, latest).read_text())
     table = read_scores(out, latest)
-    snapshot = pq.read_table(feature_dir / "snapshots" / f"as_of={latest}").num_rows
+    snapshot = pq.read_table(layout.snapshot_partition(feature_dir, latest)).num_rows
     assert table.schema.equals(BATCH_ARROW)
+    files = layout.score_files(out, latest)
+    assert files and all(pq.read_schema(f).equals(BATCH_FILE_ARROW) for f in files)  # as_of only in the path
+    assert "as_of" not in BATCH_FILE_ARROW.names
     assert table.num_rows == snapshot == summary["sellers_scored"]
     assert len(set(table.column("seller_id").to_pylist())) == snapshot
     df = table.select(["as_of", "model_version", "policy_version", "run_id", "model_run_id"]).to_pandas()
@@ -103,18 +107,18 @@ def test_scores_every_active_seller_into_one_partition(first_run, feature_dir, l
 
 def test_rerun_replaces_the_partition_whole(first_run, feature_dir, marketplace, models_dir, model_uri, latest) -> None:
     out, _ = first_run
-    part = partition_dir(out, latest)
+    part = layout.score_partition(out, latest)
     before = rows_without_run(part)
-    run_before = json.loads((part / SUMMARY_FILE).read_text())["run_id"]
+    run_before = json.loads(layout.summary_file(out, latest).read_text())["run_id"]
     res = score(out, feature_dir, marketplace[0], models_dir, model_uri, "--as-of", str(latest))
     assert res.exit_code == 0, res.output
     after = rows_without_run(part)
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith("as_of=")) == [part.name]
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    assert sorted(p.name for p in out.iterdir()) == [part.name]  # the table holds its partitions, nothing else
+    assert not layout.staging_dir(out).exists()  # no temporary leftovers
     pd.testing.assert_frame_equal(before, after)  # same content, no duplicates
     assert after["seller_id"].is_unique
     run_after = read_scores(out, latest, ["run_id"]).column("run_id").unique().to_pylist()
-    assert run_after == [json.loads((part / SUMMARY_FILE).read_text())["run_id"]] and run_after != [run_before]
+    assert run_after == [json.loads(layout.summary_file(out, latest).read_text())["run_id"]] and run_after != [run_before]
 
 
 def test_a_batch_record_equals_the_scorers(first_run, feature_dir, models_dir, model_uri, latest) -> None:
@@ -140,7 +144,7 @@ def test_a_batch_record_equals_the_scorers(first_run, feature_dir, models_dir, m
 
 def test_summary_figures_add_up(first_run, latest, policy) -> None:
     out, _ = first_run
-    s = json.loads((partition_dir(out, latest) / SUMMARY_FILE).read_text())
+    s = json.loads(layout.summary_file(out, latest).read_text())
     p = read_scores(out, latest, ["risk_score"]).column("risk_score").to_numpy()
     eb = s["expected_breaches"]
     assert eb["expected"] == pytest.approx(p.sum(), rel=1e-12)
@@ -203,7 +207,7 @@ def test_psi() -> None:
 def _copy_features(feature_dir: Path, dest: Path, as_of: date, change) -> Path:
     """A copy of the features folder whose as-of partition went through `change` (a table -> table)."""
     shutil.copytree(feature_dir, dest)
-    for f in (dest / "snapshots" / f"as_of={as_of}").glob("*.parquet"):
+    for f in layout.snapshot_files(dest, as_of):
         pq.write_table(change(pq.read_table(f)), f)
     return dest
 
@@ -235,9 +239,10 @@ def test_the_service_refuses_the_same_snapshots_as_the_job(change, words, tmp_pa
 
     features = shutil.copytree(feature_dir, tmp_path / "features")
     if change == "spec":
-        (features / "feature_spec.json").write_text(json.dumps({"hash": "0123456789abcdef"}))
+        layout.spec_file(features).write_text(json.dumps({"hash": "0123456789abcdef"}))
     else:
-        pq.write_table(change(pq.read_table(features / "latest.parquet")), features / "latest.parquet")
+        latest = layout.latest_snapshot(features)
+        pq.write_table(change(pq.read_table(latest)), latest)
     scorer = Scorer.load(model_uri, models_dir)
     with pytest.raises(ModelSpecMismatch, match=re.escape(words)):
         Snapshot.load(features, scorer)
@@ -255,11 +260,11 @@ def test_a_model_for_another_feature_spec_is_refused(tmp_path, first_run, traine
         info = mlflow.lightgbm.log_model(trained.model.booster, name="model", metadata=meta,
                                          registered_model_name="seller-risk-other-spec")
     out, _ = first_run
-    before = content(partition_dir(out, latest))
+    before = content(layout.score_partition(out, latest))
     res = score(out, feature_dir, marketplace[0], models_dir, f"models:/seller-risk-other-spec/{info.registered_model_version}")
     assert res.exit_code == 2
     assert "0123456789abcdef" in res.stderr and "feature spec" in res.stderr and "Traceback" not in res.output
-    assert content(partition_dir(out, latest)) == before  # nothing written
+    assert content(layout.score_partition(out, latest)) == before  # nothing written
     unknown = score(tmp_path / "scores", feature_dir, None, models_dir, "models:/seller-risk@nobody")
     assert unknown.exit_code == 2 and "nobody" in unknown.stderr and not (tmp_path / "scores").exists()
 
@@ -271,14 +276,14 @@ def test_a_model_for_another_feature_spec_is_refused(tmp_path, first_run, traine
 def test_an_interrupted_run_leaves_the_previous_partition_intact(sig, first_run, feature_dir, marketplace,
                                                                  models_dir, model_uri, latest, tmp_path) -> None:
     out, _ = first_run
-    part = partition_dir(out, latest)
+    part = layout.score_partition(out, latest)
     before = content(part)
     cmd = [CLI, "score", "--out", str(out), "--features", str(feature_dir), "--events", str(marketplace[0]),
            "--models", str(models_dir), "--model", model_uri, "--chunk-rows", "10"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "COLUMNS": "160"})
     deadline = time.monotonic() + 120
-    tmp = out / f".{part.name}.tmp-{proc.pid}"
+    tmp = staged(part, layout.staging_dir(out), proc.pid)
     while time.monotonic() < deadline and proc.poll() is None:
         if len(list(tmp.glob("part-*.parquet"))) >= 3:  # mid-way through writing the new partition
             break
@@ -288,7 +293,8 @@ def test_an_interrupted_run_leaves_the_previous_partition_intact(sig, first_run,
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert content(part) == before  # the previous partition, byte for byte
-    assert read_scores(out, latest).num_rows == json.loads((part / SUMMARY_FILE).read_text())["sellers_scored"]
+    assert read_scores(out, latest).num_rows == json.loads(layout.summary_file(out, latest).read_text())["sellers_scored"]
+    assert sorted(p.name for p in out.iterdir()) == [part.name]  # the run's staging sits outside the table
     if sig == signal.SIGINT:
         assert not tmp.exists()  # cleaned up on the way out
     # the next run clears whatever a killed one left behind, and no MLflow run stays RUNNING

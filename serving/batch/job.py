@@ -385,11 +385,11 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
+    layout.move_legacy_side_data(out)  # an earlier version's caches inside the table, moved beside it
+    scorer, as_of, folder, source, files = prepare(cfg)
     previous = as_of - timedelta(days=scorer.policy.evaluation_every_days)
     reference = drift_reference(scorer, folder, as_of, out)
     prev, prev_source = previous_scores(out, previous, folder, scorer, cfg.chunk_rows)
-    layout.move_legacy_side_data(out)  # an earlier version's caches inside the table, moved beside it
-    scorer, as_of, folder, source, files = prepare(cfg)
     timings = {"prepare_s": time.perf_counter() - t0}
 
     partition = layout.score_partition(out, as_of)

@@ -41,6 +41,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_scoring import DEMO, demo_champion  # noqa: E402
 
+from features import layout  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 LEVELS = (1, 8, 32)
@@ -57,7 +59,7 @@ def _free_port() -> int:
 def _ids(path: Path) -> Path:
     import pandas as pd
 
-    ids = pd.read_parquet(DEMO / "features" / "latest.parquet", columns=["seller_id"])["seller_id"]
+    ids = pd.read_parquet(layout.latest_snapshot(DEMO / "features"), columns=["seller_id"])["seller_id"]
     path.write_text("\n".join(ids.astype(str)) + "\n")
     return path
 

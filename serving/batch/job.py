@@ -29,7 +29,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -402,7 +402,7 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
         run = mlflow.start_run(experiment_id=experiment, run_name=f"score {as_of}",
                                tags={"host": socket.gethostname(), "pid": str(os.getpid())})
     run_id = run.info.run_id if run else "local"
-    scored_at = datetime.now(timezone.utc).replace(microsecond=0)
+    scored_at = datetime.now(UTC).replace(microsecond=0)
     total = snapshot_rows(files)
     watched = [n for n in (reference.bins if reference else {}) if n != "risk_score"]
     try:

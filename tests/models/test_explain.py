@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from features import layout
 from models.explain import _strongest, explain, reasons
 from models.risk_model import model_frame
 from features.spec import feature_spec
@@ -21,7 +22,7 @@ from training.train import TrainResult
 
 @pytest.fixture(scope="module")
 def latest(feature_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(feature_dir / "latest.parquet")
+    return pd.read_parquet(layout.latest_snapshot(feature_dir))
 
 
 def test_contributions_add_up_to_the_calibrated_score(trained: TrainResult, latest: pd.DataFrame, policy) -> None:

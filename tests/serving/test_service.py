@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 import requests
 
+from features import layout
 from serving.api.schema import MAX_SELLERS
 from serving.scoring import Scorer
 from training.train import TrainResult
@@ -133,7 +134,7 @@ def server(trained: TrainResult, feature_dir: Path, tmp_path_factory: pytest.Tem
 
 @pytest.fixture(scope="module")
 def latest(feature_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(feature_dir / "latest.parquet")
+    return pd.read_parquet(layout.latest_snapshot(feature_dir))
 
 
 @pytest.fixture(scope="module")

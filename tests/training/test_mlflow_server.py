@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features import layout
 from models.registry import load_risk_model
 from models.risk_model import model_frame
 from features.spec import feature_spec
@@ -86,7 +87,7 @@ def test_train_and_promote_against_a_real_tracking_server(
     mlflow.set_registry_uri(mlflow_server)
     model, ref = load_risk_model("models:/seller-risk@champion")
     assert ref.version == "1"
-    X = model_frame(pd.read_parquet(feature_dir / "latest.parquet"),
+    X = model_frame(pd.read_parquet(layout.latest_snapshot(feature_dir)),
                     feature_spec(load_training_set(feature_dir).policy))
     # the same data, seed and trials in another process and another store give the same model, bit for bit
     np.testing.assert_array_equal(model.probability(X), trained.model.probability(X))

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from features import layout
 from features.policy import load_policy
 from models.registry import load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, model_frame
@@ -25,7 +26,7 @@ from training.train import TrainConfig, TrainResult, train
 
 
 def _latest(feature_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(feature_dir / "latest.parquet")
+    return pd.read_parquet(layout.latest_snapshot(feature_dir))
 
 
 def test_the_model_beats_both_baselines_where_it_matters(trained: TrainResult) -> None:
@@ -70,7 +71,7 @@ def test_the_run_records_what_a_model_reviewer_needs(trained: TrainResult, featu
     spec = feature_spec(load_training_set(feature_dir).policy)
     assert run.data.tags["feature_spec_hash"] == spec.hash
     assert run.data.tags["policy_version"] == "walmart-us-2026"
-    manifest = json.loads((feature_dir / "_snapshots.json").read_text())
+    manifest = json.loads(layout.manifest_file(feature_dir).read_text())
     assert run.data.tags["events_fingerprint"] == manifest["events_fingerprint"] != ""
     assert len(run.data.tags["data_fingerprint"]) == 16
     assert int(run.data.params["search.trials_run"]) == 3

@@ -268,15 +268,15 @@ def _dead_pid() -> int:
 
 def test_a_folder_is_replaced_whole_from_staging_outside_the_table(tmp_path: Path) -> None:
     table = tmp_path / "scores"
-    part = table / "as_of=2025-01-06"
+    part = layout.score_partition(table, date(2025, 1, 6))
     for version in ("old", "new"):
-        with replaced_whole(part, "_summary.json", staging=layout.staging_dir(table)) as tmp:
+        with replaced_whole(part, layout.SUMMARY, staging=layout.staging_dir(table)) as tmp:
             assert table not in tmp.parents
             (tmp / "part-0.parquet").write_text(version)
-            (tmp / "_summary.json").write_text(version)
+            (tmp / layout.SUMMARY).write_text(version)
     assert (part / "part-0.parquet").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores"]  # no staging or side folder left
-    with pytest.raises(RuntimeError), replaced_whole(part, "_summary.json", staging=layout.staging_dir(table)) as tmp:
+    with pytest.raises(RuntimeError), replaced_whole(part, layout.SUMMARY, staging=layout.staging_dir(table)) as tmp:
         (tmp / "part-0.parquet").write_text("broken")
         raise RuntimeError("killed")
     assert (part / "part-0.parquet").read_text() == "new" and not layout.staging_dir(table).exists()
@@ -284,7 +284,7 @@ def test_a_folder_is_replaced_whole_from_staging_outside_the_table(tmp_path: Pat
 
 def test_clean_stale_removes_dead_runs_staging_and_puts_back_a_partition_a_swap_left_out(tmp_path: Path) -> None:
     table = tmp_path / "scores"
-    part, staging = table / "as_of=2025-01-06", layout.staging_dir(table)
+    part, staging = layout.score_partition(table, date(2025, 1, 6)), layout.staging_dir(table)
     dead = _dead_pid()
     staged(part, staging, dead).mkdir(parents=True)
     staged(part, staging, 1).mkdir()  # a live process's staging (pid 1 always runs) is left alone

@@ -44,6 +44,10 @@ class Metric(_Strict):
     window_days: int = Field(gt=0, le=365)
     min_count: int = Field(ge=1)
     channels: tuple[str, ...] = ("seller",)
+    miss_words: tuple[str, str] = ("miss", "misses")
+    """One and several of what breaks the standard, in a reviewer's words ("late delivery", "late deliveries")."""
+    keep_words: tuple[str, str] = ("order that meets it", "orders that meet it")
+    """One and several of what brings it back ("on-time delivery", "on-time deliveries")."""
 
     @field_validator("numerator", mode="before")
     @classmethod

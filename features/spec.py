@@ -21,6 +21,7 @@ import pandas as pd
 from features.flows import DAY_US, metric_parts
 from features.measures import RESPONSE_HOURS
 from features.policy import Metric, Policy
+from features.standing import units
 
 Dtype = Literal["float", "int", "category"]
 Role = Literal["behaviour", "exposure", "context"]
@@ -112,11 +113,6 @@ def _ratio(num: str, den: str) -> str:
     return f"CASE WHEN {den} > 0 THEN {num} / CAST({den} AS DOUBLE) END"
 
 
-_UNITS = {"orders": "orders", "shipped_orders": "shipped orders", "delivered_orders": "delivered orders",
-          "contacts_due": "customer messages"}
-"""What a standard's volume counts, in a reviewer's words (by the policy's denominator measure)."""
-
-
 def _metric_features(m: Metric) -> list[Feature]:
     """A standard's features: its rate over 7 to 90 days, the volume it is judged on (exposure), how far
     it lies past the threshold, a cautious estimate for small volumes, and its trend (behaviour)."""
@@ -144,7 +140,7 @@ def _metric_features(m: Metric) -> list[Feature]:
             f"({centre} - {half}) / (1 + {z2} / {cnt})"
     out += [
         Feature(f"{n}_volume", "int", w, f"Orders (or messages) the {n} standard counts over its {w}-day window.",
-                f"{m.label} standard: judged on {{value:,.0f}} {_UNITS.get(m.denominator, m.denominator.replace('_', ' '))} "
+                f"{m.label} standard: judged on {{value:,.0f}} {units(m)} "
                 f"in the last {w} days (judged from {m.min_count})", den_w, role="exposure", standard=n),
         Feature(f"{n}_gap", "float", w,
                 f"How far the {w}-day {n} lies past its standard (positive: missing it).",

@@ -13,7 +13,7 @@ SERVE  ?= 1
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
 
-.PHONY: demo serve test bench bench-tools install install-dev java clean notebooks
+.PHONY: demo serve test test-fast lint bench bench-tools install install-dev java clean notebooks
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -46,9 +46,18 @@ demo: install
 serve: install
 	$(BIN)/seller-risk serve --host $(HOST) --port $(PORT) --features $(DATA)/features
 
-## test: install the dev extras and run the whole test suite
-test: install-dev
+## test: install the dev extras, lint (ruff, import contracts) and run the whole test suite (what CI runs)
+test: lint
 	$(BIN)/python -m pytest
+
+## test-fast: lint, then pytest -m "not slow": no server, JVM, notebook kernel, training, 2,000-seller marketplace or MLflow process
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"
+
+## lint: ruff (rules in pyproject.toml) and import-linter (features <- models <- training, serving; no cycles)
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 ## bench: performance benchmarks (prints a table; not part of the tests)
 bench: install-dev bench-tools
@@ -56,6 +65,7 @@ bench: install-dev bench-tools
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_scoring.py
 	$(BIN)/python benchmarks/bench_service.py
+	$(BIN)/python benchmarks/bench_notebooks.py
 
 # the service benchmark's load tool: wrk, from Debian's packages, when the machine has none
 bench-tools:

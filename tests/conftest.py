@@ -14,11 +14,12 @@ from features.simulation.run import SimulationConfig, SimulationSummary, simulat
 MARKETPLACE = SimulationConfig(n_sellers=2000, start=date(2025, 1, 6), weeks=52, seed=11, workers=1)
 
 # Test lanes. `slow` is the one marker the fast lane (`make test-fast`, `pytest -m "not slow"`) leaves
-# out; the finer markers say why a test is slow, and each implies `slow`. Tests using the session
-# fixture `trained` are training tests without a decorator; `marketplace` and `feature_dir` (about
-# 10 s together, once a session) stay in the fast lane.
-HEAVY = ("server", "spark", "notebook", "training")
-HEAVY_FIXTURES = {"trained": "training"}
+# out; the finer markers say why a test is slow, and each implies `slow`. They are added here by fixture,
+# without a decorator: tests using `trained` are training tests, tests using an `mlflow_server` fixture
+# server tests, and tests using `marketplace` (so also `feature_dir`) marketplace tests: the fixtures
+# take about 10 s once a session, but what the tests do on 2,000 sellers costs minutes together.
+HEAVY = ("server", "spark", "notebook", "training", "marketplace", "mlflow")
+HEAVY_FIXTURES = {"trained": "training", "mlflow_server": "server", "marketplace": "marketplace"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

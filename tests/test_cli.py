@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 CLI = str(Path(sys.executable).with_name("seller-risk"))
 
@@ -84,11 +85,13 @@ def test_features_on_bad_events_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "features").exists()
 
 
+@pytest.mark.mlflow
 def test_train_without_snapshots_is_a_clear_error(tmp_path: Path) -> None:
     res = run("train", "--features", str(tmp_path / "nothing"), "--models", str(tmp_path / "models"))
     assert res.returncode == 2 and "seller-risk features" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.mlflow
 def test_train_on_too_short_a_history_says_so(tmp_path: Path) -> None:
     events, out = tmp_path / "events", tmp_path / "features"
     assert run("simulate", "--sellers", "100", "--weeks", "12", "--out", str(events), "--no-latent").returncode == 0
@@ -97,6 +100,7 @@ def test_train_on_too_short_a_history_says_so(tmp_path: Path) -> None:
     assert res.returncode == 2 and "not enough weekly as-of dates" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.mlflow
 def test_promote_and_rollback_with_no_model_say_why(tmp_path: Path) -> None:
     res = run("promote", "--models", str(tmp_path / "models"))
     assert res.returncode == 1 and "no challenger" in res.stdout and "Traceback" not in res.stderr

@@ -185,7 +185,7 @@ def drift_table(reference: dict[str, tuple[Bins, np.ndarray]], current: dict[str
     """One row per variable with both a reference and current counts: PSI and its alert level,
     largest first (the score first of all when present)."""
     rows = []
-    for name, (bins, ref_counts) in reference.items():
+    for name, (_bins, ref_counts) in reference.items():
         if name not in current:
             continue
         value = psi(ref_counts, current[name])

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from features.policy import load_policy
 from features.settings import DEFAULT_POLICY
 from features.spec import feature_spec
 from training.folds import rolling_origin
 from training.search import search
+
+pytestmark = pytest.mark.training  # each search trains LightGBM models, trial after trial
 
 
 def _frame(seed: int = 0, weeks: int = 20, sellers: int = 120) -> pd.DataFrame:

@@ -1,10 +1,13 @@
 """The service's front door, as plain ASGI middleware: it refuses what must never reach the model
-(a missing API key, a pickle or any non-JSON body, a body over the size limit) with a 4xx that says
-what is wrong, rewrites BentoML's validation errors so the message names each field, and writes one structured log line per request (request id, route, status, model
-version, sellers, how many requests shared the scoring call, latency; never feature values)."""
+(a missing API key, a wrong method, a pickle or any non-JSON body, a body over the size limit, a
+body that stalls or is shorter than its Content-Length, a JSON object that gives a key twice) with a
+4xx that says what is wrong, rewrites BentoML's validation errors so the message names each field,
+and writes one structured log line per request (request id, route, status, model version, sellers,
+how many requests shared the scoring call, latency; never feature values)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import random
@@ -12,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -27,6 +30,23 @@ SELLERS_HEADER = "x-sellers-scored"
 SCORED_WITH_HEADER = "x-scored-with"  # how many requests shared the scoring call (serving/coalesce.py)
 REQUEST_ID_HEADER = "x-request-id"
 _LOG_ONLY = {SELLERS_HEADER.encode(): "sellers", SCORED_WITH_HEADER.encode(): "scored_with"}
+
+BODY_GAP_S = 0.5
+"""Longest pause inside a request body. A client that declares more bytes than it sends would
+otherwise hold the request until the 5 s timeout (a 504, logged as a 500); a body of at most 1 MiB
+from another service comes in one burst of TCP segments, far closer together than this."""
+BODY_S = 3.0
+"""Longest a request body may take in all (at 1 MiB, about 350 KB/s), so a client trickling bytes
+just faster than BODY_GAP_S cannot hold a worker's request slot either."""
+_CLOSE = ((b"connection", b"close"),)  # what is left of a refused body must not be read as the next request
+
+
+class Refusal(NamedTuple):
+    """A request the Guard answers itself: status, message, extra headers."""
+
+    status: int
+    error: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class Guard:
@@ -51,7 +71,7 @@ class Guard:
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        seen: dict[str, Any] = {"status": 500, "model_version": None, "sellers": 0, "scored_with": 0}
+        seen: dict[str, Any] = {"status": None, "model_version": None, "sellers": 0, "scored_with": 0}
         held: list[Message] = []
 
         async def send_logged(message: Message) -> None:
@@ -87,49 +107,101 @@ class Guard:
             await send(message)
 
         try:
-            refusal = self._refusal(scope, headers)
-            body = None if refusal else await self._body(receive)
-            if body is None:
-                await _reply(send_logged, *(refusal or (413, f"request body over the limit of {self.max_body:,} "
-                                                              "bytes; send fewer sellers per request")))
+            body = self._refusal(scope, headers) or await self._body(receive, headers.get("content-length"))
+            if isinstance(body, Refusal):
+                await _reply(send_logged, body)
                 return
             await self.app(scope, _replay(body, receive), send_logged)
+        except asyncio.CancelledError:
+            if seen["status"] is None:  # BentoML's timeout middleware gave up on the request and answers 504
+                seen["status"] = 504
+            raise
         finally:
             log.info(json.dumps({
                 "event": "request", "request_id": request_id, "method": scope["method"], "route": scope["path"],
-                "status": seen["status"], "model_version": seen["model_version"], "sellers": seen["sellers"],
+                "status": seen["status"] or 500, "model_version": seen["model_version"], "sellers": seen["sellers"],
                 "scored_with": seen["scored_with"], "latency_ms": round(1000 * (time.perf_counter() - started), 3)}))
 
-    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> Refusal | None:
         if self.api_key is not None:
             given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not given or not hmac.compare_digest(given.encode(), self.api_key.encode()):
-                return 401, "missing or wrong API key: send it in the X-API-Key header"
+                return Refusal(401, "missing or wrong API key: send it in the X-API-Key header")
         if scope["method"] != "POST":
-            return 405, f"{scope['path']} takes POST with a JSON body"
+            return Refusal(405, f"{scope['path']} takes POST with a JSON body", ((b"allow", b"POST"),))
         media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if media != "application/json":
-            return 415, f"Content-Type {media!r} is not accepted: send application/json"
+            return Refusal(415, f"Content-Type {media!r} is not accepted: send application/json")
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            return 413, f"request body of {length} bytes is over the limit of {self.max_body:,} bytes; " \
-                        "send fewer sellers per request"
+            return Refusal(413, f"request body of {length} bytes is over the limit of {self.max_body:,} bytes; "
+                                "send fewer sellers per request", _CLOSE)
         return None
 
-    async def _body(self, receive: Receive) -> bytes | None:
-        """The whole body, or None once it grows past the limit (chunked uploads have no length)."""
-        chunks, total, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > self.max_body:
-                return None
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return b"".join(chunks)
+    async def _body(self, receive: Receive, length: str | None) -> bytes | Refusal:
+        """The whole body; or a refusal when it grows past the limit (chunked uploads have no length),
+        pauses for over BODY_GAP_S (with a Content-Length: it is shorter than announced) or takes
+        over BODY_S, or when a JSON object in it gives a key twice (JSON parsers disagree on which
+        one wins: the caller must say)."""
+        chunks, total = [], 0
+        loop = asyncio.get_running_loop()
+        end = loop.time() + BODY_S
+        try:
+            async with asyncio.timeout(min(end, loop.time() + BODY_GAP_S)) as deadline:
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":  # the client left, or its connection was closed as too slow
+                        return Refusal(408, "the connection closed before the body arrived", _CLOSE)
+                    chunk = message.get("body", b"")
+                    total += len(chunk)
+                    if total > self.max_body:
+                        return Refusal(413, f"request body over the limit of {self.max_body:,} bytes; "
+                                            "send fewer sellers per request", _CLOSE)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+                    deadline.reschedule(min(end, loop.time() + BODY_GAP_S))
+        except TimeoutError:
+            if length is not None and loop.time() < end:
+                return Refusal(400, f"the body stopped after {total:,} of the {int(length):,} bytes its Content-Length "
+                                    f"announces (nothing more for {BODY_GAP_S:g} s): send the whole body", _CLOSE)
+            return Refusal(408, f"the body did not arrive in time ({total:,} bytes): it may pause for at most "
+                                f"{BODY_GAP_S:g} s and take at most {BODY_S:g} s", _CLOSE)
+        body = b"".join(chunks)
+        key = _duplicate_key(body)
+        if key is not None:
+            return Refusal(400, f"{key}: the key is given more than once in a JSON object; send each field once")
+        return body
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict, refusing a key given twice (json's default keeps the last)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+def _duplicate_key(body: bytes) -> str | None:
+    """The first key a JSON object in the body gives twice; None when there is none or the body is
+    not JSON (the validator then says where it breaks)."""
+    try:
+        json.loads(body, object_pairs_hook=_unique)
+    except _DuplicateKey as twice:
+        return twice.key
+    except (ValueError, RecursionError):
+        return None
+    return None
 
 
 def _naming_fields(body: bytes, shown: int = 5) -> bytes | None:
@@ -169,8 +241,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return inner
 
 
-async def _reply(send: Send, status: int, error: str) -> None:
-    body = json.dumps({"error": error}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+async def _reply(send: Send, refusal: Refusal) -> None:
+    body = json.dumps({"error": refusal.error}).encode()
+    await send({"type": "http.response.start", "status": refusal.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *refusal.headers]})
     await send({"type": "http.response.body", "body": body})

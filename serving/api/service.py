@@ -20,18 +20,18 @@ import logging
 import sys
 import time
 from datetime import date
-from typing import Annotated
 
 import bentoml
-from pydantic import Field
 from starlette.responses import Response
 
 from features.policy import load_policy
 from features.settings import Settings, env_name
 from features.spec import feature_spec
-from serving.api.schema import MAX_SELLERS, SellerId, request_models
+from serving.api import connections
+from serving.api.schema import request_models
 from serving.api.coalesce import Coalescer
-from serving.api.guard import MODEL_VERSION_HEADER, SCORED_WITH_HEADER, SELLERS_HEADER, Guard
+from serving.api.contract import Contract, openapi_document
+from serving.api.guard import BODY_GAP_S, BODY_S, MODEL_VERSION_HEADER, SCORED_WITH_HEADER, SELLERS_HEADER, Guard
 from serving.records import ScoreRecord
 from serving.scoring import Scorer, Snapshot
 
@@ -40,9 +40,10 @@ log = logging.getLogger("seller_risk.service")
 
 SETTINGS = Settings.from_env()  # BentoML reads the service's workers and limits when it imports this module
 SPEC = feature_spec(load_policy(SETTINGS.policy))  # the request schema is the code's feature spec
-SellerFeatures, SellerRequest = request_models(SPEC)
-Reasons = Annotated[int, Field(ge=0, le=len(SPEC.features),
-                               description="How many reasons to give each way (strongest first; all: the number of features).")]
+MODELS = request_models(SPEC)
+SellerRequest = MODELS.seller
+TIMEOUT_S = 5
+connections.install()  # a request must arrive within 5 s (uvicorn sets no limit); before the worker starts uvicorn
 
 
 @bentoml.service(
@@ -51,7 +52,7 @@ Reasons = Annotated[int, Field(ge=0, le=len(SPEC.features),
     threads=SETTINGS.threads,  # the endpoints are async (scoring one seller takes ~0.5 ms): no thread hop
     # BentoML's timeout middleware keeps each request's timer alive for the whole timeout (1.4.40),
     # so a long one fills the heap at thousands of requests/s; a seller scores in milliseconds
-    traffic={"timeout": 5},
+    traffic={"timeout": TIMEOUT_S},
     logging={"access": {"enabled": False}},  # the Guard writes one structured line per request instead
     # Prometheus request metrics and OpenTelemetry spans cost more than scoring a seller (measured with
     # benchmarks/bench_service.py); SELLER_RISK_TELEMETRY=1 turns them on for the scoring routes
@@ -89,14 +90,9 @@ class SellerRisk:
     def __is_ready__(self) -> bool:
         return self._ready
 
-    @bentoml.api(route="/score")
-    async def score(
-        self,
-        sellers: Annotated[list[SellerRequest], Field(min_length=1, max_length=MAX_SELLERS,  # type: ignore[valid-type]
-                                                      description=f"1 to {MAX_SELLERS} sellers with their features.")],
-        reasons: Reasons = 5,
-        lowering_reasons: Reasons = 0,
-    ) -> list[ScoreRecord]:
+    @bentoml.api(route="/score", input_spec=MODELS.score)  # the schema's model: unknown fields refused
+    async def score(self, sellers: list[SellerRequest], reasons: int = 5,  # type: ignore[valid-type]
+                    lowering_reasons: int = 0) -> list[ScoreRecord]:
         """Score sellers from features the caller sends (missing optional features count as missing)."""
         features = [s.features.model_dump(exclude_none=True) for s in sellers]
         for i, f in enumerate(features):
@@ -107,8 +103,8 @@ class SellerRisk:
             (reasons, lowering_reasons), [(s.seller_id, f, s.as_of) for s, f in zip(sellers, features)])
         return self._reply(records, together)
 
-    @bentoml.api(route="/score_seller")
-    async def score_seller(self, seller_id: SellerId, reasons: Reasons = 5, lowering_reasons: Reasons = 0) -> ScoreRecord:
+    @bentoml.api(route="/score_seller", input_spec=MODELS.score_seller)
+    async def score_seller(self, seller_id: str, reasons: int = 5, lowering_reasons: int = 0) -> ScoreRecord:
         """Score one seller from the latest feature snapshot."""
         if seller_id not in self.snapshot.index:
             return _error(404, f"seller_id {seller_id!r} is not in the feature snapshot of {self.snapshot.as_of} "
@@ -146,9 +142,23 @@ def _load(threads: int) -> tuple[Scorer, Snapshot]:
     return scorer, Snapshot.load(SETTINGS.features_dir, scorer)
 
 
+def _document() -> dict:
+    """The OpenAPI document of the running service: its request models, and the category levels of
+    the model this worker loaded."""
+    service = bentoml.get_current_service()
+    return openapi_document(
+        MODELS, service.levels, title="Seller risk scoring", description=SellerRisk.inner.__doc__ or "",
+        version=f"{service.scorer.ref.uri} (feature spec {SPEC.hash})",
+        docs={"/score": SellerRisk.apis["score"].doc or "", "/score_seller": SellerRisk.apis["score_seller"].doc or ""},
+        api_key=SETTINGS.api_key is not None, telemetry=SETTINGS.telemetry,
+        limits={"gap": BODY_GAP_S, "total": BODY_S, "max_body": SETTINGS.max_body_bytes, "timeout": TIMEOUT_S},
+        example_seller=next(iter(service.snapshot.index), None))
+
+
 SellerRisk.add_asgi_middleware(Guard, routes=frozenset({"/score", "/score_seller"}),
                                max_body_bytes=SETTINGS.max_body_bytes, api_key=SETTINGS.api_key,
                                recycle_every=SETTINGS.recycle_every)
+SellerRisk.add_asgi_middleware(Contract, document=_document)
 
 
 def _error(status: int, message: str) -> Response:

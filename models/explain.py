@@ -171,3 +171,84 @@ def reasons(model: RiskModel, frame: pd.DataFrame, spec: FeatureSpec, top: int =
     """`top_reasons` for a frame of features (a snapshot, or any frame with the spec's columns), as
     a long frame: row, rank, feature, value, contribution, probability_change, direction, text."""
     return top_reasons(explain(model, model.matrix(frame)), frame_values(frame, spec), spec, top, direction).frame()
+
+
+# ------------------------------------------------------------------ reasons by standard
+
+
+OTHER_GROUPS = ("history", "exposure", "context")
+"""The groups beside the standards: behaviour no single standard measures (the marketplace's warnings),
+how much is judged (exposure), and who the seller is (context)."""
+
+
+@dataclass(frozen=True)
+class Groups:
+    """How the features partition into groups: each policy standard (its behaviour features), then
+    OTHER_GROUPS. Every feature is in exactly one group, so the groups' contributions and the base
+    add up to the score's log-odds."""
+
+    names: tuple[str, ...]
+    of_feature: np.ndarray  # group position per feature, in spec order
+    standards: int  # the first `standards` groups are the policy's standards
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """features x groups, one 1 per row: contributions @ matrix sums them per group."""
+        m = np.zeros((len(self.of_feature), len(self.names)))
+        m[np.arange(len(self.of_feature)), self.of_feature] = 1.0
+        return m
+
+
+def feature_groups(spec: FeatureSpec, standards: Sequence[str]) -> Groups:
+    """Each feature's group: its standard when it is behaviour, else history, exposure or context."""
+    names = (*standards, *OTHER_GROUPS)
+    where = {n: i for i, n in enumerate(names)}
+    of = [where[f.standard if f.role == "behaviour" and f.standard else
+                ("history" if f.role == "behaviour" else f.role)] for f in spec.features]
+    return Groups(names, np.asarray(of, dtype=np.intp), len(standards))
+
+
+def group_contributions(ex: Explanation, groups: Groups) -> np.ndarray:
+    """Rows x groups: each group's contribution to the calibrated log-odds (with the base they add up
+    to the score's log-odds)."""
+    return ex.contributions @ groups.matrix
+
+
+@dataclass(frozen=True)
+class StandardReasons:
+    """Reasons by standard for a batch of rows, column-wise, sorted by row then rank: row, rank,
+    standard, contribution (the standard's behaviour features together, calibrated log-odds),
+    probability_change (the score minus the score without them), direction. A standard is a reason
+    only when its behaviour pushes the risk that way."""
+
+    row: np.ndarray
+    rank: np.ndarray
+    standard: np.ndarray  # object: policy metric names
+    contribution: np.ndarray
+    probability_change: np.ndarray
+    direction: Direction
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+
+def standard_reasons(ex: Explanation, by_group: np.ndarray, groups: Groups, top: int = 3,
+                     direction: Direction = "raises") -> StandardReasons:
+    """Per row, the `top` standards whose behaviour raises (or lowers) the risk most, strongest first."""
+    c = by_group[:, :groups.standards]
+    k = max(0, min(top, c.shape[1]))
+    if k == 0 or len(c) == 0:
+        e = np.empty(0, dtype=np.int64)
+        return StandardReasons(e, e, np.empty(0, dtype=object), np.empty(0), np.empty(0), direction)
+    signed = c if direction == "raises" else -c
+    order = np.argsort(-signed, axis=1, kind="stable")[:, :k]
+    rows = np.repeat(np.arange(len(c)), k)
+    cols = order.ravel()
+    keep = signed[rows, cols] > 0
+    rows, cols = rows[keep], cols[keep]
+    contribution = c[rows, cols]
+    logit = ex.logit[rows]
+    change = sigmoid(logit) - sigmoid(logit - contribution)
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") + 1
+    names = np.asarray(groups.names, dtype=object)[cols]
+    return StandardReasons(rows, rank, names, contribution, change, direction)

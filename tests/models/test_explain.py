@@ -105,3 +105,27 @@ def test_no_rows_is_no_scores_and_no_reasons(trained: TrainResult, latest: pd.Da
     out = reasons(trained.model, latest.iloc[:0], spec, top=5)
     assert len(out) == 0 and list(out.columns)[:3] == ["row", "rank", "feature"]
     assert len(explain(trained.model, trained.model.matrix(latest.iloc[:0])).score) == 0
+
+
+def test_groups_partition_the_features_and_add_up_to_the_log_odds(trained: TrainResult, latest: pd.DataFrame,
+                                                                   policy) -> None:
+    """Per-standard behaviour + history + exposure + context + base = the score's log-odds (1e-9)."""
+    from models.explain import feature_groups, group_contributions, standard_reasons
+
+    spec = feature_spec(policy)
+    groups = feature_groups(spec, list(policy.metrics))
+    assert groups.names[-3:] == ("history", "exposure", "context") and groups.standards == len(policy.metrics)
+    assert np.array_equal(groups.matrix.sum(axis=1), np.ones(len(spec.features)))
+    ex = explain(trained.model, trained.model.matrix(latest))
+    by_group = group_contributions(ex, groups)
+    np.testing.assert_allclose(ex.base + by_group.sum(axis=1), ex.logit, rtol=0, atol=1e-9)
+    exposure = [i for i, f in enumerate(spec.features) if f.role == "exposure"]
+    np.testing.assert_allclose(by_group[:, groups.names.index("exposure")],
+                               ex.contributions[:, exposure].sum(axis=1), rtol=0, atol=1e-12)
+    up = standard_reasons(ex, by_group, groups, top=3)
+    assert set(up.standard) <= set(policy.metrics)  # a reason is a standard, never volume or context
+    assert (up.contribution > 0).all() and (np.diff(up.rank)[np.diff(up.row) == 0] == 1).all()
+    for r, s, c, k in zip(up.row[:500], up.standard[:500], up.contribution[:500], up.rank[:500]):
+        assert c == by_group[r, groups.names.index(s)]
+        if k == 1:  # the strongest standard comes first
+            assert c == by_group[r, :groups.standards].max()

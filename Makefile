@@ -8,7 +8,6 @@ SELLERS ?= 2000
 WEEKS  ?= 52
 SEED   ?= 7
 TRIALS ?= 20
-BUDGET ?= 120
 SERVE  ?= 1
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
@@ -37,7 +36,7 @@ demo: install
 	$(BIN)/seller-risk simulate --sellers $(SELLERS) --weeks $(WEEKS) --seed $(SEED) --out $(DATA)/events
 	$(BIN)/seller-risk validate --events $(DATA)/events
 	$(BIN)/seller-risk features --events $(DATA)/events --out $(DATA)/features
-	$(BIN)/seller-risk train --features $(DATA)/features --trials $(TRIALS) --budget $(BUDGET)
+	$(BIN)/seller-risk train --features $(DATA)/features --trials $(TRIALS)
 	$(BIN)/seller-risk promote
 	$(BIN)/seller-risk score --events $(DATA)/events --features $(DATA)/features --out $(DATA)/scores
 	@if [ "$(SERVE)" != "0" ]; then $(MAKE) --no-print-directory serve; fi

@@ -27,6 +27,7 @@ def validate(
     """Check an events directory against the schema and print every problem found (exit 1 if any)."""
     from features.validation import validate_dir
 
+    _need_events(events)
     problems = validate_dir(events, cutoff=cutoff)
     print_problems(problems, events)
     raise typer.Exit(code=1 if problems else 0)
@@ -81,6 +82,7 @@ def features(
 
     if engine not in {"duckdb", "spark"}:
         fail(f"--engine must be duckdb or spark, not {engine!r}")
+    _need_events(events)
     dates = [d.date() for d in as_of] if as_of else None
     try:
         with spinner(f"Building feature snapshots with {engine}"):
@@ -99,6 +101,12 @@ def validation_failure(events: Path, problems: list) -> str:
     if len(problems) == 1:
         return f"{events} fails validation: {problems[0]}"
     return "\n".join([f"{events} fails validation with {len(problems)} problems ({see}):", *(f"  - {p}" for p in problems)])
+
+
+def _need_events(events: Path) -> None:
+    """A missing --events folder is a mistyped path, not seven missing tables."""
+    if not events.is_dir():
+        fail(f"{events} is not a folder of event tables: check --events (`seller-risk simulate --out {events}` writes one)")
 
 
 def print_problems(problems: list, events: Path) -> None:

@@ -30,14 +30,15 @@ def score(
     """Score and explain every active seller of a week, write the partition whole, print and log the summary."""
     from serving.batch.job import BatchConfig, BatchError, run_batch
     from features.terminal import progress_bar
+    from models.registry import RegistryError, store_errors
 
     if events is None and features_dir is None:
         fail("give --events (and/or --features) to score from")
     cfg = BatchConfig(out, events, features_dir, as_of.date() if as_of else None, model, models, reasons, chunk_rows)
     try:
-        with progress_bar("Scoring sellers") as advance:
+        with store_errors(), progress_bar("Scoring sellers") as advance:
             result = run_batch(cfg, advance)
-    except (BatchError, FileExistsError) as err:
+    except (BatchError, FileExistsError, RegistryError) as err:
         fail(str(err))
     print_score_summary(result.summary)
     print_riskiest(result.riskiest)
@@ -53,14 +54,16 @@ def serve(
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one per core)."),
 ) -> None:
     """Serve scores with reasons over HTTP (BentoML) until Ctrl-C; /docs has the API."""
+    from models.registry import RegistryError, store_errors
     from models.risk_model import ModelSpecMismatch
     from serving.scoring import Scorer, Snapshot
     from serving.api.launch import bentoml_command
 
     try:  # refuse here, with one clear line, what every worker would refuse at start
-        scorer = Scorer.load(model, models)
-        snapshot = Snapshot.load(features_dir, scorer)
-    except (LookupError, FileNotFoundError, ModelSpecMismatch, ValueError) as err:
+        with store_errors():
+            scorer = Scorer.load(model, models)
+            snapshot = Snapshot.load(features_dir, scorer)
+    except (LookupError, FileNotFoundError, ModelSpecMismatch, ValueError, RegistryError) as err:
         fail(str(err))
     command, env = bentoml_command(host, port, scorer, features_dir, models, workers)
     print_serving(scorer, snapshot, host, port)

@@ -26,12 +26,13 @@ def train(
 ) -> None:
     """Search, backtest against the baselines and the champion, and register the model as the challenger."""
     from features.terminal import staged_progress
+    from models.registry import RegistryError, store_errors
     from training.train import TrainConfig, train as run_training
 
     try:
-        with staged_progress() as report:
+        with store_errors(), staged_progress() as report:
             result = run_training(TrainConfig(features_dir, models, seed, trials, budget, folds), report)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, RegistryError) as err:
         fail(str(err))
     print_training_summary(result)
 
@@ -42,11 +43,15 @@ def promote(
     force: bool = typer.Option(False, "--force", help="Promote even when the gate failed (recorded as forced)."),
 ) -> None:
     """Move seller-risk@champion to the challenger when its gate passed (exit 1 and the reasons if not)."""
-    from models.registry import MODEL_NAME, use_store
+    from models.registry import MODEL_NAME, RegistryError, store_errors, use_store
     from training.promotion import promote as run_promote
 
-    use_store(models)
-    move = run_promote(MODEL_NAME, models, force=force)
+    try:
+        with store_errors():
+            use_store(models)
+            move = run_promote(MODEL_NAME, models, force=force)
+    except RegistryError as err:
+        fail(str(err))
     print_move(move)
     raise typer.Exit(code=0 if move.done else 1)
 
@@ -55,14 +60,19 @@ def promote(
 def rollback(
     models: Path = typer.Option(MODELS_DIR, "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
 ) -> None:
-    """Move seller-risk@champion back to the previous champion."""
-    from models.registry import MODEL_NAME, use_store
+    """Move seller-risk@champion back to the previous champion (exit 2 and why when there is none)."""
+    from models.registry import MODEL_NAME, RegistryError, store_errors, use_store
     from training.promotion import rollback as run_rollback
 
-    use_store(models)
-    move = run_rollback(MODEL_NAME, models)
+    try:
+        with store_errors():
+            use_store(models)
+            move = run_rollback(MODEL_NAME, models)
+    except RegistryError as err:
+        fail(str(err))
+    if not move.done:
+        fail("; ".join(move.reasons))
     print_move(move)
-    raise typer.Exit(code=0 if move.done else 1)
 
 
 def print_training_summary(result) -> None:

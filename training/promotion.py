@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -120,19 +120,42 @@ class Move:
 
 
 def _alias_version(client, name: str, alias: str) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except Exception:  # no such alias (the registry raises several kinds of "not found")
-        return None
+    from models.registry import alias_version
+
+    return alias_version(client, name, alias)
 
 
 def _history(client, name: str) -> list[str]:
     """The versions that have been champion, oldest first (empty when nothing was registered)."""
-    try:
-        tags = client.get_registered_model(name).tags
-    except Exception:  # no such registered model yet
-        return []
+    from models.registry import is_not_found, store_errors
+
+    with store_errors():
+        try:
+            tags = client.get_registered_model(name).tags
+        except Exception as err:
+            if is_not_found(err):  # no such registered model yet
+                return []
+            raise
     return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+
+def _gate(client, name: str, version: str) -> Gate | str:
+    """The gate verdict training recorded for `version`, or why it cannot be read."""
+    import mlflow
+
+    from models.registry import store_errors
+
+    with store_errors():
+        run_id = client.get_model_version(name, version).run_id
+        try:
+            return Gate.from_json(mlflow.artifacts.load_text(f"runs:/{run_id}/gate.json"))
+        except Exception as err:
+            from models.registry import unreachable_error
+
+            if unreachable_error(err) is not None:
+                raise
+            first = (str(err).splitlines() or [err.__class__.__name__])[0]
+            return f"v{version} has no readable gate verdict (gate.json in run {run_id}: {first}); retrain it"
 
 
 def _record(move: Move, name: str, models_dir) -> None:
@@ -143,7 +166,7 @@ def _record(move: Move, name: str, models_dir) -> None:
     from models.registry import ensure_experiment
 
     client = MlflowClient()
-    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    when = datetime.now(UTC).isoformat(timespec="seconds")
     exp = ensure_experiment(PROMOTIONS_EXPERIMENT, models_dir)
     with mlflow.start_run(experiment_id=exp, run_name=f"{move.action} {move.from_version}->{move.to_version}"):
         mlflow.log_params({"action": move.action, "done": move.done, "model": name,
@@ -156,7 +179,6 @@ def _record(move: Move, name: str, models_dir) -> None:
 
 def promote(name: str, models_dir, force: bool = False) -> Move:
     """Move `champion` to the current `challenger` when its gate passed against this champion."""
-    import mlflow
     from mlflow import MlflowClient
 
     from models.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS
@@ -168,11 +190,13 @@ def promote(name: str, models_dir, force: bool = False) -> Move:
         return Move("promote", False, champion, None, [f"{name} has no {CHALLENGER}: train one first"])
     if challenger == champion:
         return Move("promote", False, champion, challenger, [f"v{challenger} is already the champion"])
-    run_id = client.get_model_version(name, challenger).run_id
-    gate = Gate.from_json(mlflow.artifacts.load_text(f"runs:/{run_id}/gate.json"))
-    reasons = [("passed: " if c["passed"] else "FAILED: ") + f"{c['check']}: {c['detail']}" for c in gate.checks]
-    done = gate.passed
-    if gate.champion_version != champion:
+    gate = _gate(client, name, challenger)
+    if isinstance(gate, str):
+        reasons, done = [f"FAILED: {gate}"], False
+    else:
+        reasons = [("passed: " if c["passed"] else "FAILED: ") + f"{c['check']}: {c['detail']}" for c in gate.checks]
+        done = gate.passed
+    if not isinstance(gate, str) and gate.champion_version != champion:
         done = False
         reasons.append(f"FAILED: the gate compared v{challenger} with champion {gate.champion_version or 'none'}, "
                        f"but the champion is now {champion or 'none'}; retrain to compare on the same backtest")

@@ -67,11 +67,11 @@ class TrainResult:
 
 def _champion(spec_hash: str) -> tuple[RiskModel | None, str | None]:
     """The current champion, if any, and whether it can be scored on these features."""
-    from models.registry import load_risk_model
+    from models.registry import AliasNotFound, load_risk_model
 
     try:
         model, ref = load_risk_model(f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}")
-    except LookupError:
+    except AliasNotFound:  # no champion yet; a registry that cannot be asked is not "no champion"
         return None, None
     return (model if model.spec_hash == spec_hash else None), ref.version
 

@@ -360,10 +360,13 @@ def close_dead_runs(experiment_id: str) -> list[str]:
 
 def prepare(cfg: BatchConfig) -> tuple[Scorer, date, Path, str, list[Path]]:
     """Everything checked before anything is written: the model, the week, the snapshot."""
+    from models.registry import StoreUnreachable
     from models.risk_model import ModelSpecMismatch
 
     try:
         scorer = Scorer.load(cfg.model_uri, cfg.models_dir)
+    except StoreUnreachable:
+        raise  # its own message says what to do
     except (LookupError, ModelSpecMismatch, ValueError) as err:
         raise BatchError(f"model {cfg.model_uri}: {err}") from None
     except Exception as err:  # the registry's own "not found" errors (MlflowException)

@@ -5,7 +5,7 @@ are the served ones, a seller's standards week by week, and scores and calibrati
 
 The notebooks in `notebooks/` call these and only draw; nothing here draws. Readers of files sit in
 one section at the top (the notebooks are the edge); everything below them is pure. Like the rest
-of `serving`, this reads the `features` contracts and never imports `training`.
+of `serving`, this reads the `features` and `models` contracts and never imports `training`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ def train(
     features_dir: Path = typer.Option(DATA_DIR / "features", "--features", help="Snapshots with labels (from `features`)."),
     models: Path = typer.Option(MODELS_DIR, "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
     trials: int = typer.Option(30, "--trials", min=1, help="Hyperparameter search trials at most."),
-    budget: float = typer.Option(120.0, "--budget", min=1.0, help="Search time budget in seconds."),
+    budget: float | None = typer.Option(
+        None, "--budget", min=1.0,
+        help="Safety limit on the search in seconds (default none: every trial runs, so one seed gives one model)."),
     seed: int = typer.Option(7, "--seed", help="Seed: same data, same trials, same model."),
     folds: int = typer.Option(3, "--folds", min=1, max=12, help="Rolling-origin backtest folds."),
 ) -> None:
@@ -97,8 +99,10 @@ def print_training_summary(result) -> None:
     print_facts("Model", (
         ("registered as", f"seller-risk v{result.version} (alias challenger)"),
         ("MLflow run / store", f"{result.run_id} / {result.tracking_uri}"),
-        ("search", f"{len(search.trials)} trials, chose #{search.chosen.number} "
-                   f"(best PR AUC #{search.best.number})" if search else "skipped (fixed parameters)"),
+        ("search", (f"{len(search.trials)} trials, chose #{search.chosen.number} (best PR AUC #{search.best.number})"
+                    + (f"; CUT SHORT by --budget {search.budget_s:g} s after {len(search.trials)} of {search.asked} "
+                       "trials: this model depends on the machine's speed" if search.cut_short else ""))
+                   if search else "skipped (fixed parameters)"),
         ("parameters", ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.params.items())),
         ("trees / leaves / max depth", f"{s.trees} / {s.leaves} / {s.max_depth}"),
         ("explanation cost (sum of leaves x depth^2)", f"{s.explanation_cost:,}"),

@@ -42,7 +42,7 @@ class TrainConfig:
     models_dir: Path = MODELS_DIR
     seed: int = 7
     n_trials: int = 30
-    budget_s: float = 120.0
+    budget_s: float | None = None  # a safety limit on the search; None: run every trial
     n_folds: int = 3
     test_weeks: int = 4
     valid_weeks: int = 4
@@ -119,7 +119,8 @@ def _log(result_parts: dict, cfg: TrainConfig, data: TrainingSet, features_dir: 
                          **fingerprints, "gate": "passed" if gate.passed else "failed",
                          "compared_with_champion": gate.champion_version or "none"})
         mlflow.log_params({**{f"lgb.{k}": v for k, v in result_parts["params"].items()},
-                           "seed": cfg.seed, "search.trials_asked": cfg.n_trials, "search.budget_s": cfg.budget_s,
+                           "seed": cfg.seed, "search.trials_asked": cfg.n_trials, "search.budget_s": cfg.budget_s or "none",
+                           "search.cut_short": bool(sr and sr.cut_short),
                            "search.trials_run": len(sr.trials) if sr else 0,
                            "search.chosen_trial": sr.chosen.number if sr else "fixed",
                            "folds": " ; ".join(f.describe() for f in result_parts["folds"]),

@@ -54,6 +54,9 @@ class Settings(BaseModel):
     telemetry: bool = Field(False, description="Prometheus metrics and OpenTelemetry spans on the scoring routes.")
     max_batch: int = Field(256, ge=1, description="Most sellers scored in one call when requests arrive together (1: off).")
     recycle_every: int = Field(100, ge=0, description="Ask a kept-alive client to reconnect after about this many requests (0: never).")
+    # the tracking store
+    tracking_timeout: float = Field(5.0, gt=0, allow_inf_nan=False,
+                                    description="Seconds one request to a tracking server may wait (3 tries).")
     # the feature pipeline
     duckdb_memory: str = Field("6GB", description="DuckDB's memory limit while building snapshots.")
     # the analysts' notebooks
@@ -83,6 +86,20 @@ class Settings(BaseModel):
         env = os.environ if env is None else env
         values = {name: env[env_name(name)] for name in cls.model_fields if env.get(env_name(name)) is not None}
         return cls.model_validate({**values, **overrides})
+
+    @classmethod
+    def one(cls, name: str, env: Mapping[str, str] | None = None) -> object:
+        """One setting from the environment, checked alone (another variable's bad value does not stop it);
+        a bad value raises ValueError naming the variable."""
+        env = os.environ if env is None else env
+        raw = env.get(env_name(name))
+        if raw is None or not raw.strip():
+            return cls.model_fields[name].default
+        try:
+            return getattr(cls.model_validate({name: raw.strip()}), name)
+        except ValueError as err:
+            reason = err.errors()[0]["msg"] if hasattr(err, "errors") else str(err)
+            raise ValueError(f"{env_name(name)}={raw!r}: {reason}") from None
 
     def to_env(self, *names: str) -> dict[str, str]:
         """The named settings (all that are set, by default) as environment variables, for a child process."""

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from features.settings import CHALLENGER, CHAMPION, MODELS_DIR, MODEL_NAME
+from features.settings import CHALLENGER, CHAMPION, MODEL_NAME, MODELS_DIR, Settings, env_name
 from models.risk_model import RiskModel
 
 __all__ = ["CHALLENGER", "CHAMPION", "EXPERIMENT", "MODEL_NAME", "AliasNotFound", "ModelNotFound", "ModelRef",
@@ -42,25 +42,21 @@ class AliasNotFound(ModelNotFound):
     """The registry answered, and no version of the model carries the alias."""
 
 
-TRACKING_TIMEOUT_ENV = "SELLER_RISK_TRACKING_TIMEOUT"
-DEFAULT_TRACKING_TIMEOUT = 5.0
-"""Seconds one request to a tracking server may wait for an answer. With TRACKING_TRIES tries and
-MLflow's short backoff between them, a dead server is reported within about 3 x this + 3 s."""
+TRACKING_TIMEOUT_ENV = env_name("tracking_timeout")
+DEFAULT_TRACKING_TIMEOUT = Settings.model_fields["tracking_timeout"].default
+"""Seconds one request to a tracking server may wait for an answer (features.settings). With
+TRACKING_TRIES tries and MLflow's short backoff between them, a dead server is reported within about
+3 x this + 3 s."""
 TRACKING_TRIES = 3
 
 
 def tracking_timeout() -> float:
     """SELLER_RISK_TRACKING_TIMEOUT when set (seconds, above 0), else the default."""
-    raw = os.environ.get(TRACKING_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_TRACKING_TIMEOUT
     try:
-        value = float(raw)
+        return float(Settings.one("tracking_timeout"))
     except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise RegistryError(f"{TRACKING_TIMEOUT_ENV} must be a number of seconds above 0, not {raw!r}")
-    return value
+        raw = os.environ.get(TRACKING_TIMEOUT_ENV, "")
+        raise RegistryError(f"{TRACKING_TIMEOUT_ENV} must be a number of seconds above 0, not {raw!r}") from None
 
 
 _EMBEDDED: set[str] = set()

@@ -34,3 +34,12 @@ def test_environment_is_typed_and_round_trips() -> None:
 def test_a_bad_value_names_the_setting() -> None:
     with pytest.raises(ValidationError, match="max_batch"):
         Settings.from_env({"SELLER_RISK_MAX_BATCH": "many"})
+
+
+def test_one_setting_is_read_and_checked_alone() -> None:
+    env = {"SELLER_RISK_TRACKING_TIMEOUT": "2.5", "SELLER_RISK_MAX_BATCH": "many"}
+    assert Settings.one("tracking_timeout", env) == 2.5  # the bad MAX_BATCH is not its concern
+    assert Settings.one("tracking_timeout", {}) == 5.0
+    for bad in ("0", "-1", "nan", "inf", "soon"):
+        with pytest.raises(ValueError, match="SELLER_RISK_TRACKING_TIMEOUT"):
+            Settings.one("tracking_timeout", {"SELLER_RISK_TRACKING_TIMEOUT": bad})

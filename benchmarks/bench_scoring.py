@@ -201,6 +201,10 @@ def _table(runs: dict, sellers: int, load: list[float]) -> None:
         table.add_row(label, f"{secs:.1f}", f"{sellers / secs:,.0f}", f"{share:.0%} ({ok})", f"{wall:.1f}",
                       f"{peak / 2**30:.2f} GB ({'ok' if peak < TARGET_GB * 2**30 else 'over'})")
         table.add_row("  of which score, explain, write", f"{score:.1f}", "", "", "", "")
+        ranks = [d["rank_s"] for _, _, d in runs[m] if "rank_s" in d]
+        if ranks:
+            table.add_row("  of which the weekly lists (a first pass: scores, standings)", f"{_med(ranks):.1f}",
+                          "", "", "", "")
         table.add_row("  of which model, snapshot checks, reference, last week", f"{_med([d['prepare_s'] for _, _, d in runs[m]]):.1f}", "", "", "", "")
     Console(width=160).print(table)
     print(f"targets: >= {TARGET_SHARE:.0%} of raw pred_contrib throughput (job seconds from model load to "

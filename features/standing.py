@@ -170,3 +170,31 @@ def recovery_text(s: Standing, i: int, as_of: date | None = None, every_days: in
         when = f" (about {weeks} week{'s' if weeks > 1 else ''} at {weekly:,.0f} {units(m)} a week{evaluation})"
     return (f"{status_text(s, i)}: missing it; needs {_count(g, m.keep_words)} in a row to get back within "
             f"{percent(m.threshold)}{when}, not counting older {units(m)} leaving the window")
+
+
+def reason_texts(s: Standing, rows: np.ndarray) -> list[str]:
+    """`reason_text` for many sellers of one standard, word for word, with the standard's own words
+    bound once (a batch of a million sellers words a few million reasons)."""
+    m = s.metric
+    u, label, window, standard = units(m), m.label, m.window_days, m.standard_text
+    judged_from = f", judged from {m.min_count:,} {u}"
+    no_volume = f"{label}: no {u} in the last {window} days (standard: {standard})"
+    would_miss = f"at this rate it would miss it once {m.min_count:,} {u} are judged"
+    one, many = m.miss_words
+    out = []
+    for vol, rate, trend, evaluated, missing, k in zip(
+            s.volume[rows].tolist(), s.rate[rows].tolist(), s.trend[rows].tolist(), s.evaluated[rows].tolist(),
+            s.missing[rows].tolist(), s.headroom[rows].tolist()):
+        if vol == 0:
+            status = no_volume
+        else:
+            status = (f"{label} {rate:.1%} of {vol:,} {u} in the last {window} days "
+                      f"(standard: {standard}{'' if evaluated else judged_from}){_trend_words(trend)}")
+        if missing:
+            room = "missing it now"
+        elif not evaluated:
+            room = would_miss if vol and m.misses(rate) else f"not judged yet: {vol:,} of the {m.min_count:,} {u} it needs"
+        else:
+            room = f"{k:,} more {one if k == 1 else many} at this volume would miss it"
+        out.append(f"{status}; {room}")
+    return out

@@ -210,8 +210,14 @@ def feature_groups(spec: FeatureSpec, standards: Sequence[str]) -> Groups:
 
 def group_contributions(ex: Explanation, groups: Groups) -> np.ndarray:
     """Rows x groups: each group's contribution to the calibrated log-odds (with the base they add up
-    to the score's log-odds)."""
-    return ex.contributions @ groups.matrix
+    to the score's log-odds). Summed column by column in spec order, so a row's sums never depend on
+    the other rows scored with it (a matrix product's blocking does: the HTTP service, scoring a few
+    sellers, and the batch job, a chunk of thousands, must agree bit for bit)."""
+    c = ex.contributions
+    out = np.zeros((len(c), len(groups.names)))
+    for j, g in enumerate(groups.of_feature):
+        out[:, g] += c[:, j]
+    return out
 
 
 @dataclass(frozen=True)
@@ -252,3 +258,34 @@ def standard_reasons(ex: Explanation, by_group: np.ndarray, groups: Groups, top:
     rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") + 1
     names = np.asarray(groups.names, dtype=object)[cols]
     return StandardReasons(rows, rank, names, contribution, change, direction)
+
+
+def context_texts(ex: Explanation, groups: Groups, spec: FeatureSpec, values_at: ValuesAt,
+                  per_group: int = 2) -> np.ndarray:
+    """Rows x OTHER_GROUPS: what history, exposure and context hold for each row, in short words shown
+    beside the reasons (never a reason): the group's `per_group` features that move the score most
+    either way, each in its spec sentence, joined by "; ". Column-wise: one template bound per feature."""
+    n = len(ex.contributions)
+    out = np.full((n, len(OTHER_GROUPS)), "", dtype=object)
+    if n == 0:
+        return out
+    for g, name in enumerate(OTHER_GROUPS):
+        members = np.flatnonzero(groups.of_feature == groups.names.index(name))
+        if len(members) == 0:
+            continue
+        k = min(per_group, len(members))
+        strength = np.abs(ex.contributions[:, members])
+        order = members[np.argsort(-strength, axis=1, kind="stable")[:, :k]]  # rows x k feature positions
+        rows = np.repeat(np.arange(n), k)
+        cols = order.ravel()
+        values = np.empty(len(rows), dtype=object)
+        values[:] = values_at(rows, cols)
+        texts = np.empty(len(rows), dtype=object)
+        for j in np.unique(cols):
+            where = np.flatnonzero(cols == j)
+            feature = spec.features[j]
+            fmt, missing = feature.reason_format, feature.reason_text(None)
+            texts[where] = [missing if v is None else fmt(v) for v in values[where]]
+        texts = texts.reshape(n, k)
+        out[:, g] = ["; ".join(t) for t in texts] if k > 1 else texts[:, 0]
+    return out

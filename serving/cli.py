@@ -41,7 +41,8 @@ def score(
     except (BatchError, FileExistsError, RegistryError) as err:
         fail(str(err))
     print_score_summary(result.summary)
-    print_riskiest(result.riskiest)
+    print_early_warning(result.early_warning, result.summary["early_warning"]["sellers"])
+    print_recovery(result.recovery, result.summary["recovery"]["sellers"])
 
 
 @commands.command()
@@ -83,8 +84,11 @@ def print_score_summary(summary: dict) -> None:
         (f"expected breaches within {eb['horizon_days']} days",
          f"{eb['expected']:,.1f} ({eb['interval_level']:.0%} interval {eb['low']:,.1f} to {eb['high']:,.1f})"),
         ("weekly review capacity", f"{cap['sellers']:,} sellers (scores >= {cap['lowest_score_in_queue']:.3f})"),
-        ("expected breaches in the queue",
-         f"{cap['expected_breaches_in_queue']:,.1f} ({cap['share_of_expected_breaches']:.1%} of all)"),
+        ("early-warning queue (compliant now)",
+         f"{summary['early_warning']['sellers']:,} sellers, {summary['early_warning']['expected_breaches']:,.1f} "
+         f"expected breaches ({summary['early_warning']['share_of_expected_breaches_of_compliant']:.1%} of those "
+         "expected among compliant sellers)"),
+        ("recovery list (missing a standard now)", f"{summary['recovery']['sellers']:,} sellers"),
         ("written to", summary["partition"]),
         ("time", f"{summary['seconds']:.1f} s"),
     ))
@@ -113,14 +117,27 @@ def print_score_summary(summary: dict) -> None:
     console.print(table)
 
 
-def print_riskiest(records: list[dict]) -> None:
-    """The riskiest sellers with their top reasons, as a reviewer would read them."""
-    table = Table(title=f"The {len(records)} riskiest sellers", show_lines=True)
-    for name, justify in (("seller", "left"), ("score", "right"), ("band", "left"), ("top reasons", "left")):
+def print_early_warning(rows: list[dict], size: int) -> None:
+    """The top of this week's early-warning queue with their reasons by standard, as a reviewer reads them."""
+    table = Table(title=f"Early-warning queue: the first {len(rows)} of {size:,} sellers compliant now", show_lines=True)
+    for name, justify in (("#", "right"), ("seller", "left"), ("score", "right"), ("band", "left"),
+                          ("standards at risk", "left")):
         table.add_column(name, justify=justify, overflow="fold")
-    for r in records:
+    for r in rows:
         reasons = "\n".join(f"{x['rank']}. {x['text']}" for x in r["reasons"])
-        table.add_row(r["seller_id"], f"{r['risk_score']:.3f}", r["risk_band"], reasons)
+        table.add_row(str(r["queue_rank"]), r["seller_id"], f"{r['risk_score']:.3f}", r["risk_band"], reasons)
+    console.print(table)
+
+
+def print_recovery(rows: list[dict], size: int) -> None:
+    """The top of this week's recovery list with what brings each missed standard back."""
+    table = Table(title=f"Recovery list: the first {len(rows)} of {size:,} sellers missing a standard now",
+                  show_lines=True)
+    for name, justify in (("#", "right"), ("seller", "left"), ("score", "right"), ("recovery path", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for r in rows:
+        path = "\n".join(f"- {x['text']}" for x in r["recovery"])
+        table.add_row(str(r["queue_rank"]), r["seller_id"], f"{r['risk_score']:.3f}", path)
     console.print(table)
 
 

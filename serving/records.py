@@ -12,19 +12,55 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Reason(BaseModel):
-    """One feature's push on a seller's score, in a reviewer's words."""
+    """One standard at risk (or keeping the risk down): its behaviour's push on the score and where the
+    seller stands against it, in a reviewer's words. Exposure, context and history are never reasons:
+    they are shown beside (`ScoreRecord.context`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     rank: int = Field(description="1 = the strongest reason in its direction.")
-    feature: str = Field(description="Feature name, as in the feature spec.")
-    value: float | None = Field(description="The seller's value of a numeric feature (null: missing or categorical).")
-    label: str | None = Field(description="The seller's level of a categorical feature (null for numeric features).")
-    contribution: float = Field(description="Push on the calibrated log-odds of a breach (TreeSHAP x calibration slope).")
+    standard: str = Field(description="The policy metric (standard), e.g. 'cancellation_rate'.")
+    label: str = Field(description="The standard's name for a reviewer, e.g. 'Seller cancellations'.")
+    contribution: float = Field(
+        description="Push of the standard's behaviour features together on the calibrated log-odds of a breach.")
     probability_change: float = Field(
-        description="Approximate change in risk_score due to this feature: the score minus the score without it.")
+        description="Approximate change in risk_score due to this standard's behaviour: the score minus the "
+                    "score without it.")
     direction: str = Field(description="'raises' or 'lowers' the risk.")
-    text: str = Field(description="The reason in a reviewer's words, from the feature spec's template.")
+    value: float | None = Field(description="The seller's rate over the standard's window (null: no volume).")
+    volume: int = Field(description="What the rate is judged on over the window (orders, delivered orders, messages).")
+    headroom: int | None = Field(
+        description="More misses at this volume that would miss the standard (null: missing it now, or not judged).")
+    text: str = Field(description="The reason in a reviewer's words: value, standard, trend and headroom.")
+
+
+class Context(BaseModel):
+    """A group of features shown beside the reasons, never as one: history, exposure or context."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(description="'history', 'exposure' or 'context'.")
+    contribution: float = Field(description="The group's push on the calibrated log-odds.")
+    features: str = Field(description="The group's values that move the score most, in short words.")
+
+
+class Contribution(BaseModel):
+    """One group's push on the calibrated log-odds (each standard's behaviour, history, exposure, context)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: str
+    contribution: float
+
+
+class Recovery(BaseModel):
+    """What brings a standard missed now back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    standard: str
+    needed: int | None = Field(description="Good outcomes in a row that bring it back (null: none suffices alone).")
+    text: str
 
 
 class ScoreRecord(BaseModel):
@@ -36,30 +72,45 @@ class ScoreRecord(BaseModel):
     as_of: date | None = Field(description="As-of date of the features (null when the caller sent the features).")
     risk_score: float = Field(description="Calibrated probability that the seller misses a standard within the horizon.")
     risk_band: str = Field(description="The policy's band for the score (low, watch, high, critical).")
-    band_meaning: str = Field(description="What the band asks of a reviewer.")
+    band_meaning: str = Field(description="What the band asks of a reviewer (the weekly batch also says when "
+                                          "the seller is in this week's early-warning queue or recovery list).")
+    population: str = Field(description="'missing_now': the seller misses a standard at as_of; else 'compliant_now'.")
+    standards_missed_now: list[str] = Field(description="The standards the seller misses at as_of (policy order).")
     base_log_odds: float = Field(
-        description="Calibrated log-odds of the average seller; plus every feature's contribution it gives "
-                    "the log-odds of risk_score.")
+        description="Calibrated log-odds of the average seller; plus every group's contribution "
+                    "(`contributions`) it gives the log-odds of risk_score.")
     model_name: str
     model_version: str
     policy_version: str
     feature_spec_hash: str
-    reasons: list[Reason] = Field(description="Features that raise the risk most, strongest first.")
+    reasons: list[Reason] = Field(description="Standards whose behaviour raises the risk most, strongest first.")
     lowering_reasons: list[Reason] = Field(
-        default_factory=list, description="Features that lower the risk most (only when asked for).")
+        default_factory=list, description="Standards whose behaviour lowers the risk most (only when asked for).")
+    context: list[Context] = Field(description="History, exposure and context, shown beside the reasons.")
+    contributions: list[Contribution] = Field(
+        description="Every group's contribution: each standard's behaviour, then history, exposure, context.")
+    recovery: list[Recovery] = Field(
+        description="For each standard missed now, what brings it back (empty for a compliant seller).")
 
 
 REASON_ARROW = pa.struct([
-    ("rank", pa.int32()), ("feature", pa.string()), ("value", pa.float64()), ("label", pa.string()),
-    ("contribution", pa.float64()), ("probability_change", pa.float64()), ("direction", pa.string()),
-    ("text", pa.string()),
+    ("rank", pa.int32()), ("standard", pa.string()), ("label", pa.string()), ("contribution", pa.float64()),
+    ("probability_change", pa.float64()), ("direction", pa.string()), ("value", pa.float64()),
+    ("volume", pa.int64()), ("headroom", pa.int64()), ("text", pa.string()),
 ])
+CONTEXT_ARROW = pa.struct([("group", pa.string()), ("contribution", pa.float64()), ("features", pa.string())])
+CONTRIBUTION_ARROW = pa.struct([("group", pa.string()), ("contribution", pa.float64())])
+RECOVERY_ARROW = pa.struct([("standard", pa.string()), ("needed", pa.int64()), ("text", pa.string())])
 
 SCORE_ARROW = pa.schema([
     ("seller_id", pa.string()), ("as_of", pa.date32()), ("risk_score", pa.float64()),
-    ("risk_band", pa.string()), ("band_meaning", pa.string()), ("base_log_odds", pa.float64()), ("model_name", pa.string()),
+    ("risk_band", pa.string()), ("band_meaning", pa.string()), ("population", pa.string()),
+    ("standards_missed_now", pa.list_(pa.string())), ("base_log_odds", pa.float64()), ("model_name", pa.string()),
     ("model_version", pa.string()), ("policy_version", pa.string()), ("feature_spec_hash", pa.string()),
     ("reasons", pa.list_(REASON_ARROW)), ("lowering_reasons", pa.list_(REASON_ARROW)),
+    ("context", pa.list_(CONTEXT_ARROW)), ("contributions", pa.list_(CONTRIBUTION_ARROW)),
+    ("recovery", pa.list_(RECOVERY_ARROW)),
 ])
-"""The score record as an Arrow row; the batch job adds its run id and the run's time, and its files
-hold every column but as_of (serving.batch.job.BATCH_FILE_ARROW)."""
+"""The score record as an Arrow row, field for field ScoreRecord (tests hold the two in step); the
+batch job adds its run id, the run's time and the weekly queue, and its files hold every column but
+as_of (serving.batch.job.BATCH_FILE_ARROW)."""

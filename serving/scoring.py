@@ -16,21 +16,61 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from models.explain import Reasons, ValuesAt, display_value, explain, frame_values, record_values, top_reasons
+from models.explain import (Groups, StandardReasons, ValuesAt, context_texts, display_value, explain,
+                            feature_groups, frame_values, group_contributions, record_values, standard_reasons)
 from features import layout
 from features.policy import Policy, load_policy
 from features.settings import CHAMPION_URI, MODELS_DIR
+from features.standing import Standing, reason_texts, recovery_text, standings
 from models.registry import ModelRef, load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, RiskModel
 from features.spec import FeatureSpec, feature_spec
-from serving.records import REASON_ARROW, SCORE_ARROW
+from serving.records import CONTEXT_ARROW, CONTRIBUTION_ARROW, REASON_ARROW, RECOVERY_ARROW, SCORE_ARROW
 
 DEFAULT_MODEL_URI = CHAMPION_URI
 
 
+STANDING_COLUMNS = ("volume", "gap", "trend")
+"""The features a standing is read from (features.standing), per standard: `<metric>_<column>`."""
+
+
+@dataclass(frozen=True)
+class ReasonRows:
+    """Reasons by standard for a batch, column-wise and sorted by row then rank, with where the seller
+    stands against each (rate, volume, headroom; -1: no headroom) and the sentence."""
+
+    reasons: StandardReasons
+    label: np.ndarray  # object
+    value: np.ndarray  # float, NaN without volume
+    volume: np.ndarray  # int
+    headroom: np.ndarray  # int, -1: missing it now or not judged
+    text: np.ndarray  # object
+
+    @property
+    def row(self) -> np.ndarray:
+        return self.reasons.row
+
+    def __len__(self) -> int:
+        return len(self.reasons)
+
+
+@dataclass(frozen=True)
+class RecoveryRows:
+    """For each (seller, standard missed now), sorted by row then policy order: what brings it back."""
+
+    row: np.ndarray
+    standard: np.ndarray  # object
+    needed: np.ndarray  # int, -1: no number of good outcomes suffices alone
+    text: np.ndarray  # object
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+
 @dataclass(frozen=True)
 class Scored:
-    """Scores and reasons for a batch of sellers, column-wise (row i of every array is one seller)."""
+    """Scores, reasons by standard and standings for a batch of sellers, column-wise (row i of every
+    array is one seller)."""
 
     seller_id: np.ndarray
     as_of: np.ndarray  # datetime.date or None per row
@@ -38,11 +78,21 @@ class Scored:
     risk_band: np.ndarray
     band_meaning: np.ndarray
     base_log_odds: float
-    reasons: Reasons  # the strongest raising reasons, column-wise
-    lowering_reasons: Reasons
+    groups: Groups
+    by_group: np.ndarray  # rows x groups: each group's contribution (calibrated log-odds)
+    missing: np.ndarray  # rows x standards (policy order): missed at as_of
+    reasons: ReasonRows  # the standards raising the risk most
+    lowering_reasons: ReasonRows
+    context: np.ndarray  # rows x OTHER_GROUPS: short texts
+    recovery: RecoveryRows
 
     def __len__(self) -> int:
         return len(self.risk_score)
+
+    @property
+    def missing_now(self) -> np.ndarray:
+        """Per row: misses at least one standard at as_of."""
+        return self.missing.any(axis=1) if self.missing.size else np.zeros(len(self), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -79,15 +129,34 @@ class Scorer:
         meanings = np.array([b.meaning for b in self.policy.risk_bands], dtype=object)
         return names[idx], meanings[idx]
 
+    @property
+    def groups(self) -> Groups:
+        return feature_groups(self.spec, list(self.policy.metrics))
+
+    def standings(self, X: np.ndarray) -> dict[str, Standing]:
+        """Where each row stands against every standard, read from the model inputs (so a seller
+        scored over HTTP and in the batch stands exactly the same)."""
+        at = {n: j for j, n in enumerate(self.spec.names)}
+        cols = {f"{m}_{c}": X[:, at[f"{m}_{c}"]] for m in self.policy.metrics for c in STANDING_COLUMNS}
+        return standings(pd.DataFrame(cols, copy=False), self.policy)
+
     def score_matrix(self, X: np.ndarray, values_at: ValuesAt, seller_id: Sequence[str],
                      as_of: Sequence[date | None], top: int = 5, lowering: int = 0) -> Scored:
-        """Score model-ready rows (`RiskModel.matrix`) and give their top reasons each way."""
+        """Score model-ready rows (`RiskModel.matrix`), give the standards at risk each way (up to
+        `top` and `lowering`), where the seller stands and, for a standard missed now, its recovery."""
         ex = explain(self.model, X, self.threads)
         band, meaning = self.bands(ex.score)
-        up = top_reasons(ex, values_at, self.spec, top, "raises")
-        down = top_reasons(ex, values_at, self.spec, lowering, "lowers")
-        return Scored(np.asarray(seller_id, dtype=object), np.asarray(as_of, dtype=object),
-                      ex.score, band, meaning, ex.base, up, down)
+        groups = self.groups
+        by_group = group_contributions(ex, groups)
+        stand = self.standings(X)
+        as_of = np.asarray(as_of, dtype=object)
+        missing = (np.column_stack([s.missing for s in stand.values()]) if stand
+                   else np.zeros((len(X), 0), dtype=bool))
+        up = _reason_rows(standard_reasons(ex, by_group, groups, top, "raises"), stand, self.policy)
+        down = _reason_rows(standard_reasons(ex, by_group, groups, lowering, "lowers"), stand, self.policy)
+        return Scored(np.asarray(seller_id, dtype=object), as_of, ex.score, band, meaning, ex.base, groups, by_group,
+                      missing, up, down, context_texts(ex, groups, self.spec, values_at),
+                      _recovery_rows(missing, stand, as_of, self.policy.evaluation_every_days))
 
     def score_frame(self, frame: pd.DataFrame, top: int = 5, lowering: int = 0) -> Scored:
         """Score a snapshot (rows with seller_id, as_of and the spec's feature columns)."""
@@ -119,28 +188,62 @@ class Scorer:
     def records(self, scored: Scored) -> list[dict]:
         """Score records as JSON-ready dicts (the HTTP response)."""
         common = self._common()
-        cat = self.spec.categorical
-        up = _reason_lists(scored.reasons, len(scored), cat)
-        down = _reason_lists(scored.lowering_reasons, len(scored), cat)
-        return [{"seller_id": str(scored.seller_id[i]), "as_of": scored.as_of[i],
-                 "risk_score": float(scored.risk_score[i]), "risk_band": str(scored.risk_band[i]),
-                 "band_meaning": str(scored.band_meaning[i]), "base_log_odds": scored.base_log_odds, **common,
-                 "reasons": up[i], "lowering_reasons": down[i]} for i in range(len(scored))]
+        n = len(scored)
+        up = _reason_lists(scored.reasons, n)
+        down = _reason_lists(scored.lowering_reasons, n)
+        recovery = _recovery_lists(scored.recovery, n)
+        names = list(self.policy.metrics)
+        g = scored.groups
+        others = [(j, g.names[j]) for j in range(g.standards, len(g.names))]
+        out = []
+        for i in range(n):
+            missed = [names[j] for j in np.flatnonzero(scored.missing[i])]
+            contrib = scored.by_group[i]
+            out.append({
+                "seller_id": str(scored.seller_id[i]), "as_of": scored.as_of[i],
+                "risk_score": float(scored.risk_score[i]), "risk_band": str(scored.risk_band[i]),
+                "band_meaning": str(scored.band_meaning[i]),
+                "population": "missing_now" if missed else "compliant_now", "standards_missed_now": missed,
+                "base_log_odds": scored.base_log_odds, **common, "reasons": up[i], "lowering_reasons": down[i],
+                "context": [{"group": name, "contribution": float(contrib[j]),
+                             "features": str(scored.context[i, k])} for k, (j, name) in enumerate(others)],
+                "contributions": [{"group": name, "contribution": float(c)} for name, c in zip(g.names, contrib)],
+                "recovery": recovery[i]})
+        return out
 
     def table(self, scored: Scored) -> pa.Table:
         """Score records as an Arrow table (the batch job's Parquet rows), built column-wise."""
         n = len(scored)
         common = {k: pa.repeat(pa.scalar(v, pa.string()), n) for k, v in self._common().items()}
+        g = scored.groups
+        rows, cols = np.nonzero(scored.missing)
+        missed = pa.ListArray.from_arrays(
+            pa.array(np.searchsorted(rows, np.arange(n + 1)).astype("int32")),
+            pa.array(np.asarray(list(self.policy.metrics), dtype=object)[cols], pa.string()))
+        others = len(g.names) - g.standards
+        context = pa.StructArray.from_arrays(
+            [pa.array(np.tile(np.asarray(g.names[g.standards:], dtype=object), n), pa.string()),
+             pa.array(scored.by_group[:, g.standards:].ravel(), pa.float64()),
+             pa.array(scored.context.ravel(), pa.string())], fields=list(CONTEXT_ARROW))
+        contributions = pa.StructArray.from_arrays(
+            [pa.array(np.tile(np.asarray(g.names, dtype=object), n), pa.string()),
+             pa.array(scored.by_group.ravel(), pa.float64())], fields=list(CONTRIBUTION_ARROW))
         columns = {
             "seller_id": pa.array(scored.seller_id, pa.string()),
             "as_of": pa.array(scored.as_of, pa.date32()),
             "risk_score": pa.array(scored.risk_score, pa.float64()),
             "risk_band": pa.array(scored.risk_band, pa.string()),
             "band_meaning": pa.array(scored.band_meaning, pa.string()),
+            "population": pa.array(np.where(scored.missing_now, "missing_now", "compliant_now"), pa.string()),
+            "standards_missed_now": missed,
             "base_log_odds": pa.array(np.full(n, scored.base_log_odds), pa.float64()),
             **common,
-            "reasons": _reason_list_array(scored.reasons, n, self.spec.categorical),
-            "lowering_reasons": _reason_list_array(scored.lowering_reasons, n, self.spec.categorical),
+            "reasons": _reason_list_array(scored.reasons, n),
+            "lowering_reasons": _reason_list_array(scored.lowering_reasons, n),
+            "context": pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype="int32") * others), context),
+            "contributions": pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype="int32") * len(g.names)),
+                                                      contributions),
+            "recovery": _recovery_list_array(scored.recovery, n),
         }
         return pa.table([columns[name] for name in SCORE_ARROW.names], schema=SCORE_ARROW)
 
@@ -225,35 +328,87 @@ def _as_date(value: object) -> date | None:
     return value if isinstance(value, date) else pd.Timestamp(value).date()
 
 
-def _number_or_label(reasons: Reasons, categorical: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """A reason's value as the record holds it: a number for numeric features, a label for categories."""
-    is_cat = np.isin(reasons.feature, categorical)
-    number = np.where(is_cat | (reasons.value == None), np.nan, reasons.value).astype("float64")  # noqa: E711
-    label = np.where(is_cat, reasons.value, None)
-    return number, label
+def _reason_rows(reasons: StandardReasons, stand: dict[str, Standing], policy: Policy) -> ReasonRows:
+    """Reasons by standard with where each seller stands against the standard, worded (one pass per standard)."""
+    n = len(reasons)
+    label = np.empty(n, dtype=object)
+    value = np.full(n, np.nan)
+    volume = np.zeros(n, dtype="int64")
+    headroom = np.full(n, -1, dtype="int64")
+    text = np.empty(n, dtype=object)
+    for name, s in stand.items():
+        where = np.flatnonzero(reasons.standard == name)
+        if len(where) == 0:
+            continue
+        rows = reasons.row[where]
+        label[where] = policy.metrics[name].label
+        value[where] = s.rate[rows]
+        volume[where] = s.volume[rows]
+        headroom[where] = s.headroom[rows]
+        text[where] = reason_texts(s, rows)
+    return ReasonRows(reasons, label, value, volume, headroom, text)
 
 
-def _reason_lists(reasons: Reasons, n: int, categorical: list[str]) -> list[list[dict]]:
+def _recovery_rows(missing: np.ndarray, stand: dict[str, Standing], as_of: np.ndarray, every_days: int) -> RecoveryRows:
+    """One entry per (seller, standard missed now), sorted by seller then policy order."""
+    rows, cols = np.nonzero(missing)
+    names = list(stand)
+    needed = np.empty(len(rows), dtype="int64")
+    text = np.empty(len(rows), dtype=object)
+    for j, name in enumerate(names):
+        where = np.flatnonzero(cols == j)
+        if len(where) == 0:
+            continue
+        s = stand[name]
+        needed[where] = s.recovery[rows[where]]
+        text[where] = [recovery_text(s, i, as_of[i], every_days) for i in rows[where]]
+    return RecoveryRows(rows, np.asarray(names, dtype=object)[cols], needed, text)
+
+
+def _or_none(x: float) -> float | None:
+    return None if x != x else float(x)
+
+
+def _reason_lists(r: ReasonRows, n: int) -> list[list[dict]]:
     out: list[list[dict]] = [[] for _ in range(n)]
-    number, label = _number_or_label(reasons, categorical)
-    for i in range(len(reasons)):
-        out[int(reasons.row[i])].append({
-            "rank": int(reasons.rank[i]), "feature": str(reasons.feature[i]),
-            "value": None if np.isnan(number[i]) else float(number[i]), "label": label[i],
-            "contribution": float(reasons.contribution[i]), "probability_change": float(reasons.probability_change[i]),
-            "direction": reasons.direction, "text": str(reasons.text[i])})
+    x = r.reasons
+    for k in range(len(r)):
+        out[int(x.row[k])].append({
+            "rank": int(x.rank[k]), "standard": str(x.standard[k]), "label": str(r.label[k]),
+            "contribution": float(x.contribution[k]), "probability_change": float(x.probability_change[k]),
+            "direction": x.direction, "value": _or_none(r.value[k]), "volume": int(r.volume[k]),
+            "headroom": None if r.headroom[k] < 0 else int(r.headroom[k]), "text": str(r.text[k])})
     return out
 
 
-def _reason_list_array(reasons: Reasons, n: int, categorical: list[str]) -> pa.ListArray:
+def _recovery_lists(r: RecoveryRows, n: int) -> list[list[dict]]:
+    out: list[list[dict]] = [[] for _ in range(n)]
+    for k in range(len(r)):
+        out[int(r.row[k])].append({"standard": str(r.standard[k]),
+                                   "needed": None if r.needed[k] < 0 else int(r.needed[k]), "text": str(r.text[k])})
+    return out
+
+
+def _offsets(row: np.ndarray, n: int) -> pa.Array:
+    return pa.array(np.searchsorted(row, np.arange(n + 1), side="left").astype("int32"), pa.int32())
+
+
+def _reason_list_array(r: ReasonRows, n: int) -> pa.ListArray:
     """Reasons (sorted by row, then rank) as one list of structs per seller."""
-    offsets = np.searchsorted(reasons.row, np.arange(n + 1), side="left").astype("int32")
-    number, label = _number_or_label(reasons, categorical)
+    x = r.reasons
     struct = pa.StructArray.from_arrays(
-        [pa.array(reasons.rank, pa.int32()), pa.array(reasons.feature, pa.string()),
-         pa.array(number, pa.float64(), from_pandas=True), pa.array(label, pa.string()),
-         pa.array(reasons.contribution, pa.float64()), pa.array(reasons.probability_change, pa.float64()),
-         pa.repeat(pa.scalar(reasons.direction, pa.string()), len(reasons)),
-         pa.array(reasons.text, pa.string())],
+        [pa.array(x.rank, pa.int32()), pa.array(x.standard, pa.string()), pa.array(r.label, pa.string()),
+         pa.array(x.contribution, pa.float64()), pa.array(x.probability_change, pa.float64()),
+         pa.repeat(pa.scalar(x.direction, pa.string()), len(r)),
+         pa.array(r.value, pa.float64(), from_pandas=True),
+         pa.array(r.volume, pa.int64()), pa.array(r.headroom, pa.int64(), mask=r.headroom < 0),
+         pa.array(r.text, pa.string())],
         fields=list(REASON_ARROW))
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), struct)
+    return pa.ListArray.from_arrays(_offsets(x.row, n), struct)
+
+
+def _recovery_list_array(r: RecoveryRows, n: int) -> pa.ListArray:
+    struct = pa.StructArray.from_arrays(
+        [pa.array(r.standard, pa.string()), pa.array(r.needed, pa.int64(), mask=r.needed < 0),
+         pa.array(r.text, pa.string())], fields=list(RECOVERY_ARROW))
+    return pa.ListArray.from_arrays(_offsets(r.row, n), struct)

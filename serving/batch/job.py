@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features import layout
@@ -42,8 +43,9 @@ from features.atomic import alive, clean_stale, replaced_whole
 from features.settings import MODELS_DIR
 from serving.records import SCORE_ARROW
 from serving.scoring import DEFAULT_MODEL_URI, Scorer, snapshot_mismatch
-from serving.batch.summary import (PSI_ALERT, PSI_WATCH, Bins, band_counts, capacity_coverage, drift_table,
-                                   expected_breaches, reference_bins, risers)
+from serving.batch.summary import (EARLY_WARNING, PSI_ALERT, PSI_WATCH, RECOVERY, Bins, Queues, band_counts,
+                                   capacity_coverage, drift_table, expected_breaches, queue_summary, reference_bins,
+                                   risers, weekly_queues)
 
 SCORING_EXPERIMENT = "seller-risk-scoring"
 CHUNK_ROWS = 50_000
@@ -51,13 +53,17 @@ CHUNK_ROWS = 50_000
 contributions, reasons and Arrow table stay in the tens of megabytes."""
 TOP_FEATURES = 10  # features whose drift the summary reports: the model's largest by total gain
 REFERENCE_ROWS = 50_000  # sample of the training weeks the drift reference is cut from
-RISKIEST = 10
+LISTED = 10  # sellers of each weekly list handed back for printing
 
 BATCH_ARROW = (SCORE_ARROW.append(pa.field("run_id", pa.string()))
                .append(pa.field("model_run_id", pa.string()))
-               .append(pa.field("scored_at", pa.timestamp("ms", tz="UTC"))))
+               .append(pa.field("scored_at", pa.timestamp("ms", tz="UTC")))
+               .append(pa.field("queue", pa.string()))
+               .append(pa.field("queue_rank", pa.int32())))
 """A batch row as read back (`read_scores`): the score record, the scoring run (MLflow run id in
-SCORING_EXPERIMENT), the training run of the model, and when it was scored."""
+SCORING_EXPERIMENT), the training run of the model, when it was scored, and the seller's place in this
+week's lists: `queue` "early_warning" (compliant now, among the riskiest reviewers can look at),
+"recovery" (missing a standard now) or null, and `queue_rank` 1.. within it (null when in neither)."""
 BATCH_FILE_ARROW = layout.without_partition_column(BATCH_ARROW)
 """A batch row as its Parquet file holds it: without as_of, which the partition path carries."""
 
@@ -304,37 +310,96 @@ class BatchConfig:
 class BatchResult:
     partition: Path
     summary: dict
-    riskiest: list[dict]  # the RISKIEST highest scores, as score records
+    early_warning: list[dict]  # the first LISTED of the early-warning queue, as batch rows
+    recovery: list[dict]  # the first LISTED of the recovery list, as batch rows
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _scored_table(scorer: Scorer, frame: pd.DataFrame, top: int, run_id: str, scored_at: datetime) -> tuple:
-    """A chunk's score records as batch rows (the score record plus the run's columns)."""
+def _scored_table(scorer: Scorer, frame: pd.DataFrame, top: int, run_id: str, scored_at: datetime,
+                  queues: Queues, at: int) -> tuple:
+    """A chunk's score records as batch rows (the score record plus the run's columns and the seller's
+    place in this week's lists; rows `at`.. of `queues`)."""
     scored = scorer.score_frame(frame, top=top)
-    table = scorer.table(scored)
     n = len(scored)
+    queue, rank = queues.queue[at:at + n], queues.rank[at:at + n]
+    table = scorer.table(scored)
+    meaning = scored.band_meaning.copy()
+    sizes = {EARLY_WARNING: queues.early_warning, RECOVERY: queues.recovery}
+    for i in np.flatnonzero(queue != None):  # noqa: E711 (column-wise None test)
+        meaning[i] = (f"{QUEUE_WORDS[queue[i]]} (#{rank[i]:,} of {sizes[queue[i]]:,}): {meaning[i]}")
+    table = table.set_column(table.schema.get_field_index("band_meaning"), "band_meaning",
+                             pa.array(meaning, pa.string()))
     table = (table.append_column("run_id", pa.repeat(pa.scalar(run_id, pa.string()), n))
              .append_column("model_run_id", pa.repeat(pa.scalar(scorer.ref.run_id, pa.string()), n))
-             .append_column("scored_at", pa.repeat(pa.scalar(scored_at, pa.timestamp("ms", tz="UTC")), n)))
+             .append_column("scored_at", pa.repeat(pa.scalar(scored_at, pa.timestamp("ms", tz="UTC")), n))
+             .append_column("queue", pa.array(queue, pa.string()))
+             .append_column("queue_rank", pa.array(rank, pa.int32(), mask=rank == 0)))
     return scored, table.cast(BATCH_ARROW)
 
 
+QUEUE_WORDS = {EARLY_WARNING: "In this week's early-warning queue: compliant now, among the riskiest reviewers "
+                              "can look at",
+               RECOVERY: "On this week's recovery list: missing a standard now"}
+"""What a queued seller's band_meaning says first (the band's own meaning follows)."""
+
+
 def score_chunks(scorer: Scorer, chunks: Iterator[pd.DataFrame], top: int, run_id: str, scored_at: datetime,
-                 folder: Path) -> Iterator[tuple[pd.DataFrame, object, pa.Table]]:
+                 folder: Path, queues: Queues, week_ids: np.ndarray) -> Iterator[tuple[pd.DataFrame, object, pa.Table]]:
     """Score, explain and write each chunk as folder/part-NNNNN.parquet (without as_of: the partition
     path carries it); yields (frame, scored, table), the table with as_of. One chunk at a time, LightGBM
     on every core: scoring two chunks side by side with a thread each (so one chunk's reasons are worded
-    while another's TreeSHAP runs) measured slower on 2 cores."""
+    while another's TreeSHAP runs) measured slower on 2 cores. The chunks come in the order `rank_week`
+    read them (`week_ids`), so each seller's place in the week's lists is found by position."""
+    at = 0
     for i, frame in enumerate(chunks):
-        scored, table = _scored_table(scorer, frame, top, run_id, scored_at)
+        ids = frame["seller_id"].astype(str).to_numpy(dtype=object)
+        if not np.array_equal(ids, week_ids[at:at + len(ids)]):
+            raise BatchError("the snapshot changed while it was being scored; run the job again")
+        scored, table = _scored_table(scorer, frame, top, run_id, scored_at, queues, at)
         pq.write_table(table.drop_columns([layout.PARTITION_KEY]), folder / f"part-{i:05d}.parquet")
+        at += len(ids)
         yield frame, scored, table
 
 
-def _riskiest(tables: list[pa.Table], n: int) -> list[dict]:
+@dataclass(frozen=True)
+class Week:
+    """The week's sellers in the order the job reads them, with what places them in the weekly lists:
+    the score, how many standards each misses now, how many of those no run of good orders brings back
+    alone, and the good outcomes in a row the others need (summed)."""
+
+    seller_id: np.ndarray
+    risk_score: np.ndarray
+    missed: np.ndarray
+    unrecoverable: np.ndarray
+    needed: np.ndarray
+    missed_by_standard: dict[str, int]
+
+
+def rank_week(scorer: Scorer, files: list[Path], as_of: date, chunk_rows: int) -> Week:
+    """A first, cheap pass over the snapshot (scores without explanations, standings) to place every
+    seller in the week's lists before any row is written. Scores here come from the model's predict,
+    which may differ from the explained score in the last bits: the lists are decided on these."""
+    parts = []
+    by_standard = dict.fromkeys(scorer.policy.metrics, 0)
+    for frame in read_chunks(files, ["seller_id", *scorer.spec.names], as_of, chunk_rows):
+        X = scorer.model.matrix(frame)
+        stand = scorer.standings(X)
+        miss = np.column_stack([s.missing for s in stand.values()])
+        recovery = np.column_stack([np.where(s.missing, s.recovery, 0) for s in stand.values()])
+        for name, s in stand.items():
+            by_standard[name] += int(s.missing.sum())
+        parts.append((frame["seller_id"].astype(str).to_numpy(dtype=object), scorer.model.probability(X),
+                      miss.sum(axis=1), (recovery < 0).sum(axis=1), np.where(recovery > 0, recovery, 0).sum(axis=1)))
+    cols = [np.concatenate([p[k] for p in parts]) for k in range(5)]
+    return Week(*cols, by_standard)
+
+
+def _listed(tables: list[pa.Table], queue: str, n: int) -> list[dict]:
+    """The first n sellers of one weekly list, as batch rows."""
     if not tables:
         return []
-    t = pa.concat_tables(tables).sort_by([("risk_score", "descending"), ("seller_id", "ascending")])
+    t = pa.concat_tables(tables)
+    t = t.filter(pc.equal(t.column("queue"), queue)).sort_by([("queue_rank", "ascending")])
     return t.slice(0, n).to_pylist()
 
 
@@ -394,6 +459,11 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
     reference = drift_reference(scorer, folder, as_of, out)
     prev, prev_source = previous_scores(out, previous, folder, scorer, cfg.chunk_rows)
     timings = {"prepare_s": time.perf_counter() - t0}
+    t_rank = time.perf_counter()
+    week = rank_week(scorer, files, as_of, cfg.chunk_rows)
+    queues = weekly_queues(week.seller_id, week.risk_score, week.missed, week.unrecoverable, week.needed,
+                           scorer.policy.review_capacity)
+    timings["rank_s"] = time.perf_counter() - t_rank
 
     partition = layout.score_partition(out, as_of)
     _clean_stale(partition)
@@ -411,17 +481,17 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
     try:
         with replaced_whole(partition, layout.SUMMARY, staging=layout.staging_dir(out)) as tmp:
             t1 = time.perf_counter()
-            ids, scores, bands, top_tables = [], [], [], []
+            ids, scores, bands, listed = [], [], [], []
             counts: dict[str, np.ndarray] = {}
             done = files_written = 0
             chunks = read_chunks(files, ["seller_id", *scorer.spec.names], as_of, cfg.chunk_rows)
-            for frame, scored, table in score_chunks(scorer, chunks, cfg.top, run_id, scored_at, tmp):
+            for frame, scored, table in score_chunks(scorer, chunks, cfg.top, run_id, scored_at, tmp, queues,
+                                                     week.seller_id):
                 files_written += 1
                 ids.append(scored.seller_id)
                 scores.append(scored.risk_score)
                 bands.append(scored.risk_band)
-                k = min(RISKIEST, len(scored))
-                top_tables.append(table.take(np.argsort(-scored.risk_score, kind="stable")[:k]))
+                listed.append(table.filter(pc.less_equal(table.column("queue_rank"), LISTED)))  # null: dropped
                 for name in watched:
                     c = reference.bins[name][0].counts(frame[name])
                     counts[name] = counts.get(name, 0) + c
@@ -434,6 +504,7 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
             if reference is not None:
                 counts["risk_score"] = reference.bins["risk_score"][0].counts(current["risk_score"].to_numpy())
             summary = summarise(scorer, current, as_of, prev, prev_source, reference, counts)
+            summary.update(queue_summary(current["risk_score"].to_numpy(), queues, week.missed_by_standard))
             summary.update({"run_id": run_id, "scored_at": scored_at.isoformat(), "snapshot": source,
                             "partition": str(partition), "files": files_written,
                             "seconds": round(time.perf_counter() - t0, 2)})
@@ -447,7 +518,8 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
             mlflow.end_run(status="KILLED")
         raise
     timings["total_s"] = time.perf_counter() - t0
-    return BatchResult(partition, summary, _riskiest(top_tables, RISKIEST), timings)
+    return BatchResult(partition, summary, _listed(listed, EARLY_WARNING, LISTED), _listed(listed, RECOVERY, LISTED),
+                       timings)
 
 
 def summarise(scorer: Scorer, current: pd.DataFrame, as_of: date, previous: pd.DataFrame | None, previous_source: str,
@@ -492,7 +564,10 @@ def _log_run(summary: dict, cfg: BatchConfig) -> None:
     metrics = {"sellers_scored": summary["sellers_scored"], "expected_breaches": eb["expected"],
                "expected_breaches_std": eb["std"], "expected_breaches_low": eb["low"], "expected_breaches_high": eb["high"],
                "capacity_sellers": cap["sellers"], "capacity_expected_breaches": cap["expected_breaches_in_queue"],
-               "capacity_share_of_expected_breaches": cap["share_of_expected_breaches"]}
+               "capacity_share_of_expected_breaches": cap["share_of_expected_breaches"],
+               "early_warning_sellers": summary["early_warning"]["sellers"],
+               "early_warning_expected_breaches": summary["early_warning"]["expected_breaches"],
+               "recovery_sellers": summary["recovery"]["sellers"]}
     metrics.update({f"band.{b['band']}": b["sellers"] for b in summary["bands"]})
     metrics.update({f"psi.{d['variable']}": d["psi"] for d in summary["drift"]["variables"]})
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()})

@@ -90,6 +90,68 @@ def capacity_coverage(scores: np.ndarray, capacity: ReviewCapacity) -> Coverage:
     return Coverage(k, in_queue, in_queue / total if total > 0 else float("nan"), float(top.min()))
 
 
+# ------------------------------------------------------------------ the weekly queue
+
+
+EARLY_WARNING, RECOVERY = "early_warning", "recovery"
+
+
+@dataclass(frozen=True)
+class Queues:
+    """This week's two lists, per seller (row order of the inputs): `queue` is EARLY_WARNING,
+    RECOVERY or None, `rank` 1.. within its list (0: in neither).
+
+    The early-warning queue holds sellers compliant now only, riskiest first, as many as reviewers can
+    look at (the policy's review capacity, counted on every active seller). The recovery list holds
+    every seller missing a standard now, most severe first: most standards missed, then most standards
+    no run of good orders brings back alone, then the most good outcomes needed, then the score."""
+
+    queue: np.ndarray  # object
+    rank: np.ndarray  # int32
+    capacity: int
+    early_warning: int
+    recovery: int
+
+
+def weekly_queues(seller_id: np.ndarray, scores: np.ndarray, missed: np.ndarray, unrecoverable: np.ndarray,
+                  needed: np.ndarray, capacity: ReviewCapacity) -> Queues:
+    """The early-warning queue and the recovery list (see Queues); ties go to the lower seller id."""
+    n = len(scores)
+    frame = pd.DataFrame({"seller_id": np.asarray(seller_id, dtype=object), "score": scores, "missed": missed,
+                          "unrecoverable": unrecoverable, "needed": needed})
+    queue = np.full(n, None, dtype=object)
+    rank = np.zeros(n, dtype="int32")
+    k = capacity_k(capacity, n)
+    compliant = frame[frame["missed"] == 0].sort_values(["score", "seller_id"], ascending=[False, True],
+                                                        kind="mergesort")
+    early = compliant.index.to_numpy()[:k]
+    queue[early], rank[early] = EARLY_WARNING, np.arange(1, len(early) + 1)
+    missing = frame[frame["missed"] > 0].sort_values(
+        ["missed", "unrecoverable", "needed", "score", "seller_id"], ascending=[False, False, False, False, True],
+        kind="mergesort").index.to_numpy()
+    queue[missing], rank[missing] = RECOVERY, np.arange(1, len(missing) + 1)
+    return Queues(queue, rank, k, len(early), len(missing))
+
+
+def queue_summary(scores: np.ndarray, queues: Queues, missed_by_standard: dict[str, int]) -> dict:
+    """The two lists in figures: sizes, expected breaches in the early-warning queue (and their share
+    of those expected among sellers compliant now), how many sellers miss a standard now, and which."""
+    p = np.asarray(scores, dtype="float64")
+    early = queues.queue == EARLY_WARNING
+    compliant = queues.queue != RECOVERY
+    expected_compliant = float(p[compliant].sum())
+    in_queue = float(p[early].sum())
+    return {
+        "early_warning": {"sellers": queues.early_warning, "capacity": queues.capacity,
+                          "compliant_sellers": int(compliant.sum()), "expected_breaches": in_queue,
+                          "share_of_expected_breaches_of_compliant": (in_queue / expected_compliant
+                                                                      if expected_compliant > 0 else float("nan")),
+                          "lowest_score": float(p[early].min()) if early.any() else float("nan")},
+        "recovery": {"sellers": queues.recovery, "missing_now": queues.recovery,
+                     "by_standard": {k: int(v) for k, v in missed_by_standard.items()}},
+    }
+
+
 # ------------------------------------------------------------------ risers
 
 

@@ -129,3 +129,23 @@ def test_groups_partition_the_features_and_add_up_to_the_log_odds(trained: Train
         assert c == by_group[r, groups.names.index(s)]
         if k == 1:  # the strongest standard comes first
             assert c == by_group[r, :groups.standards].max()
+
+
+def test_context_shows_each_groups_strongest_values_in_words(trained: TrainResult, latest: pd.DataFrame,
+                                                             policy) -> None:
+    """Beside the reasons, per row and per group (history, exposure, context): the group's two features
+    that move the score most either way, each in its spec sentence with the seller's own value."""
+    from models.explain import OTHER_GROUPS, context_texts, feature_groups, frame_values
+
+    spec = feature_spec(policy)
+    groups = feature_groups(spec, list(policy.metrics))
+    frame = latest.head(50).reset_index(drop=True)
+    ex = explain(trained.model, trained.model.matrix(frame))
+    texts = context_texts(ex, groups, spec, frame_values(frame, spec))
+    assert texts.shape == (50, len(OTHER_GROUPS))
+    for i in (0, 17, 49):
+        for g, name in enumerate(OTHER_GROUPS):
+            members = np.flatnonzero(groups.of_feature == groups.names.index(name))
+            top = members[np.argsort(-np.abs(ex.contributions[i, members]), kind="stable")[:2]]
+            want = "; ".join(spec.features[j].reason_text(frame[spec.names[j]].iloc[i]) for j in top)
+            assert texts[i, g] == want

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -75,9 +76,21 @@ def content(partition: Path) -> dict[str, str]:
 def rows_without_run(partition: Path) -> pd.DataFrame:
     t = pa.concat_tables([pq.read_table(f) for f in layout.partition_files(partition)])
     df = t.drop(["run_id", "scored_at"]).to_pandas()
-    df["reasons"] = df["reasons"].map(lambda r: json.dumps(list(r), default=str))
-    df["lowering_reasons"] = df["lowering_reasons"].map(lambda r: json.dumps(list(r), default=str))
+    for column in ("standards_missed_now", "reasons", "lowering_reasons", "context", "contributions", "recovery"):
+        df[column] = df[column].map(lambda r: json.dumps(list(r), default=str))
     return df.sort_values("seller_id").reset_index(drop=True)
+
+
+def same_record(batch: dict, served: dict) -> None:
+    """A batch record equals the scorer's (the service's) bit for bit, but for band_meaning of a seller
+    in this week's lists: the batch says so first, then the band's own meaning."""
+    from serving.batch.job import QUEUE_WORDS
+
+    if batch["band_meaning"] != served["band_meaning"]:
+        assert batch["band_meaning"].endswith(f": {served['band_meaning']}")
+        assert any(batch["band_meaning"].startswith(w) for w in QUEUE_WORDS.values())
+        batch = {**batch, "band_meaning": served["band_meaning"]}
+    assert batch == served
 
 
 # ------------------------------------------------------------------ the partition
@@ -98,10 +111,16 @@ def test_scores_every_active_seller_into_one_partition(first_run, feature_dir, l
     assert (df["as_of"] == latest).all()
     assert (df["model_version"] == trained.version).all() and (df["model_run_id"] == trained.run_id).all()
     assert (df["policy_version"] == "walmart-us-2026").all() and (df["run_id"] == summary["run_id"]).all()
-    assert all(len(r) >= 1 for r in table.column("reasons").to_pylist()[:50])
-    # printed: the summary table and the ten riskiest sellers with their reasons
-    assert "expected breaches within 28 days" in res.output and "The 10 riskiest sellers" in res.output
-    riskiest = table.sort_by([("risk_score", "descending")]).column("seller_id").to_pylist()[0]
+    # a seller without a reason is one whose every standard's behaviour lowers the risk (or leaves it)
+    standards = set(summary["recovery"]["by_standard"])  # every policy standard
+    for reasons, groups in zip(table.column("reasons").to_pylist()[:200], table.column("contributions").to_pylist()[:200]):
+        if not reasons:
+            assert all(g["contribution"] <= 0 for g in groups if g["group"] in standards)
+    # printed: the summary table, the top of the early-warning queue and of the recovery list
+    assert "expected breaches within 28 days" in res.output and "Early-warning queue" in res.output
+    assert "Recovery list" in res.output and "recovery path" in res.output
+    compliant = table.filter(pc.equal(table.column("population"), "compliant_now"))
+    riskiest = compliant.sort_by([("risk_score", "descending")]).column("seller_id").to_pylist()[0]
     assert riskiest in res.output
 
 
@@ -131,11 +150,15 @@ def test_a_batch_record_equals_the_scorers(first_run, feature_dir, models_dir, m
     # DuckDB hands the date over as a pandas Timestamp, which Scorer passes through as it is (a
     # Timestamp is a date); the record's as_of is a date, as the service's snapshot gives it
     frame["as_of"] = latest
-    scores = read_scores(out, latest, ["seller_id", "risk_score"]).to_pandas().sort_values("risk_score")
-    picks = [scores["seller_id"].iloc[0], scores["seller_id"].iloc[len(scores) // 2], scores["seller_id"].iloc[-1]]
+    scores = read_scores(out, latest, ["seller_id", "risk_score", "queue", "queue_rank"]).to_pandas()
+    scores = scores.sort_values("risk_score")
+    picks = [scores["seller_id"].iloc[0], scores["seller_id"].iloc[len(scores) // 2], scores["seller_id"].iloc[-1],
+             *[scores.loc[scores["queue"] == q].sort_values("queue_rank")["seller_id"].iloc[0]
+               for q in ("early_warning", "recovery")]]
     expected = scorer.records(scorer.score_frame(frame[frame["seller_id"].isin(picks)]))
+    assert {r["population"] for r in expected} == {"missing_now", "compliant_now"}
     for rec in expected:
-        assert read_record(out, latest, rec["seller_id"]) == rec  # bit for bit, reasons and all
+        same_record(read_record(out, latest, rec["seller_id"]), rec)  # bit for bit, reasons and all
     assert read_record(out, latest, "no-such-seller") is None
 
 
@@ -159,6 +182,41 @@ def test_summary_figures_add_up(first_run, latest, policy) -> None:
     assert s["risers"]["sellers"] and "snapshot scored now" in s["risers"]["compared_with"]
     assert s["drift"]["reference"].startswith("training weeks")
     assert s["drift"]["variables"][0]["variable"] == "risk_score" and len(s["drift"]["variables"]) == 11
+
+
+def test_the_weekly_lists(first_run, latest, policy) -> None:
+    """The early-warning queue: compliant sellers only, as many as the capacity, riskiest first, each with
+    a reason by standard; the recovery list: exactly the sellers missing a standard now, with their way back."""
+    out, _ = first_run
+    s = json.loads(layout.summary_file(out, latest).read_text())
+    t = read_scores(out, latest, ["seller_id", "risk_score", "population", "standards_missed_now", "reasons",
+                                  "recovery", "queue", "queue_rank", "band_meaning"]).to_pandas()
+    early = t[t["queue"] == "early_warning"].sort_values("queue_rank")
+    recovery = t[t["queue"] == "recovery"].sort_values("queue_rank")
+    missing = t["population"] == "missing_now"
+    capacity = policy.review_capacity.sellers_for(len(t))
+    assert (~missing).sum() >= capacity and len(early) == capacity == s["early_warning"]["sellers"]
+    assert (early["population"] == "compliant_now").all()  # 0 sellers missing a standard now
+    assert list(early["queue_rank"]) == list(range(1, capacity + 1))
+    assert early["risk_score"].is_monotonic_decreasing
+    rest = t[(t["queue"].isna())]
+    assert (rest["population"] == "compliant_now").all() and rest["risk_score"].max() <= early["risk_score"].min()
+    assert all(len(r) >= 1 and all(x["standard"] in policy.metrics for x in r) for r in early["reasons"])
+    assert early["band_meaning"].str.startswith("In this week's early-warning queue").all()
+    # the recovery list is exactly the sellers missing a standard now, most standards missed first
+    assert set(recovery["seller_id"]) == set(t.loc[missing, "seller_id"]) and len(recovery) == s["recovery"]["sellers"]
+    assert list(recovery["queue_rank"]) == list(range(1, len(recovery) + 1))
+    assert recovery["standards_missed_now"].map(len).is_monotonic_decreasing
+    assert all([x["standard"] for x in rec] == list(m) for rec, m in zip(t["recovery"], t["standards_missed_now"]))
+    assert all(len(r) == 0 for r in t.loc[~missing, "recovery"])
+    assert s["recovery"]["by_standard"] == {m: int(t["standards_missed_now"].map(lambda x, m=m: m in x).sum())
+                                            for m in policy.metrics}
+    eb = s["early_warning"]
+    assert eb["expected_breaches"] == pytest.approx(early["risk_score"].sum(), rel=1e-12)
+    assert eb["lowest_score"] == early["risk_score"].min()
+    print(f"week {latest}: {len(t):,} sellers, early-warning queue {len(early)} (expected breaches "
+          f"{eb['expected_breaches']:.1f}, {eb['share_of_expected_breaches_of_compliant']:.1%} of the compliant "
+          f"sellers'), recovery list {len(recovery)}")
 
 
 def test_expected_breaches_and_its_interval() -> None:

@@ -228,9 +228,11 @@ def test_sent_features_score_like_the_snapshot_and_reasons_add_up(server: Server
     for got, want in zip(r.json(), local):
         assert got["as_of"] is None
         assert got["risk_score"] == want["risk_score"] and got["reasons"] == want["reasons"]
-        # every non-zero contribution is a reason one way or the other: with the base they give the score
-        logit = got["base_log_odds"] + sum(x["contribution"] for x in got["reasons"] + got["lowering_reasons"])
-        assert 1 / (1 + math.exp(-logit)) == pytest.approx(got["risk_score"], rel=1e-12)
+        # every group's contribution (standards, history, exposure, context) with the base gives the score
+        logit = got["base_log_odds"] + sum(x["contribution"] for x in got["contributions"])
+        assert abs(logit - math.log(got["risk_score"] / (1 - got["risk_score"]))) < 1e-9
+        assert got["contributions"] == want["contributions"] and got["lowering_reasons"] == want["lowering_reasons"]
+        assert got["standards_missed_now"] == want["standards_missed_now"]
         ranks = [x["rank"] for x in got["reasons"]]
         assert ranks == list(range(1, len(ranks) + 1))
 
@@ -424,7 +426,7 @@ def test_serve_command_prints_a_curl_that_scores_the_riskiest_seller(trained: Tr
         local = scorer.records(scorer.score_frame(latest))
         riskiest = max(local, key=lambda r: r["risk_score"])
         assert record["seller_id"] == riskiest["seller_id"] and record["risk_score"] == riskiest["risk_score"]
-        assert len(record["reasons"]) == 5
+        assert 1 <= len(record["reasons"]) <= 5 and record == json.loads(json.dumps(riskiest, default=str))
     finally:
         _stop(proc)
 
@@ -445,7 +447,8 @@ def test_bentofile_builds_a_bento(tmp_path: Path) -> None:
 def test_the_batch_job_and_the_service_give_a_seller_the_same_record(server: Server, trained: TrainResult,
                                                                      feature_dir: Path, latest: pd.DataFrame,
                                                                      tmp_path: Path) -> None:
-    """The weekly batch job and the HTTP service, on the same snapshot: same score, same reasons, bit for bit."""
+    """The weekly batch job and the HTTP service, on the same snapshot: same score, same reasons, standings,
+    context, contributions and recovery, bit for bit (a queued seller's band_meaning also names its list)."""
     from serving.batch.job import BatchConfig, read_record, run_batch
 
     models_dir = Path(trained.tracking_uri.removeprefix("sqlite:///")).parent
@@ -453,10 +456,17 @@ def test_the_batch_job_and_the_service_give_a_seller_the_same_record(server: Ser
     run_batch(BatchConfig(tmp_path / "scores", features_dir=feature_dir, as_of=as_of,
                           model_uri=f"models:/seller-risk/{trained.version}", models_dir=models_dir,
                           chunk_rows=700, log_mlflow=False))
-    for seller in list(latest["seller_id"].iloc[[0, 500, 1000]]):
+    from serving.batch.job import read_scores
+    from tests.serving.test_batch import same_record
+
+    lists = read_scores(tmp_path / "scores", as_of, ["seller_id", "queue", "queue_rank"]).to_pandas()
+    firsts = [lists.loc[lists["queue"] == q].sort_values("queue_rank")["seller_id"].iloc[0]
+              for q in ("early_warning", "recovery")]
+    for seller in [*latest["seller_id"].iloc[[0, 500, 1000]], *firsts]:
         served = server.post("/score_seller", {"seller_id": seller, "reasons": 5}).json()
         batch = json.loads(json.dumps(read_record(tmp_path / "scores", as_of, seller), default=str))
-        assert batch == served
+        same_record(batch, served)
+        assert served["contributions"] and (served["recovery"] != []) == (served["population"] == "missing_now")
 
 
 def test_the_openapi_page_documents_every_feature(server: Server, scorer: Scorer) -> None:

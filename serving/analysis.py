@@ -223,8 +223,8 @@ def share_by_standard(contributions: np.ndarray, names: list[str], groups: Mappi
 
 
 def reasons_long(scores: pd.DataFrame, column: str = "reasons") -> pd.DataFrame:
-    """The score table's reasons one row each: seller_id, as_of, risk_score, risk_band, rank, feature,
-    value, label, contribution, probability_change, text."""
+    """The score table's reasons one row each: seller_id, as_of, risk_score, risk_band, then the reason's
+    fields (rank, standard, label, contribution, probability_change, value, volume, headroom, text)."""
     keep = ["seller_id", "as_of", "risk_score", "risk_band"]
     exploded = scores[keep + [column]].explode(column, ignore_index=True).dropna(subset=[column])
     detail = pd.DataFrame(list(exploded[column]), index=exploded.index)
@@ -240,11 +240,12 @@ def top_band(scores: pd.DataFrame, policy: Policy) -> str:
     raise ValueError("no scored sellers")
 
 
-def reason_frequency(reasons: pd.DataFrame, groups: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """How often each feature is among the sellers' reasons: sellers given it (any rank), share of the
-    sellers, how often it is the first reason, its mean contribution and one example sentence."""
+def reason_frequency(reasons: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """How often each standard is among the sellers' reasons: sellers given it (any rank), share of the
+    sellers, how often it is the first reason, its mean contribution and one example sentence; with
+    `labels` (standard -> a reviewer's name for it) a label column beside the standard."""
     sellers = reasons[["seller_id", "as_of"]].drop_duplicates().shape[0]
-    g = reasons.groupby("feature", sort=False)
+    g = reasons.groupby("standard", sort=False)
     out = pd.DataFrame({
         "sellers": g.size(),
         "first_reason": g["rank"].apply(lambda r: int((r == 1).sum())),
@@ -252,28 +253,40 @@ def reason_frequency(reasons: pd.DataFrame, groups: Mapping[str, str] | None = N
         "example": g["text"].first(),
     })
     out["share_of_sellers"] = out["sellers"] / sellers if sellers else np.nan
-    out = out.reset_index().sort_values(["sellers", "feature"], ascending=[False, True], kind="stable")
-    if groups is not None:
-        out.insert(1, "standard", [groups.get(f, GENERAL) for f in out["feature"]])
+    out = out.reset_index().sort_values(["sellers", "standard"], ascending=[False, True], kind="stable")
+    if labels is not None:
+        out.insert(1, "label", [labels.get(x, x) for x in out["standard"]])
     return out.reset_index(drop=True)
 
 
 def served_agreement(served: pd.DataFrame, contributions: np.ndarray, seller_ids: np.ndarray,
                      names: list[str]) -> pd.DataFrame:
-    """Each served reason (from `reasons_long`) beside the notebook's own value for the same seller
-    and feature: served, notebook, difference. The two must agree: both are TreeSHAP in calibrated
-    log-odds of the same model on the same snapshot."""
+    """Each served reason (from `reasons_long`) beside the notebook's own value for the same seller and
+    standard (its `standard` column; `feature` in per-feature tables): served, notebook, difference.
+    `contributions` are rows x `names` (for reasons by standard: the notebook's TreeSHAP summed per
+    group, `group_contributions`). The two must agree: both are TreeSHAP in calibrated log-odds of the
+    same model on the same snapshot."""
+    key = "standard" if "standard" in served.columns else "feature"
     row = pd.Series(np.arange(len(seller_ids)), index=pd.Index(seller_ids, name="seller_id"))
     col = pd.Series(np.arange(len(names)), index=names)
     i = row.reindex(served["seller_id"]).to_numpy()
-    j = col.reindex(served["feature"]).to_numpy()
+    j = col.reindex(served[key]).to_numpy()
     if np.isnan(i.astype("float64")).any() or np.isnan(j.astype("float64")).any():
-        raise KeyError("served reasons name sellers or features the notebook did not explain")
+        raise KeyError(f"served reasons name sellers or {key}s the notebook did not explain")
     mine = np.asarray(contributions)[i.astype(int), j.astype(int)]
-    out = served[["seller_id", "feature", "contribution"]].rename(columns={"contribution": "served"}).copy()
+    out = served[["seller_id", key, "contribution"]].rename(columns={"contribution": "served"}).copy()
     out["notebook"] = mine
     out["difference"] = out["notebook"] - out["served"]
     return out.reset_index(drop=True)
+
+
+def group_contributions(contributions: np.ndarray, spec: FeatureSpec, policy: Policy) -> tuple[np.ndarray, list[str]]:
+    """Per-feature contributions (rows x features, spec order) summed per group as the reasons are:
+    each standard's behaviour features, then history, exposure and context; and the group names."""
+    from models.explain import feature_groups as groups_of
+
+    groups = groups_of(spec, list(policy.metrics))
+    return np.asarray(contributions) @ groups.matrix, list(groups.names)
 
 
 def explanation_rows(ex: Explanation, frame: pd.DataFrame, spec: FeatureSpec, rows: np.ndarray | list[int]) -> dict:
@@ -326,17 +339,17 @@ def standards_history(snapshots: pd.DataFrame, policy: Policy) -> pd.DataFrame:
 
 
 def reason_history(records: list[dict], top: int = 8) -> pd.DataFrame:
-    """How a seller's reasons moved week by week: as_of x feature, the contribution of each of the
-    `top` features most often among the reasons (0 where it was no reason that week)."""
-    rows = [{"as_of": r["as_of"], "feature": x["feature"], "contribution": x["contribution"]}
+    """How a seller's reasons moved week by week: as_of x standard (its label), the contribution of each
+    of the `top` standards most often among the reasons (0 where it was no reason that week)."""
+    rows = [{"as_of": r["as_of"], "standard": x["label"], "contribution": x["contribution"]}
             for r in records for x in r["reasons"]]
     if not rows:
         return pd.DataFrame()
     long = pd.DataFrame(rows)
-    keep = long.groupby("feature")["contribution"].agg(["size", "sum"]) \
+    keep = long.groupby("standard")["contribution"].agg(["size", "sum"]) \
         .sort_values(["size", "sum"], ascending=False).head(top).index
-    wide = long[long["feature"].isin(keep)].pivot_table(index="as_of", columns="feature", values="contribution",
-                                                        aggfunc="sum", fill_value=0.0)
+    wide = long[long["standard"].isin(keep)].pivot_table(index="as_of", columns="standard", values="contribution",
+                                                         aggfunc="sum", fill_value=0.0)
     return wide[list(keep)].sort_index()
 
 

@@ -79,8 +79,9 @@ def test_share_by_standard_adds_up_and_ranks_by_raising_push() -> None:
 
 
 def scores_frame() -> pd.DataFrame:
-    r = lambda rank, f, c: {"rank": rank, "feature": f, "value": 0.1, "label": None, "contribution": c,  # noqa: E731
-                            "probability_change": c / 10, "direction": "raises", "text": f"{f} text"}
+    r = lambda rank, f, c: {"rank": rank, "standard": f, "label": f.upper(), "contribution": c,  # noqa: E731
+                            "probability_change": c / 10, "direction": "raises", "value": 0.1, "volume": 80,
+                            "headroom": 2, "text": f"{f} text"}
     return pd.DataFrame({
         "seller_id": ["S1", "S2", "S3"], "as_of": [date(2025, 6, 2)] * 3, "risk_score": [0.6, 0.3, 0.01],
         "risk_band": ["critical", "high", "low"],
@@ -90,11 +91,11 @@ def scores_frame() -> pd.DataFrame:
 def test_reasons_long_and_their_frequency() -> None:
     long = an.reasons_long(scores_frame())
     assert list(long["seller_id"]) == ["S1", "S1", "S2"]
-    assert list(long["feature"]) == ["x", "y", "y"]
-    freq = an.reason_frequency(long, {"x": "m", "y": "general"})
-    assert list(freq["feature"]) == ["y", "x"]
-    assert freq.set_index("feature").loc["y", ["sellers", "first_reason"]].tolist() == [2, 1]
-    assert freq.set_index("feature").loc["y", "share_of_sellers"] == 1.0
+    assert list(long["standard"]) == ["x", "y", "y"] and list(long["volume"]) == [80, 80, 80]
+    freq = an.reason_frequency(long, {"x": "Metric x", "y": "Metric y"})
+    assert list(freq["standard"]) == ["y", "x"] and list(freq["label"]) == ["Metric y", "Metric x"]
+    assert freq.set_index("standard").loc["y", ["sellers", "first_reason"]].tolist() == [2, 1]
+    assert freq.set_index("standard").loc["y", "share_of_sellers"] == 1.0
     assert an.top_band(scores_frame(), load_policy("walmart-us-2026")) == "critical"
     assert an.riskiest_seller(scores_frame()) == "S1"
 
@@ -103,7 +104,7 @@ def test_served_agreement_pairs_each_reason_with_the_same_cell() -> None:
     long = an.reasons_long(scores_frame())
     contributions = np.array([[0.5, 0.2], [0.0, 0.4], [0.0, 0.0]])
     agree = an.served_agreement(long, contributions, np.array(["S1", "S2", "S3"]), ["x", "y"])
-    assert agree["difference"].abs().max() == 0
+    assert agree["difference"].abs().max() == 0 and list(agree["standard"]) == ["x", "y", "y"]
     with pytest.raises(KeyError):
         an.served_agreement(long, contributions[:, :1], np.array(["S1", "S2", "S3"]), ["x"])
 

@@ -75,7 +75,6 @@ def dead_server_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tupl
 
 
 @pytest.mark.mlflow
-@pytest.mark.mlflow
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_a_dead_tracking_server_is_one_line_within_30_s(dead_server_runs: dict, command: str) -> None:
     done, seconds, url = dead_server_runs[command]
@@ -84,7 +83,6 @@ def test_a_dead_tracking_server_is_one_line_within_30_s(dead_server_runs: dict, 
     assert seconds < LIMIT_S, (seconds, line)
 
 
-@pytest.mark.mlflow
 @pytest.mark.mlflow
 def test_a_server_that_never_answers_is_reported_after_the_timeout(tmp_path: Path) -> None:
     """A port that accepts connections but never answers (a hung server): each try waits
@@ -98,7 +96,6 @@ def test_a_server_that_never_answers_is_reported_after_the_timeout(tmp_path: Pat
     assert seconds < LIMIT_S
 
 
-@pytest.mark.mlflow
 @pytest.mark.mlflow
 def test_a_bad_tracking_timeout_is_one_line(tmp_path: Path) -> None:
     done, _ = _run(["promote"], _env(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{_free_port()}",
@@ -138,12 +135,12 @@ def one_version(tmp_path: Path) -> Path:
         "c.create_model_version('seller-risk', sys.argv[2])\n"
     )
     (tmp_path / "placeholder").mkdir()
+    # a clean environment: MLflow copies the store this pytest process used last into MLFLOW_TRACKING_URI
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "models"), str(tmp_path / "placeholder")],
-                   check=True, capture_output=True, cwd=Path(__file__).parents[1], timeout=120)
+                   check=True, capture_output=True, cwd=Path(__file__).parents[1], timeout=120, env=_env())
     return tmp_path / "models"
 
 
-@pytest.mark.mlflow
 @pytest.mark.mlflow
 def test_unknown_alias_and_missing_version_are_one_line(one_version: Path, tmp_path: Path) -> None:
     env = _env()
@@ -159,7 +156,6 @@ def test_unknown_alias_and_missing_version_are_one_line(one_version: Path, tmp_p
 
 
 @pytest.mark.mlflow
-@pytest.mark.mlflow
 def test_no_registered_model_and_no_earlier_champion_are_one_line(tmp_path: Path) -> None:
     models = str(tmp_path / "models")
     none, _ = _run(["serve", "--features", "features", "--models", models, "--model", "models:/seller-risk/2"], _env(), tmp_path)
@@ -170,7 +166,6 @@ def test_no_registered_model_and_no_earlier_champion_are_one_line(tmp_path: Path
     _assert_one_line(back, "no earlier champion to go back to")
 
 
-@pytest.mark.mlflow
 @pytest.mark.mlflow
 def test_resolve_tells_not_found_from_unreachable(one_version: Path) -> None:
     """In-process: only the registry's own "not found" is AliasNotFound / ModelNotFound."""

@@ -162,11 +162,20 @@ def _features(latest: pd.DataFrame, scorer: Scorer, i: int) -> dict:
 # ---------------------------------------------------------------------------- start and answers
 
 
+def _code_spec_hash() -> str:
+    """The hash of the code's feature spec for the default policy (what the service must report)."""
+    from features.policy import load_policy
+    from features.settings import DEFAULT_POLICY
+    from features.spec import feature_spec
+
+    return feature_spec(load_policy(DEFAULT_POLICY)).hash
+
+
 def test_ready_only_after_the_model_and_snapshot_are_loaded(server: Server) -> None:
     assert server.first_ready_log_line >= 0, "the worker logged no 'ready' event before /readyz said 200"
     ready = server.events()[server.first_ready_log_line]
     assert ready["model"].startswith("models:/seller-risk/") and ready["snapshot_sellers"] > 0
-    assert ready["feature_spec_hash"] == "3d5f055f918b5899"
+    assert ready["feature_spec_hash"] == _code_spec_hash()
 
 
 def test_a_snapshot_seller_scores_over_http_exactly_as_in_process(server: Server, scorer: Scorer,
@@ -394,7 +403,7 @@ def test_a_model_for_another_feature_spec_is_refused_at_start(trained: TrainResu
         _stop(proc)
     text = log.read_text()
     assert code != 0
-    assert "trained for feature spec 0000000000000000" in text and "3d5f055f918b5899" in text
+    assert "trained for feature spec 0000000000000000" in text and _code_spec_hash() in text
     assert mlflow is not None
 
 

@@ -43,3 +43,9 @@ def test_one_setting_is_read_and_checked_alone() -> None:
     for bad in ("0", "-1", "nan", "inf", "soon"):
         with pytest.raises(ValueError, match="SELLER_RISK_TRACKING_TIMEOUT"):
             Settings.one("tracking_timeout", {"SELLER_RISK_TRACKING_TIMEOUT": bad})
+
+
+def test_the_readme_lists_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [env_name(n) for n in Settings.model_fields if f"`{env_name(n)}`" not in readme]
+    assert not missing, f"README's settings table lacks {missing}"

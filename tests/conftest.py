@@ -3,6 +3,14 @@ large enough for its rates to mean something."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -65,3 +73,49 @@ def trained(feature_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
     models = tmp_path_factory.mktemp("models")
     return train(TrainConfig(feature_dir, models, seed=TRAIN_SEED, n_trials=TRAIN_TRIALS, budget_s=600.0))
+
+
+@dataclass(frozen=True)
+class TrackingServer:
+    """A real `mlflow server` on a loopback port, in a session of its own (so it can be killed whole)."""
+
+    port: int
+    url: str
+    process: subprocess.Popen
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path: Path) -> Iterator[TrackingServer]:
+    """A real tracking server with a SQLite store and an artifact folder of its own, ready when
+    /health answers; killed (with its workers) at the end."""
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = Path(sys.executable).parent
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [str(bin_dir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield TrackingServer(port, url, proc)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        log.close()

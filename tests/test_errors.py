@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -266,41 +266,9 @@ class KillSwitch:
                     pass
 
 
-@pytest.fixture()
-def mlflow_server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
-    """A real tracking server on a loopback port: (port, process)."""
-    import urllib.request
-
-    port = _free_port()
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield port, proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        log.close()
-
-
-def _dies_mid_run(server: tuple[int, subprocess.Popen], args: list[str], cwd: Path,
+def _dies_mid_run(server, args: list[str], cwd: Path,
                   trigger: bytes = b"/api/") -> tuple[subprocess.CompletedProcess, float, str]:
-    port, proc = server
+    port, proc = server.port, server.process
 
     def kill() -> None:
         os.killpg(proc.pid, signal.SIGKILL)

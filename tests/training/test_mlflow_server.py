@@ -7,9 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,35 +30,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
-        log.close()
-
-
 def _cli(*args: str, uri: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {"PATH": os.environ["PATH"], "MLFLOW_TRACKING_URI": uri, "COLUMNS": "200", "HOME": os.environ.get("HOME", "/tmp")}
     return subprocess.run([str(BIN / "seller-risk"), *args], capture_output=True, text=True, timeout=900, env=env, cwd=cwd)
@@ -69,27 +37,27 @@ def _cli(*args: str, uri: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.server
 def test_train_and_promote_against_a_real_tracking_server(
-    mlflow_server: str, feature_dir: Path, trained: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mlflow_server, feature_dir: Path, trained: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     done = _cli("train", "--features", str(feature_dir), "--trials", str(TRIALS), "--budget", "600",
-                "--seed", str(SEED), uri=mlflow_server, cwd=tmp_path)
+                "--seed", str(SEED), uri=mlflow_server.url, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Promotion gate" in done.stdout and "seller-risk v1" in done.stdout
     assert not (tmp_path / "models").exists()  # everything went to the server, nothing to the embedded store
-    promoted = _cli("promote", uri=mlflow_server, cwd=tmp_path)
+    promoted = _cli("promote", uri=mlflow_server.url, cwd=tmp_path)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert "promote done" in promoted.stdout
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
     import mlflow
 
-    mlflow.set_tracking_uri(mlflow_server)
-    mlflow.set_registry_uri(mlflow_server)
+    mlflow.set_tracking_uri(mlflow_server.url)
+    mlflow.set_registry_uri(mlflow_server.url)
     model, ref = load_risk_model("models:/seller-risk@champion")
     assert ref.version == "1"
     X = model_frame(pd.read_parquet(layout.latest_snapshot(feature_dir)),
                     feature_spec(load_training_set(feature_dir).policy))
     # the same data, seed and trials in another process and another store give the same model, bit for bit
     np.testing.assert_array_equal(model.probability(X), trained.model.probability(X))
-    again = _cli("promote", uri=mlflow_server, cwd=tmp_path)
+    again = _cli("promote", uri=mlflow_server.url, cwd=tmp_path)
     assert again.returncode == 1 and "already the champion" in again.stdout

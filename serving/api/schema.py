@@ -93,10 +93,10 @@ def request_models(spec: FeatureSpec) -> RequestModels:
         seller_id=(SellerId, ...),
         as_of=(date | None, Field(None, strict=True, description="As-of date of the features, echoed in the record.")),
         features=(features, ...))
-    reasons = Annotated[int, Field(ge=0, le=len(spec.features), description="How many reasons to give (strongest "
-                                   "first; all: the number of features)."), BeforeValidator(_not_text_or_boolean)]
-    lowering = Annotated[int, Field(ge=0, le=len(spec.features), description="How many risk-lowering reasons to "
-                                    "give (strongest first)."), BeforeValidator(_not_text_or_boolean)]
+    reasons = Annotated[int, Field(ge=0, le=len(spec.features), description="How many standards to give as reasons, "
+                                   "strongest first (one reason per standard at risk; a larger number gives them all)."), BeforeValidator(_not_text_or_boolean)]
+    lowering = Annotated[int, Field(ge=0, le=len(spec.features), description="How many standards that lower the "
+                                    "risk to give, strongest first (one per standard)."), BeforeValidator(_not_text_or_boolean)]
     score = create_model(  # type: ignore[call-overload]
         "ScoreRequest", __base__=_Body, __doc__="Sellers to score from features the caller sends.",
         sellers=(Annotated[list[seller], Field(min_length=1, max_length=MAX_SELLERS,  # type: ignore[valid-type]

@@ -1,6 +1,8 @@
-"""Reasons in a reviewer's words: the one place where TreeSHAP contributions become the sentences
-a reviewer reads. The HTTP service, the batch job and the notebooks all call `reasons`, so a seller
-gets the same reasons wherever they are looked at.
+"""Reasons in a reviewer's words: the one place where TreeSHAP contributions become reasons. The
+features partition into groups (each standard's behaviour, then history, exposure and context); a
+reason is a standard whose behaviour pushes the risk, never a feature's value on its own. The HTTP
+service, the batch job and the notebooks all go through `serving.scoring.Scorer`, which calls these,
+so a seller gets the same reasons wherever they are looked at.
 
 Contributions come from LightGBM's own TreeSHAP (`RiskModel.contributions`) in raw log-odds. The
 calibration is Platt scaling (calibrated log-odds = slope * raw + intercept), so each feature's
@@ -84,93 +86,6 @@ def record_values(records: Sequence[Mapping[str, object]], spec: FeatureSpec) ->
     def at(rows: np.ndarray, cols: np.ndarray) -> list:
         return [display_value(records[i].get(spec.names[j])) for i, j in zip(rows, cols)]
     return at
-
-
-@dataclass(frozen=True)
-class Reasons:
-    """Reasons for a batch of rows, column-wise and sorted by row then rank (cheap to build for
-    one seller or a million): row (position in the input), rank (1 = strongest), feature, value,
-    contribution (calibrated log-odds), probability_change (the score minus the score without this
-    contribution), direction, and text (the spec's sentence for the value)."""
-
-    row: np.ndarray
-    rank: np.ndarray
-    feature: np.ndarray  # object: feature names
-    value: np.ndarray  # object: display values (float, label or None)
-    contribution: np.ndarray
-    probability_change: np.ndarray
-    direction: Direction
-    text: np.ndarray  # object: sentences
-
-    def __len__(self) -> int:
-        return len(self.row)
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"row": self.row, "rank": self.rank, "feature": self.feature,
-                             "value": pd.Series(self.value, dtype=object), "contribution": self.contribution,
-                             "probability_change": self.probability_change, "direction": self.direction,
-                             "text": pd.Series(self.text, dtype=object)})
-
-
-def top_reasons(ex: Explanation, values_at: ValuesAt, spec: FeatureSpec, top: int = 5,
-                direction: Direction = "raises") -> Reasons:
-    """The `top` features that most raise (or most lower) each row's risk; a feature that does not
-    push that way is no reason, so a row may have fewer."""
-    c = ex.contributions
-    k = max(0, min(top, c.shape[1]))
-    if k == 0 or len(c) == 0:
-        return _no_reasons(direction)
-    signed = c if direction == "raises" else -c
-    # strongest first; ties by feature position, as a stable sort would give
-    order = _strongest(signed, k) if k <= _ARGMAX_UP_TO else np.argsort(-signed, axis=1, kind="stable")[:, :k]
-    rows = np.repeat(np.arange(len(c)), order.shape[1])
-    cols = order.ravel()
-    keep = signed[rows, cols] > 0
-    rows, cols = rows[keep], cols[keep]
-    contribution = c[rows, cols]
-    logit = ex.logit[rows]
-    change = sigmoid(logit) - sigmoid(logit - contribution)
-    names = np.asarray(spec.names, dtype=object)[cols]
-    values = np.empty(len(rows), dtype=object)
-    values[:] = values_at(rows, cols)
-    texts = np.empty(len(rows), dtype=object)
-    for j in np.unique(cols):  # one template per feature, bound once
-        where = np.flatnonzero(cols == j)
-        feature = spec.features[j]
-        fmt, missing = feature.reason_format, feature.reason_text(None)
-        texts[where] = [missing if v is None else fmt(v) for v in values[where]]
-    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") + 1
-    return Reasons(rows, rank, names, values, contribution, change, direction, texts)
-
-
-_ARGMAX_UP_TO = 8
-"""Up to this many reasons a row, they are picked by repeated arg-max (k passes over the rows, each
-in C); more, by a full stable sort of each row."""
-
-
-def _strongest(signed: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the positions of the k largest values, largest first, ties to the lower position
-    (what a stable descending sort gives): k arg-max passes, each masking the one it found."""
-    work = np.array(signed, dtype=np.float64, order="C")
-    order = np.empty((len(work), k), dtype=np.intp)
-    at = np.arange(len(work))
-    for i in range(k):
-        order[:, i] = best = work.argmax(axis=1)
-        work[at, best] = -np.inf
-    return order
-
-
-def _no_reasons(direction: Direction) -> Reasons:
-    empty = np.empty(0, dtype=object)
-    return Reasons(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), empty, empty, np.empty(0),
-                   np.empty(0), direction, empty)
-
-
-def reasons(model: RiskModel, frame: pd.DataFrame, spec: FeatureSpec, top: int = 5,
-            direction: Direction = "raises") -> pd.DataFrame:
-    """`top_reasons` for a frame of features (a snapshot, or any frame with the spec's columns), as
-    a long frame: row, rank, feature, value, contribution, probability_change, direction, text."""
-    return top_reasons(explain(model, model.matrix(frame)), frame_values(frame, spec), spec, top, direction).frame()
 
 
 # ------------------------------------------------------------------ reasons by standard

@@ -9,12 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import shap
-from hypothesis import given
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from features import layout
-from models.explain import _strongest, explain, reasons
+from models.explain import explain
 from models.risk_model import model_frame
 from features.spec import feature_spec
 from training.train import TrainResult
@@ -44,31 +41,6 @@ def test_lightgbm_treeshap_agrees_with_the_shap_package(trained: TrainResult, la
     assert float(np.ravel(explainer.expected_value)[0]) == pytest.approx(expected[0], abs=1e-6)
 
 
-def test_top_reasons_are_the_largest_contributions_in_words(trained: TrainResult, latest: pd.DataFrame, policy) -> None:
-    spec = feature_spec(policy)
-    ex = explain(trained.model, model_frame(latest, spec))
-    riskiest = int(np.argmax(ex.score))
-    got = reasons(trained.model, latest, spec, top=5)
-    mine = got[got["row"] == riskiest].sort_values("rank")
-    expected = np.argsort(-ex.contributions[riskiest], kind="stable")[:5]
-    assert list(mine["feature"]) == [spec.names[j] for j in expected]
-    assert (mine["contribution"].diff().dropna() <= 0).all() and (mine["contribution"] > 0).all()
-    first = mine.iloc[0]
-    value = latest[first["feature"]].iloc[riskiest]
-    assert first["value"] == (None if pd.isna(value) else float(value))
-    assert first["text"] == spec[first["feature"]].reason_text(first["value"])
-    # removing a raising reason lowers the score by its probability change
-    p = ex.score[riskiest]
-    assert first["probability_change"] == pytest.approx(p - 1 / (1 + np.exp(-(np.log(p / (1 - p)) - first["contribution"]))))
-
-
-def test_lowering_reasons_push_the_other_way(trained: TrainResult, latest: pd.DataFrame, policy) -> None:
-    spec = feature_spec(policy)
-    low = reasons(trained.model, latest.head(50), spec, top=3, direction="lowers")
-    assert (low["contribution"] < 0).all() and (low["probability_change"] < 0).all()
-    assert set(low["direction"]) == {"lowers"} and low.groupby("row")["rank"].max().max() <= 3
-
-
 def test_missing_values_read_as_words_not_nan(policy) -> None:
     spec = feature_spec(policy)
     assert spec["days_since_last_warning"].reason_text(float("nan")) == "Never warned by the marketplace"
@@ -90,21 +62,20 @@ def test_the_model_matrix_is_what_lightgbm_makes_of_the_frame(trained: TrainResu
     assert np.array_equal(model.matrix_from_records(records), model.matrix(frame.head(20)), equal_nan=True)
 
 
-@given(arrays(np.float64, st.tuples(st.integers(1, 30), st.integers(1, 12)),
-              elements=st.sampled_from([-2.0, -0.5, 0.0, 0.25, 0.25000000000000006, 1.0, 3.5])),
-       st.integers(1, 12))
-def test_the_strongest_come_in_the_order_of_a_stable_descending_sort(values: np.ndarray, k: int) -> None:
-    """Repeated arg-max picks what a stable sort picks, ties (frequent here) to the lower feature."""
-    k = min(k, values.shape[1])
-    expected = np.argsort(-values, axis=1, kind="stable")[:, :k]
-    np.testing.assert_array_equal(_strongest(values, k), expected)
+def test_a_standard_reason_says_how_much_it_moves_the_score(trained: TrainResult, latest: pd.DataFrame,
+                                                            policy) -> None:
+    from models.explain import feature_groups, group_contributions, standard_reasons
 
-
-def test_no_rows_is_no_scores_and_no_reasons(trained: TrainResult, latest: pd.DataFrame, policy) -> None:
-    spec = feature_spec(policy)
-    out = reasons(trained.model, latest.iloc[:0], spec, top=5)
-    assert len(out) == 0 and list(out.columns)[:3] == ["row", "rank", "feature"]
-    assert len(explain(trained.model, trained.model.matrix(latest.iloc[:0])).score) == 0
+    groups = feature_groups(feature_spec(policy), list(policy.metrics))
+    ex = explain(trained.model, trained.model.matrix(latest))
+    by_group = group_contributions(ex, groups)
+    up = standard_reasons(ex, by_group, groups, top=8)
+    p, c = ex.score[up.row], up.contribution  # without a raising standard the score would be lower by this much
+    np.testing.assert_allclose(up.probability_change, p - 1 / (1 + np.exp(-(np.log(p / (1 - p)) - c))), atol=1e-12)
+    low = standard_reasons(ex, by_group, groups, top=3, direction="lowers")
+    assert (low.contribution < 0).all() and (low.probability_change < 0).all() and low.rank.max() <= 3
+    none = standard_reasons(ex, by_group[:0], groups, top=3)
+    assert len(none) == 0 and len(explain(trained.model, trained.model.matrix(latest.iloc[:0])).score) == 0
 
 
 def test_groups_partition_the_features_and_add_up_to_the_log_odds(trained: TrainResult, latest: pd.DataFrame,

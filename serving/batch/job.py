@@ -25,9 +25,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -445,6 +448,33 @@ def prepare(cfg: BatchConfig) -> tuple[Scorer, date, Path, str, list[Path]]:
     return scorer, as_of, folder, source, files
 
 
+@contextmanager
+def stop_signals() -> Iterator[Callable[[], None]]:
+    """SIGINT and SIGTERM stop the run, even when Python swallows the KeyboardInterrupt (a signal that
+    lands while a finalizer runs is only printed as "Exception ignored"): the handler raises it and
+    remembers it, and the `check` this yields raises it again between chunks, so an interrupted run
+    always ends as interrupted and leaves the previous partition. Outside the main thread: no handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    def check() -> None:
+        if received:
+            raise KeyboardInterrupt(f"stopped by signal {received[0]}")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield check
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult:
     """Score and explain every active seller of the week, write the partition whole, summarise, log."""
     import mlflow
@@ -479,7 +509,7 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
     total = snapshot_rows(files)
     watched = [n for n in (reference.bins if reference else {}) if n != "risk_score"]
     try:
-        with replaced_whole(partition, layout.SUMMARY, staging=layout.staging_dir(out)) as tmp:
+        with stop_signals() as check, replaced_whole(partition, layout.SUMMARY, staging=layout.staging_dir(out)) as tmp:
             t1 = time.perf_counter()
             ids, scores, bands, listed = [], [], [], []
             counts: dict[str, np.ndarray] = {}
@@ -487,6 +517,7 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
             chunks = read_chunks(files, ["seller_id", *scorer.spec.names], as_of, cfg.chunk_rows)
             for frame, scored, table in score_chunks(scorer, chunks, cfg.top, run_id, scored_at, tmp, queues,
                                                      week.seller_id):
+                check()
                 files_written += 1
                 ids.append(scored.seller_id)
                 scores.append(scored.risk_score)
@@ -511,6 +542,7 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
             (tmp / layout.SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
             if run:
                 _log_run(summary, cfg)
+            check()  # the last moment to stop before the new partition replaces the old
         if run:
             mlflow.end_run()
     except BaseException:

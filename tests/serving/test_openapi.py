@@ -13,7 +13,7 @@ import requests
 
 pytestmark = pytest.mark.server
 
-MAX_EXAMPLES, SEED = 30, 20260115
+MAX_EXAMPLES, SEED = 15, 20260115
 
 
 def test_the_service_keeps_every_promise_of_its_openapi_document(contract_server) -> None:

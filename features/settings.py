@@ -54,6 +54,10 @@ class Settings(BaseModel):
     telemetry: bool = Field(False, description="Prometheus metrics and OpenTelemetry spans on the scoring routes.")
     max_batch: int = Field(256, ge=1, description="Most sellers scored in one call when requests arrive together (1: off).")
     recycle_every: int = Field(100, ge=0, description="Ask a kept-alive client to reconnect after about this many requests (0: never).")
+    # the reviewer console and its database
+    db: str | None = Field(None, description="Decisions and audit database, a SQLAlchemy URL (default sqlite:///<data>/console.db; "
+                                             "PostgreSQL: postgresql+psycopg://user:pass@host/db).")
+    secret_key: str | None = Field(None, description="Signs console sessions and forms (default: a random key kept in <data>/console.key).")
     # the tracking store
     tracking_timeout: float = Field(5.0, gt=0, allow_inf_nan=False,
                                     description="Seconds one request to a tracking server may wait (3 tries).")
@@ -63,7 +67,7 @@ class Settings(BaseModel):
     seller: str | None = Field(None, description="The deep-dive notebook's seller (default: the riskiest of the week).")
     week: date | None = Field(None, description="The week the notebooks explain (default: the latest scored week).")
 
-    @field_validator("api_key", "seller", mode="before")
+    @field_validator("api_key", "seller", "db", "secret_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -79,6 +83,10 @@ class Settings(BaseModel):
     @property
     def scores_dir(self) -> Path:
         return self.scores or self.data / "scores"
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{(self.data / 'console.db').as_posix()}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -12,7 +12,7 @@ SERVE  ?= 1
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
 
-.PHONY: demo serve test test-fast lint bench bench-tools install install-dev java clean notebooks
+.PHONY: demo serve test test-fast lint bench bench-tools install install-dev java postgres clean notebooks
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,18 @@ $(UV):
 install: $(UV)
 	$(UV) pip install --quiet --python $(BIN)/python -e '.[serving]'
 
-install-dev: $(UV) java
+install-dev: $(UV) java postgres
 	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev]'
 
 # the Spark engine's tests need a Java runtime; install Debian's when the machine has none
 java:
 	@command -v java >/dev/null 2>&1 || { echo "installing a Java runtime for PySpark"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+
+# the console's store tests run against a throwaway PostgreSQL cluster too; install Debian's server when missing
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { echo "installing PostgreSQL for the console's store tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 ## demo: set up .venv, simulate a marketplace on the embedded defaults, check it, build its features,
 ## train a model (MLflow store under models/), promote it to champion when its gate passes, score the

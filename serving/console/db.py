@@ -1,0 +1,190 @@
+"""The console's database: the tables reviewers' accounts, their decisions and the audit of served
+score records live in, and how to connect to one. SQLite under data/ is the embedded default
+(nothing to start); PostgreSQL, through psycopg 3, when a team outgrows one machine. The tables
+are created and changed only by the Alembic migrations beside this module (serving/console/migrations);
+the models here say what the code expects, and a test holds the two equal.
+
+Decisions are append-only: a correction is a new row pointing at the one it corrects, and the
+migration adds a trigger that refuses UPDATE and DELETE on `decisions`, so no statement, the
+application's or one typed by hand, rewrites history."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    DateTime,
+    Double,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+ACTIONS = ("no_action", "contact_seller", "formal_warning", "escalate")
+"""What a reviewer can decide about a seller, mildest first."""
+
+SQLITE_BUSY_SECONDS = 30.0
+"""How long a SQLite writer waits for another process's write to finish before giving up."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment in UTC, timezone-aware both ways: written as UTC, read back with tzinfo=UTC even on
+    SQLite, which keeps no offset."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"{value!r} has no timezone: the console stores moments in UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint and index names, the same on every backend, so a migration can name what it changes."""
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ReviewerRow(Base):
+    """A person who signs in to the console and records decisions."""
+
+    __tablename__ = "reviewers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    """An argon2id hash (argon2-cffi's PHC string), never the password."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class DecisionRow(Base):
+    """One decision on one score record, as it was made; corrections are new rows."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        CheckConstraint("action IN (" + ", ".join(f"'{a}'" for a in ACTIONS) + ")", name="action"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # the score record the decision was made on: its id and what makes it reproducible
+    record_id: Mapped[str] = mapped_column(String(128), index=True)
+    seller_id: Mapped[str] = mapped_column(String(128), index=True)
+    as_of: Mapped[date] = mapped_column(Date, index=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(64))
+    feature_spec_hash: Mapped[str] = mapped_column(String(128))
+    risk_score: Mapped[float] = mapped_column(Double)
+    # the decision
+    action: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(String(64), ForeignKey("reviewers.username"), index=True)
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    corrects_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("decisions.id"), unique=True)
+    """The decision this one corrects; unique, so a decision is corrected once and history stays a chain."""
+
+
+class ServedScoreRow(Base):
+    """A score record the HTTP service answered with, and the feature values it was computed from,
+    so that it can be found by its id and replayed."""
+
+    __tablename__ = "served_scores"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(128), index=True)
+    seller_id: Mapped[str] = mapped_column(String(128), index=True)
+    as_of: Mapped[date | None] = mapped_column(Date)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(64))
+    feature_spec_hash: Mapped[str] = mapped_column(String(128))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    risk_score: Mapped[float] = mapped_column(Double)
+    features: Mapped[str] = mapped_column(Text)
+    """Feature name -> value as JSON text; Python writes each float's shortest exact repr, so every
+    value reads back bit for bit (a JSON column would not promise that on every backend)."""
+    served_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+def database_url(url: str | URL) -> URL:
+    """The URL the console connects with: `postgresql://` and `postgres://` mean psycopg 3 (the driver
+    the package installs); SQLite and PostgreSQL are the backends it supports."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"console database {url!r}: not a database URL (sqlite:///PATH or "
+                         "postgresql+psycopg://USER@HOST/DB)") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(f"console database {describe(parsed)}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+    return parsed
+
+
+def describe(url: str | URL) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def create_db_engine(url: str | URL) -> Engine:
+    """An engine for the console's database. SQLite: the parent folder is created, the journal is a
+    write-ahead log (readers never wait for the writer), foreign keys are enforced, and a write
+    transaction takes the write lock when it begins (`BEGIN IMMEDIATE`), so two processes writing at
+    once wait for each other instead of failing half-way. PostgreSQL: psycopg 3, connections checked
+    before use."""
+    url = database_url(url)
+    if url.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True)
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_on_connect(dbapi_connection, _record) -> None:
+        # SQLAlchemy's recipe for transactional SQLite: the driver stops opening transactions on its
+        # own (it skips DDL), and the "begin" hook below opens each one
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_on_begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.get_execution_options().get("writes") else "BEGIN")
+
+    return engine
+
+
+def writer(engine: Engine) -> Engine:
+    """The engine for transactions that write: on SQLite they take the write lock as they begin
+    (a transaction that reads, then writes, can otherwise fail when another process wrote between)."""
+    return engine.execution_options(writes=True)

@@ -1,0 +1,359 @@
+"""The reviewer console's store: reviewers' accounts, the decisions they make on score records, and
+the audit of the score records the HTTP service answered with. One class, `Store`, is the only way
+the console's pages and commands reach the database (serving.console.db).
+
+Decisions are append-only. A decision is bound to the exact score record it was made on (record id,
+model version, feature spec hash, snapshot date, score); a correction is a new decision pointing at
+the one it corrects, made by the same reviewer; nothing here updates or deletes one, and the
+database refuses it too (a trigger, see the migrations).
+
+Passwords are hashed with argon2id through argon2-cffi, the maintained binding of the Password
+Hashing Competition's winner (RFC 9106 parameters by default); the hash, never the password, is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import pandas as pd
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Engine, exists, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from serving.console.db import (
+    ACTIONS,
+    DecisionRow,
+    ReviewerRow,
+    ServedScoreRow,
+    create_db_engine,
+    describe,
+    writer,
+)
+
+__all__ = ["ACTIONS", "Decision", "DecisionRefused", "RecordRef", "Reviewer", "ReviewerRefused", "Store",
+           "StoreUnavailable"]
+
+USERNAME = re.compile(r"[a-z0-9._-]{1,64}")
+MIN_PASSWORD = 8
+MAX_NOTE = 10_000
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """The exact score record a decision is made on."""
+
+    record_id: str
+    seller_id: str
+    as_of: date  # snapshot date
+    model_name: str
+    model_version: str
+    feature_spec_hash: str
+    risk_score: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A reviewer's decision on a score record, as it was made."""
+
+    id: int
+    record_id: str
+    seller_id: str
+    as_of: date
+    model_name: str
+    model_version: str
+    feature_spec_hash: str
+    risk_score: float
+    action: str
+    note: str
+    reviewer: str  # username
+    decided_at: datetime  # UTC, timezone-aware
+    corrects: int | None  # id of the decision this one corrects
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    """A person who signs in to the console."""
+
+    username: str
+    display_name: str
+    created_at: datetime
+
+
+DECISION_COLUMNS = tuple(Decision.__dataclass_fields__)
+
+
+class DecisionRefused(ValueError):
+    """A decision the store will not record; the message says why."""
+
+
+class ReviewerRefused(ValueError):
+    """An account the store will not create; the message names the field and the rule."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be opened or brought up to date."""
+
+
+class Store:
+    """Reviewers, decisions and served records in one database (SQLite file or PostgreSQL)."""
+
+    def __init__(self, engine: Engine, hasher: PasswordHasher | None = None) -> None:
+        self._engine = engine
+        # objects stay readable after their transaction ends: they are turned into frozen dataclasses
+        self._reading = sessionmaker(engine, expire_on_commit=False)
+        self._writing = sessionmaker(writer(engine), expire_on_commit=False)
+        self._hasher = hasher or PasswordHasher()
+        self._dummy_hash: str | None = None
+
+    @classmethod
+    def open(cls, url: str, hasher: PasswordHasher | None = None) -> Store:
+        """Connect to the database at `url` (a SQLite file's folder is created) and bring its tables to
+        the newest migration. `hasher`: argon2 parameters other than the library's (RFC 9106) defaults."""
+        from serving.console.migrations import upgrade
+
+        engine = create_db_engine(url)
+        try:
+            upgrade(engine)
+        except OperationalError as err:
+            engine.dispose()
+            raise StoreUnavailable(f"cannot open the console database {describe(url)}: {err.orig}") from None
+        return cls(engine, hasher)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        """Release the connections (the data stays, of course)."""
+        self._engine.dispose()
+
+    # reviewers
+
+    def add_reviewer(self, username: str, password: str, display_name: str | None = None) -> Reviewer:
+        """Create an account; the username is the reviewer's name on every decision they make."""
+        if not isinstance(username, str) or not USERNAME.fullmatch(username):
+            raise ReviewerRefused(f"username {username!r}: use 1 to 64 lowercase letters, digits, '.', '_' or '-'")
+        if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+            raise ReviewerRefused(f"password: at least {MIN_PASSWORD} characters")
+        display_name = (display_name or "").strip() or username
+        if len(display_name) > 200:
+            raise ReviewerRefused("display name: at most 200 characters")
+        row = ReviewerRow(username=username, display_name=display_name, password_hash=self._hasher.hash(password),
+                          created_at=_now())
+        try:
+            with self._writing() as session, session.begin():
+                if session.scalar(select(exists().where(ReviewerRow.username == username))):
+                    raise ReviewerRefused(f"username {username!r}: taken")
+                session.add(row)
+        except IntegrityError:  # added by another process between the check and the insert
+            raise ReviewerRefused(f"username {username!r}: taken") from None
+        return _reviewer(row)
+
+    def authenticate(self, username: str, password: str) -> Reviewer | None:
+        """The reviewer when the password is theirs, else None. An unknown username costs the same
+        argon2 verification as a wrong password, so timing does not tell which usernames exist."""
+        with self._reading() as session:
+            row = session.scalar(select(ReviewerRow).where(ReviewerRow.username == username))
+        if row is None:
+            self._verify(self._dummy(), password)
+            return None
+        if not self._verify(row.password_hash, password):
+            return None
+        if self._hasher.check_needs_rehash(row.password_hash):  # parameters raised since the account was made
+            with self._writing() as session, session.begin():
+                session.get(ReviewerRow, row.id).password_hash = self._hasher.hash(password)
+        return _reviewer(row)
+
+    def reviewers(self) -> list[Reviewer]:
+        """Every account, by username."""
+        with self._reading() as session:
+            return [_reviewer(r) for r in session.scalars(select(ReviewerRow).order_by(ReviewerRow.username))]
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = self._hasher.hash("not a password of anyone")
+        return self._dummy_hash
+
+    # decisions
+
+    def record_decision(self, ref: RecordRef, reviewer: str, action: str, note: str,
+                        corrects: int | None = None) -> Decision:
+        """Record `reviewer`'s decision on the score record `ref`; with `corrects`, as a correction of
+        that earlier decision (theirs, on the same seller, not corrected yet)."""
+        if action not in ACTIONS:
+            raise DecisionRefused(f"action {action!r}: not one of {', '.join(ACTIONS)}")
+        if not isinstance(reviewer, str) or not reviewer.strip():
+            raise DecisionRefused("reviewer: empty; a decision names the reviewer who made it")
+        note = "" if note is None else str(note)
+        if len(note) > MAX_NOTE:
+            raise DecisionRefused(f"note: at most {MAX_NOTE:,} characters (got {len(note):,})")
+        _check_ref(ref)
+        try:
+            with self._writing() as session, session.begin():
+                if session.scalar(select(ReviewerRow.id).where(ReviewerRow.username == reviewer)) is None:
+                    raise DecisionRefused(f"reviewer {reviewer!r}: no such account")
+                if corrects is not None:
+                    _check_correction(session, corrects, reviewer, ref)
+                row = DecisionRow(record_id=ref.record_id, seller_id=ref.seller_id, as_of=ref.as_of,
+                                  model_name=ref.model_name, model_version=ref.model_version,
+                                  feature_spec_hash=ref.feature_spec_hash, risk_score=float(ref.risk_score),
+                                  action=action, note=note, reviewer=reviewer, decided_at=_now(),
+                                  corrects_id=corrects)
+                session.add(row)
+                session.flush()
+                decision = _decision(row)
+        except IntegrityError as err:  # a correction raced another one to the same decision
+            raise DecisionRefused(f"decision {corrects} was corrected meanwhile ({err.orig})") from None
+        return decision
+
+    def decision(self, decision_id: int) -> Decision | None:
+        with self._reading() as session:
+            row = session.get(DecisionRow, decision_id)
+            return None if row is None else _decision(row)
+
+    def decisions_for_seller(self, seller_id: str) -> list[Decision]:
+        """Every decision on the seller, corrections included, newest first."""
+        return self._decisions(DecisionRow.seller_id == seller_id, newest_first=True)
+
+    def decisions_for_week(self, as_of: date) -> list[Decision]:
+        """Every decision on a score record of the snapshot date `as_of`, in the order they were made."""
+        return self._decisions(DecisionRow.as_of == as_of)
+
+    def decisions_frame(self) -> pd.DataFrame:
+        """Every decision, one row each in the order they were made, with the fields of `Decision` as
+        columns (as_of a date, decided_at UTC, corrects a nullable integer)."""
+        return decisions_frame(self._decisions(None))
+
+    def _decisions(self, where, newest_first: bool = False) -> list[Decision]:
+        query = select(DecisionRow)
+        if where is not None:
+            query = query.where(where)
+        query = query.order_by(DecisionRow.id.desc() if newest_first else DecisionRow.id)
+        with self._reading() as session:
+            return [_decision(r) for r in session.scalars(query)]
+
+    # the audit of served records
+
+    def log_served(self, rows: list[dict]) -> None:
+        """Keep the score records the HTTP service answered with: record_id, seller_id, as_of, model_name,
+        model_version, feature_spec_hash, policy_version, risk_score, features (feature -> value; floats
+        are kept bit for bit) and served_at (default: now)."""
+        if not rows:
+            return
+        objects = [_served_row(r) for r in rows]
+        with self._writing() as session, session.begin():
+            session.add_all(objects)
+
+    def served(self, record_id: str) -> dict | None:
+        """The served record with this id (the latest, should it have been served more than once), with
+        the feature values it was computed from; None when it was never served."""
+        query = (select(ServedScoreRow).where(ServedScoreRow.record_id == record_id)
+                 .order_by(ServedScoreRow.served_at.desc(), ServedScoreRow.id.desc()).limit(1))
+        with self._reading() as session:
+            row = session.scalar(query)
+            if row is None:
+                return None
+            return {"record_id": row.record_id, "seller_id": row.seller_id, "as_of": row.as_of,
+                    "model_name": row.model_name, "model_version": row.model_version,
+                    "feature_spec_hash": row.feature_spec_hash, "policy_version": row.policy_version,
+                    "risk_score": row.risk_score, "features": json.loads(row.features), "served_at": row.served_at}
+
+
+def decisions_frame(decisions: list[Decision]) -> pd.DataFrame:
+    """Decisions as a frame, one row each, the columns of `Decision` with stable dtypes even when empty."""
+    frame = pd.DataFrame([d.__dict__ for d in decisions], columns=list(DECISION_COLUMNS))
+    return frame.astype({
+        "id": "int64", "record_id": "string", "seller_id": "string", "model_name": "string",
+        "model_version": "string", "feature_spec_hash": "string", "risk_score": "float64", "action": "string",
+        "note": "string", "reviewer": "string", "decided_at": "datetime64[us, UTC]", "corrects": "Int64",
+    }).assign(as_of=frame["as_of"].astype(object))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _reviewer(row: ReviewerRow) -> Reviewer:
+    return Reviewer(row.username, row.display_name, row.created_at)
+
+
+def _decision(row: DecisionRow) -> Decision:
+    return Decision(row.id, row.record_id, row.seller_id, row.as_of, row.model_name, row.model_version,
+                    row.feature_spec_hash, row.risk_score, row.action, row.note, row.reviewer, row.decided_at,
+                    row.corrects_id)
+
+
+def _check_ref(ref: RecordRef) -> None:
+    """A decision must name the score record it was made on, whole."""
+    for field in ("record_id", "seller_id", "model_name", "model_version", "feature_spec_hash"):
+        value = getattr(ref, field)
+        if not isinstance(value, str) or not value.strip():
+            raise DecisionRefused(f"record {field}: empty; a decision is bound to the score record it was made on")
+    if not isinstance(ref.as_of, date) or isinstance(ref.as_of, datetime):
+        raise DecisionRefused(f"record as_of: {ref.as_of!r} is not a date")
+    score = ref.risk_score
+    if not isinstance(score, int | float) or not math.isfinite(score) or not 0.0 <= score <= 1.0:
+        raise DecisionRefused(f"record risk_score: {score!r} is not a probability")
+
+
+def _check_correction(session: Session, corrects: int, reviewer: str, ref: RecordRef) -> None:
+    old = session.get(DecisionRow, corrects)
+    if old is None:
+        raise DecisionRefused(f"corrects: there is no decision {corrects}")
+    if old.reviewer != reviewer:
+        raise DecisionRefused(f"decision {corrects} was made by {old.reviewer!r}; only they may correct it, "
+                              f"not {reviewer!r}")
+    if old.seller_id != ref.seller_id:
+        raise DecisionRefused(f"decision {corrects} is on seller {old.seller_id!r}, not {ref.seller_id!r}")
+    later = session.scalar(select(DecisionRow.id).where(DecisionRow.corrects_id == corrects))
+    if later is not None:
+        raise DecisionRefused(f"decision {corrects} was already corrected by decision {later}; correct that one")
+
+
+def _served_row(row: dict) -> ServedScoreRow:
+    missing = [k for k in ("record_id", "seller_id", "model_name", "model_version", "feature_spec_hash",
+                           "policy_version", "risk_score", "features") if row.get(k) is None]
+    if missing:
+        raise ValueError(f"served record {row.get('record_id')!r}: missing {', '.join(missing)}")
+    served_at = row.get("served_at") or _now()
+    if isinstance(served_at, str):
+        served_at = datetime.fromisoformat(served_at)
+    return ServedScoreRow(
+        record_id=str(row["record_id"]), seller_id=str(row["seller_id"]), as_of=_as_date(row.get("as_of")),
+        model_name=str(row["model_name"]), model_version=str(row["model_version"]),
+        feature_spec_hash=str(row["feature_spec_hash"]), policy_version=str(row["policy_version"]),
+        risk_score=float(row["risk_score"]), features=json.dumps(dict(row["features"]), default=_plain),
+        served_at=served_at)
+
+
+def _as_date(value) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):  # also pandas' Timestamp
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+def _plain(value):
+    """numpy scalars as the Python numbers they hold (float32 widened exactly), dates as ISO text."""
+    if value is pd.NA:
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"feature value {value!r} ({type(value).__name__}) cannot be stored")

@@ -2,15 +2,23 @@
 service, which is sent features, and the batch job, which reads snapshots, agree): the rate over the
 standard's window and the volume it is judged on, whether it is evaluated and missed now, its trend,
 the headroom (how many more misses at this volume would break it) and, for a standard missed now,
-the recovery (how many good orders in a row bring it back).
+the recovery: how many good orders in a row bring it back, and when it is back if every outcome from
+t on is good (by that run, or by its bad outcomes leaving the window, whichever is sooner) together
+with the evaluation date that lands on.
 
 Counts are exact: thresholds are read as the decimals the policy file gives (0.02 = 1/50), so "one
 more cancellation would miss it" is integer arithmetic, never a rounding accident. Column-wise over
 numpy arrays, so a million sellers cost a few array passes.
 
-What is left out, on purpose: older orders leaving the window meanwhile (they can help or hurt; the
-feature vector has no dates of single orders), so a recovery count is the number of good orders in a
-row at the seller's recent volume if nothing else changes.
+What the recovery estimate assumes: the feature vector has no dates of single orders, so the window's
+volume and bad outcomes are taken as spread evenly over its days, and new outcomes as arriving at the
+window's daily volume (the seller's recent volume stays steady). After d days of good outcomes the
+window then holds bad * (W - d) / W bad of the same volume, so it is back once d >= W * (1 - T * volume
+/ bad), T the share of bad outcomes allowed (an at-least standard: bad = volume - good, T = 1 - its
+threshold). The good-run count is exact if nothing left the window; under an even spread the outcomes
+leaving it are worse than the standard, so the window turning over is never later than the run, and
+the run is shown when it lands on the same day (it is the concrete thing to ask for). Whatever the
+spread, the window has fully turned over W days after t: that bound assumes only steady volume.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ def units(metric: Metric) -> str:
 class Standing:
     """One standard for n sellers, column-wise. `count` is the numerator over the window: misses for
     an at-most standard (cancellations), good outcomes for an at-least one (on-time deliveries).
-    `headroom` and `recovery` are -1 where they do not apply."""
+    `headroom`, `recovery` and `recovery_days` are -1 where they do not apply."""
 
     metric: Metric
     rate: np.ndarray  # float, NaN without volume
@@ -53,6 +61,8 @@ class Standing:
     trend: np.ndarray  # float: last 30 days minus the 30 before, NaN when unknown
     headroom: np.ndarray  # int: more misses at this volume that would miss the standard (evaluated, not missing)
     recovery: np.ndarray  # int: good outcomes in a row that bring it back (missing now)
+    recovery_days: np.ndarray  # int: days until back within it if every outcome from t is good (missing now)
+    recovery_by_run: np.ndarray  # bool: the good run is back as soon as the window turning over (missing now)
 
     def __len__(self) -> int:
         return len(self.rate)
@@ -86,8 +96,48 @@ def standing(frame: pd.DataFrame, metric: Metric) -> Standing:
         recovery = -((b * count - a * volume) // (b - a)) if b != a else np.full(len(volume), -1)
     headroom = np.where(evaluated & ~missing, headroom, -1)
     recovery = np.where(missing, recovery, -1)
+    days, by_run = _recovery_days(metric, volume, count, missing, recovery)
     return Standing(metric, rate, volume, count, evaluated, missing, trend, headroom.astype("int64"),
-                    recovery.astype("int64"))
+                    recovery.astype("int64"), days, by_run)
+
+
+def _ceil_div(num: np.ndarray, den: np.ndarray | int) -> np.ndarray:
+    return -(-num // den)
+
+
+def _recovery_days(metric: Metric, volume: np.ndarray, count: np.ndarray, missing: np.ndarray,
+                   recovery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whole days until a missed standard is back if every outcome from t on is good, at the window's
+    daily volume: the sooner of the good run (`recovery` outcomes at volume / W a day) and the window
+    turning over (bad outcomes spread evenly leave it, d >= W * (1 - T * volume / bad)); and whether
+    the run is as soon. Exact integers: the threshold on bad outcomes is p/q (at most a/b: a/b; at
+    least a/b: (b - a)/b), so d >= W * (q * bad - p * volume) / (q * bad)."""
+    a, q = _fraction(metric.threshold)
+    p = a if metric.direction == "at_most" else q - a
+    bad = count if metric.direction == "at_most" else volume - count
+    w = metric.window_days
+    ok = missing & (volume > 0) & (bad > 0)  # missing with volume implies bad > 0; guarded all the same
+    turnover = np.maximum(1, _ceil_div(w * (q * bad - p * volume), np.maximum(q * bad, 1)))
+    run = np.maximum(1, _ceil_div(recovery * w, np.maximum(volume, 1)))
+    by_run = ok & (recovery >= 0) & (run <= turnover)
+    days = np.where(ok, np.where(by_run, run, turnover), -1)
+    return days.astype("int64"), by_run
+
+
+def evaluation_days(days: np.ndarray, every_days: int) -> np.ndarray:
+    """Days from t to the first evaluation on or after t + `days` (evaluations every `every_days`
+    from t); -1 stays -1."""
+    days = np.asarray(days, dtype="int64")
+    return np.where(days >= 0, _ceil_div(days, every_days) * every_days, -1)
+
+
+def back_by(days: np.ndarray, as_of: np.ndarray, every_days: int) -> np.ndarray:
+    """The evaluation date by which a missed standard is back (`Standing.recovery_days` of some rows,
+    their as-of dates: date, datetime64 or None), as datetime64[D]; NaT where as_of is unknown or
+    nothing is missed."""
+    offset = evaluation_days(days, every_days)
+    t = np.asarray(as_of, dtype=object).astype("datetime64[D]")
+    return np.where(offset >= 0, t + np.maximum(offset, 0).astype("timedelta64[D]"), np.datetime64("NaT", "D"))
 
 
 def standings(frame: pd.DataFrame, policy: Policy) -> dict[str, Standing]:
@@ -155,21 +205,44 @@ def reason_text(s: Standing, i: int) -> str:
     return f"{status_text(s, i)}; {headroom_text(s, i)}"
 
 
+def _duration(days: int) -> str:
+    if days < 7:
+        return f"{days} day{'' if days == 1 else 's'}"
+    weeks = int(days / 7 + 0.5)
+    return f"{weeks} week{'' if weeks == 1 else 's'}"
+
+
 def recovery_text(s: Standing, i: int, as_of: date | None = None, every_days: int = 7) -> str:
-    """What brings a missed standard back: "needs 53 orders without a cancellation in a row (about 4
-    weeks at 14 orders a week: the evaluation of 2026-01-26), not counting older orders leaving the window"."""
+    """When a missed standard is back if every outcome from t on is good, the sooner way (t = 2026-11-29):
+    "Seller cancellations 3.7% of 82 orders in the last 30 days (standard: at most 2%): missing it; back
+    within 2% by the evaluation of 2026-12-13 if every order from now on is good (its 3 cancellations
+    leave the 30-day window by 2026-12-29 at the latest)", or, when the run of good outcomes is as soon
+    (61 of 3,000 orders), "...: missing it; needs 50 orders without a cancellation in a row, about 1 day
+    at 700 orders a week: back by the evaluation of 2026-12-06". Without as_of (features sent by a
+    caller) it says days, not dates."""
     m = s.metric
-    g = int(s.recovery[i])
-    if g < 0:
-        return f"{m.label}: no number of good {units(m)} brings it back within {m.standard_text} alone"
-    weekly = weekly_volume(s, i)
-    when = ""
-    if weekly > 0:
-        weeks = max(1, int(np.ceil(g / weekly)))
-        evaluation = f": the evaluation of {as_of + timedelta(days=every_days * weeks)}" if as_of else ""
-        when = f" (about {weeks} week{'s' if weeks > 1 else ''} at {weekly:,.0f} {units(m)} a week{evaluation})"
-    return (f"{status_text(s, i)}: missing it; needs {_count(g, m.keep_words)} in a row to get back within "
-            f"{percent(m.threshold)}{when}, not counting older {units(m)} leaving the window")
+    status = f"{status_text(s, i)}: missing it"
+    if not s.missing[i]:
+        return f"{status_text(s, i)}: not missing it now"
+    days = int(s.recovery_days[i])
+    if days < 0:
+        return f"{status}; with no {units(m)} in the window nothing says when it is back"
+    evaluation = as_of + timedelta(days=int(evaluation_days(np.array([days]), every_days)[0])) if as_of else None
+    if s.recovery_by_run[i]:
+        when = f": back by the evaluation of {evaluation}" if evaluation else ""
+        return (f"{status}; needs {_count(int(s.recovery[i]), m.keep_words)} in a row, about {_duration(days)} at "
+                f"{weekly_volume(s, i):,.0f} {units(m)} a week{when}")
+    bad = int(s.count[i] if m.direction == "at_most" else s.volume[i] - s.count[i])
+    unit = units(m)[:-1] if units(m).endswith("s") else units(m)
+    back = f"by the evaluation of {evaluation}" if evaluation else f"in about {_duration(days)}"
+    gone = f"by {as_of + timedelta(days=m.window_days)}" if as_of else f"within {m.window_days} days"
+    within = f"within {percent(m.threshold)}" if m.direction == "at_most" else f"to at least {percent(m.threshold)}"
+    text = (f"{status}; back {within} {back} if every {unit} from now on is good (its "
+            f"{_count(bad, m.miss_words)} {'leaves' if bad == 1 else 'leave'} the {m.window_days}-day window {gone} "
+            f"at the latest)")
+    if s.recovery[i] < 0:
+        text += f"; no number of {m.keep_words[1]} in a row brings it back while they are in the window"
+    return text
 
 
 def reason_texts(s: Standing, rows: np.ndarray) -> list[str]:

@@ -60,6 +60,10 @@ class Recovery(BaseModel):
 
     standard: str
     needed: int | None = Field(description="Good outcomes in a row that bring it back (null: none suffices alone).")
+    back_by: date | None = Field(
+        description="The evaluation date by which it is back if every outcome from as_of on is good, at the "
+                    "seller's recent volume: the sooner of that run and its misses leaving the window "
+                    "(null when as_of is unknown, as for features sent by the caller).")
     text: str
 
 
@@ -100,7 +104,8 @@ REASON_ARROW = pa.struct([
 ])
 CONTEXT_ARROW = pa.struct([("group", pa.string()), ("contribution", pa.float64()), ("features", pa.string())])
 CONTRIBUTION_ARROW = pa.struct([("group", pa.string()), ("contribution", pa.float64())])
-RECOVERY_ARROW = pa.struct([("standard", pa.string()), ("needed", pa.int64()), ("text", pa.string())])
+RECOVERY_ARROW = pa.struct([("standard", pa.string()), ("needed", pa.int64()), ("back_by", pa.date32()),
+                            ("text", pa.string())])
 
 SCORE_ARROW = pa.schema([
     ("seller_id", pa.string()), ("as_of", pa.date32()), ("risk_score", pa.float64()),

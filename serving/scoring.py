@@ -21,7 +21,7 @@ from models.explain import (Groups, StandardReasons, ValuesAt, context_texts, di
 from features import layout
 from features.policy import Policy, load_policy
 from features.settings import CHAMPION_URI, MODELS_DIR
-from features.standing import Standing, reason_texts, recovery_text, standings
+from features.standing import Standing, back_by, reason_texts, recovery_text, standings
 from models.registry import ModelRef, load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, RiskModel
 from features.spec import FeatureSpec, feature_spec
@@ -61,6 +61,7 @@ class RecoveryRows:
     row: np.ndarray
     standard: np.ndarray  # object
     needed: np.ndarray  # int, -1: no number of good outcomes suffices alone
+    back_by: np.ndarray  # datetime64[D]: the evaluation it is back by if every outcome is good, NaT: as_of unknown
     text: np.ndarray  # object
 
     def __len__(self) -> int:
@@ -354,6 +355,7 @@ def _recovery_rows(missing: np.ndarray, stand: dict[str, Standing], as_of: np.nd
     rows, cols = np.nonzero(missing)
     names = list(stand)
     needed = np.empty(len(rows), dtype="int64")
+    back = np.full(len(rows), np.datetime64("NaT", "D"))
     text = np.empty(len(rows), dtype=object)
     for j, name in enumerate(names):
         where = np.flatnonzero(cols == j)
@@ -361,8 +363,9 @@ def _recovery_rows(missing: np.ndarray, stand: dict[str, Standing], as_of: np.nd
             continue
         s = stand[name]
         needed[where] = s.recovery[rows[where]]
+        back[where] = back_by(s.recovery_days[rows[where]], as_of[rows[where]], every_days)
         text[where] = [recovery_text(s, i, as_of[i], every_days) for i in rows[where]]
-    return RecoveryRows(rows, np.asarray(names, dtype=object)[cols], needed, text)
+    return RecoveryRows(rows, np.asarray(names, dtype=object)[cols], needed, back, text)
 
 
 def _or_none(x: float) -> float | None:
@@ -383,9 +386,11 @@ def _reason_lists(r: ReasonRows, n: int) -> list[list[dict]]:
 
 def _recovery_lists(r: RecoveryRows, n: int) -> list[list[dict]]:
     out: list[list[dict]] = [[] for _ in range(n)]
+    back = r.back_by.astype(object)  # datetime.date, None for NaT
     for k in range(len(r)):
         out[int(r.row[k])].append({"standard": str(r.standard[k]),
-                                   "needed": None if r.needed[k] < 0 else int(r.needed[k]), "text": str(r.text[k])})
+                                   "needed": None if r.needed[k] < 0 else int(r.needed[k]), "back_by": back[k],
+                                   "text": str(r.text[k])})
     return out
 
 
@@ -410,5 +415,5 @@ def _reason_list_array(r: ReasonRows, n: int) -> pa.ListArray:
 def _recovery_list_array(r: RecoveryRows, n: int) -> pa.ListArray:
     struct = pa.StructArray.from_arrays(
         [pa.array(r.standard, pa.string()), pa.array(r.needed, pa.int64(), mask=r.needed < 0),
-         pa.array(r.text, pa.string())], fields=list(RECOVERY_ARROW))
+         pa.array(r.back_by, pa.date32()), pa.array(r.text, pa.string())], fields=list(RECOVERY_ARROW))
     return pa.ListArray.from_arrays(_offsets(r.row, n), struct)

@@ -218,7 +218,7 @@ probed AS {d.materialized}(
   WHERE r.onboarded_us <= q.as_of_day * {DAY_US}
 ),
 windowed AS (
-  SELECT t.seller_id, t.as_of_day, p.is_as_of, p.is_grid, t.last_warning_day,
+  SELECT t.seller_id, t.as_of_day, p.is_as_of, p.is_grid, p.week_of_year, t.last_warning_day,
   {sep.join(windowed)}
   FROM (SELECT * FROM probed WHERE lag = 0) t
   JOIN probe_days p ON p.as_of_day = t.as_of_day

@@ -8,14 +8,18 @@ from bisect import bisect_left
 
 import pandas as pd
 
+EPOCH = pd.Timestamp("1970-01-01")
+
 
 def probe_days(as_of_days: list[int], grid_days: list[int]) -> pd.DataFrame:
-    """One row per date the pipeline evaluates: as-of dates get features, grid dates feed labels."""
+    """One row per date the pipeline evaluates: as-of dates get features, grid dates feed labels; each
+    with its ISO week of the year (the season, a context feature)."""
     days = sorted(set(as_of_days) | set(grid_days))
     return pd.DataFrame({
         "as_of_day": pd.array(days, dtype="int64"),
         "is_as_of": [d in set(as_of_days) for d in days],
         "is_grid": [d in set(grid_days) for d in days],
+        "week_of_year": pd.array([(EPOCH + pd.Timedelta(days=d)).isocalendar().week for d in days], dtype="int64"),
     })
 
 

@@ -220,6 +220,10 @@ def _general_features(policy: Policy) -> list[Feature]:
                 "Category: {value}", "category", role="context"),
         Feature("region", "category", None, "The region the seller ships from.",
                 "Ships from: {value}", "region", role="context"),
+        Feature("week_of_year", "int", None,
+                "ISO week of the as-of date: the season the horizon falls in (holiday peak, sales), whose "
+                "strain on delivery a model can only learn from earlier years.",
+                "Week {value:.0f} of the year", "week_of_year", role="context"),
     ]
 
 

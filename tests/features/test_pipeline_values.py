@@ -220,6 +220,7 @@ def hand_general(ev: SellerEvents, t: pd.Timestamp) -> dict[str, object]:
         "days_since_last_warning": None if warned.empty else math.floor((t - warned.max()) / TD_DAY),
         "category": ev.category,
         "region": ev.region,
+        "week_of_year": t.isocalendar()[1],
     }
 
 

@@ -66,7 +66,8 @@ def test_every_feature_declares_its_role_and_standard(policy_name: str) -> None:
         for suffix in ("7d", "30d", "60d", "90d", "gap", "wilson", "trend"):
             assert (spec[f"{m}_{suffix}"].role, spec[f"{m}_{suffix}"].standard) == ("behaviour", m)
     assert {f.name for f in spec.features if f.role == "context"} == {
-        "avg_order_value_30d", "marketplace_fulfilled_share_30d", "tenure_days", "category", "region"}
+        "avg_order_value_30d", "marketplace_fulfilled_share_30d", "tenure_days", "category", "region",
+        "week_of_year"}
     assert all(spec[n].role == "exposure" for n in ("orders_7d", "orders_30d", "orders_90d", "gmv_30d"))
 
 

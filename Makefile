@@ -12,7 +12,7 @@ SERVE  ?= 1
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
 
-.PHONY: demo serve test test-fast lint bench bench-tools install install-dev java postgres clean notebooks
+.PHONY: demo serve test test-fast lint bench bench-tools install install-dev java postgres chromium clean notebooks
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ $(UV):
 install: $(UV)
 	$(UV) pip install --quiet --python $(BIN)/python -e '.[serving]'
 
-install-dev: $(UV) java postgres
+install-dev: $(UV) java postgres chromium
 	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev]'
 
 # the Spark engine's tests need a Java runtime; install Debian's when the machine has none
@@ -33,6 +33,11 @@ java:
 postgres:
 	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { echo "installing PostgreSQL for the console's store tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+# the console's browser test drives Debian's Chromium with Playwright (never `playwright install`); install it when missing
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Chromium for the console's browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 ## demo: set up .venv, simulate a marketplace on the embedded defaults, check it, build its features,
 ## train a model (MLflow store under models/), promote it to champion when its gate passes, score the

@@ -26,7 +26,7 @@ MARKETPLACE = SimulationConfig(n_sellers=2000, start=date(2025, 1, 6), weeks=52,
 # without a decorator: tests using `trained` are training tests, tests using an `mlflow_server` fixture
 # server tests, and tests using `marketplace` (so also `feature_dir`) marketplace tests: the fixtures
 # take about 10 s once a session, but what the tests do on 2,000 sellers costs minutes together.
-HEAVY = ("server", "spark", "notebook", "training", "marketplace", "mlflow", "postgres")
+HEAVY = ("server", "spark", "notebook", "training", "marketplace", "mlflow", "postgres", "browser")
 HEAVY_FIXTURES = {"trained": "training", "mlflow_server": "server", "marketplace": "marketplace",
                   "postgres_cluster": "postgres"}
 

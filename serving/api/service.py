@@ -32,6 +32,7 @@ from serving.api.schema import request_models
 from serving.api.coalesce import Coalescer
 from serving.api.contract import Contract, openapi_document
 from serving.api.guard import BODY_GAP_S, BODY_S, MODEL_VERSION_HEADER, SCORED_WITH_HEADER, SELLERS_HEADER, Guard
+from serving.console.web import create_app as console_app
 from serving.records import ScoreRecord
 from serving.scoring import Scorer, Snapshot
 
@@ -159,6 +160,9 @@ SellerRisk.add_asgi_middleware(Guard, routes=frozenset({"/score", "/score_seller
                                max_body_bytes=SETTINGS.max_body_bytes, api_key=SETTINGS.api_key,
                                recycle_every=SETTINGS.recycle_every)
 SellerRisk.add_asgi_middleware(Contract, document=_document)
+# the reviewer console on the same port (reviewers sign in; the Guard's API key covers only the scoring routes);
+# it reads nothing until its first request
+SellerRisk.mount_asgi_app(console_app(SETTINGS), path="/console", name="console")
 
 
 def _error(status: int, message: str) -> Response:

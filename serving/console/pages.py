@@ -9,7 +9,6 @@ the store's decisions in as frames and lists.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from dataclasses import dataclass, field
@@ -151,7 +150,8 @@ class Tables:
         if not files:
             return pd.DataFrame(columns=["as_of", *HISTORY_COLUMNS])
         return self._query(f"SELECT CAST(as_of AS DATE) AS as_of, {', '.join(HISTORY_COLUMNS)} "
-                           "FROM read_parquet($files, hive_partitioning = true) WHERE seller_id = $id ORDER BY as_of",
+                           "FROM read_parquet($files, hive_partitioning = true, union_by_name = true) WHERE seller_id = $id "
+                           "ORDER BY as_of",
                            {"files": files, "id": seller_id})
 
     def rates(self, seller_id: str, policy: Policy, upto: date, weeks: int = CHART_WEEKS) -> Rates:
@@ -621,21 +621,6 @@ def per_reviewer(decisions: pd.DataFrame) -> list[dict]:
     return [{"reviewer": r, "total": int(row["total"]),
              "actions": {a: int(row[a]) for a in counts.columns if a != "total" and row[a]}}
             for r, row in counts.iterrows()]
-
-
-def decisions_table(decisions: list) -> pd.DataFrame:
-    """Store decisions as a frame (the columns the leader page needs)."""
-    cols = ["id", "seller_id", "as_of", "record_id", "action", "reviewer", "decided_at"]
-    return pd.DataFrame([{c: getattr(d, c) for c in cols} for d in decisions], columns=cols)
-
-
-def summary_of(scores: Path, as_of: date) -> dict:
-    """The batch run's summary of the week, when it was written."""
-    path = layout.summary_file(scores, as_of)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def decisions_table_from_frame(frame: pd.DataFrame) -> pd.DataFrame:

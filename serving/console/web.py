@@ -323,7 +323,7 @@ def create_app(settings: Settings | None = None, store=None) -> Starlette:
         Route("/", queue, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["GET", "POST"]),
-        Route("/sellers/{seller_id}", seller, methods=["GET", "POST"]),
+        Route("/sellers/{seller_id:path}", seller, methods=["GET", "POST"]),  # an id may hold any character
         Route("/leader", leader, methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]

@@ -502,7 +502,8 @@ def rate_charts(rates: Rates, policy: Policy, width: int = 360, height: int = 12
         known = [v for v in values if v == v]
         lo, hi = min([metric.threshold, *known]), max([metric.threshold, *known])
         pad = max((hi - lo) * 0.15, 0.005)
-        lo, hi = max(0.0, lo - pad), min(1.0, hi + pad)
+        lo = max(0.0, lo - pad) if lo >= 0 else lo - pad  # a rate stays within 0..100% on the axis
+        hi = min(1.0, hi + pad) if hi <= 1 else hi + pad
         span = hi - lo or 1.0
 
         def y(v: float, lo: float = lo, span: float = span) -> float:
@@ -540,7 +541,7 @@ def history_rows(history: pd.DataFrame) -> list[dict]:
     for r in history.to_dict("records")[::-1]:
         queue = r.get("queue") if isinstance(r.get("queue"), str) else None
         rank = r.get("queue_rank")
-        out.append({"as_of": r["as_of"], "risk_score": r["risk_score"], "risk_band": r["risk_band"],
+        out.append({"as_of": pd.Timestamp(r["as_of"]).date(), "risk_score": r["risk_score"], "risk_band": r["risk_band"],
                     "list": f"{queue.replace('_', ' ')} #{int(rank)}" if queue and rank == rank else "",
                     "model_version": r["model_version"]})
     return out

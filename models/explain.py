@@ -123,6 +123,13 @@ def feature_groups(spec: FeatureSpec, standards: Sequence[str]) -> Groups:
     return Groups(names, np.asarray(of, dtype=np.intp), len(standards))
 
 
+def reason_sources(spec: FeatureSpec, groups: Groups) -> dict[str, list[str]]:
+    """For each standard a reason can name, the roles of the features summed into it (the promotion
+    gate refuses a model whose reasons would carry anything but behaviour)."""
+    return {groups.names[g]: sorted({spec.features[j].role for j in np.flatnonzero(groups.of_feature == g)})
+            for g in range(groups.standards)}
+
+
 def group_contributions(ex: Explanation, groups: Groups) -> np.ndarray:
     """Rows x groups: each group's contribution to the calibrated log-odds (with the base they add up
     to the score's log-odds). Summed column by column in spec order, so a row's sums never depend on

@@ -1,7 +1,13 @@
 """The risk model as training writes it and every scorer reads it: a LightGBM booster in its
 native text format, a Platt calibration of its raw log-odds, and the feature-spec hash and policy
-version it was trained for. Training, the HTTP service, the batch job and the notebooks all score
+version it was trained for; beside it, one smaller calibrated booster per policy standard (the risk
+of missing that standard). Training, the HTTP service, the batch job and the notebooks all score
 through this one class, so a score means the same thing everywhere.
+
+The any-standard booster gives the risk score and its exact explanation; the per-standard boosters
+say which standard the risk is about. The two must agree: the risk of missing some standard is at
+least the largest per-standard risk and at most their sum. `consistent` rescales the per-standard
+risks into those bounds (never the risk score, whose contributions add up to its log-odds).
 
 Platt scaling (calibrated log-odds = a * raw + b) keeps the ranking of the trees and keeps the
 explanations exact: each TreeSHAP contribution in raw log-odds is `a * contribution` in calibrated
@@ -22,6 +28,7 @@ import pandas as pd
 from features.spec import FeatureSpec
 
 MODEL_FILE = "model.lgb"  # the file name MLflow's LightGBM flavour uses for a native booster
+EXTRA_FILES = "extra_files"  # where MLflow keeps a model's extra files (the per-standard boosters)
 
 
 class ModelSpecMismatch(ValueError):
@@ -60,6 +67,48 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class StandardModel:
+    """The calibrated risk of missing one standard within the horizon: a booster on the standard's own
+    label, or, when training saw too few of its breaches to learn from, a constant (its base rate)."""
+
+    standard: str
+    booster: lgb.Booster | None
+    calibration: Calibration
+
+    @property
+    def file(self) -> str | None:
+        return f"standard_{self.standard}.lgb" if self.booster is not None else None
+
+    def probability(self, X: pd.DataFrame | np.ndarray, threads: int = 0) -> np.ndarray:
+        if self.booster is None or len(X) == 0:
+            return self.calibration(np.zeros(len(X)))
+        extra = {"num_threads": threads} if threads else {}
+        return self.calibration(self.booster.predict(X, raw_score=True, **extra))
+
+    def metadata(self) -> dict:
+        return {"standard": self.standard, "file": self.file,
+                "calibration": {"slope": self.calibration.slope, "intercept": self.calibration.intercept}}
+
+
+def consistent(risk: np.ndarray, per_standard: np.ndarray) -> np.ndarray:
+    """Per-standard risks (rows x standards) rescaled, row by row, into the bounds the any-standard risk
+    sets: when the largest exceeds the risk, all are scaled down until it equals it; when their sum is
+    below it, all are scaled up until the sum equals it (shared evenly when every one is zero). Ratios
+    between standards, and so which standard is most at risk, never change."""
+    risk = np.asarray(risk, dtype="float64")
+    q = np.asarray(per_standard, dtype="float64")
+    if q.shape[1] == 0:
+        return q
+    top, total = q.max(axis=1), q.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(top > risk, risk / top, np.where(total < risk, risk / total, 1.0))
+    out = q * scale[:, None]
+    zero = total <= 0
+    out[zero] = (risk[zero] / q.shape[1])[:, None]
+    return np.minimum(out, 1.0)
+
+
+@dataclass(frozen=True)
 class RiskModel:
     """A trained breach model with everything needed to score and check it."""
 
@@ -68,6 +117,11 @@ class RiskModel:
     spec_hash: str
     policy_version: str
     feature_names: tuple[str, ...]
+    standards: tuple[StandardModel, ...] = ()
+
+    @property
+    def standard_names(self) -> tuple[str, ...]:
+        return tuple(s.standard for s in self.standards)
 
     def _inputs(self, X: pd.DataFrame | np.ndarray) -> pd.DataFrame | np.ndarray:
         return X if isinstance(X, np.ndarray) else X[list(self.feature_names)]
@@ -79,6 +133,15 @@ class RiskModel:
     def probability(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """The calibrated probability of a breach within the horizon."""
         return self.calibration(self.raw_score(X))
+
+    def standard_risk(self, X: pd.DataFrame | np.ndarray, risk: np.ndarray | None = None, threads: int = 0) -> np.ndarray:
+        """Rows x standards: the calibrated risk of missing each standard within the horizon, made
+        consistent with the any-standard risk (`consistent`; computed here unless given)."""
+        X = self._inputs(X)
+        risk = self.probability(X) if risk is None else risk
+        q = (np.column_stack([s.probability(X, threads) for s in self.standards]) if self.standards
+             else np.empty((len(X), 0)))
+        return consistent(risk, q)
 
     def contributions(self, X: pd.DataFrame | np.ndarray, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """LightGBM's own TreeSHAP: each feature's contribution to the raw log-odds (rows x features),
@@ -158,14 +221,34 @@ class RiskModel:
         return {"feature_spec_hash": self.spec_hash, "policy_version": self.policy_version,
                 "feature_names": list(self.feature_names),
                 "calibration": {"method": "platt", "slope": self.calibration.slope,
-                                "intercept": self.calibration.intercept}}
+                                "intercept": self.calibration.intercept},
+                "standards": [s.metadata() for s in self.standards]}
+
+    def save_standards(self, folder: Path) -> list[str]:
+        """Write the per-standard boosters into `folder` (native text); returns their paths."""
+        paths = []
+        for s in self.standards:
+            if s.booster is not None:
+                path = Path(folder) / s.file
+                s.booster.save_model(str(path))
+                paths.append(str(path))
+        return paths
 
     @classmethod
-    def from_parts(cls, booster: lgb.Booster, metadata: dict) -> RiskModel:
+    def from_parts(cls, booster: lgb.Booster, metadata: dict, standards_dir: Path | None = None) -> RiskModel:
+        """A model from its booster, its metadata and the folder holding its per-standard boosters."""
         cal = metadata["calibration"]
+        standards = []
+        for entry in metadata.get("standards") or []:
+            c = entry["calibration"]
+            file = entry.get("file")
+            if file and (standards_dir is None or not (Path(standards_dir) / file).is_file()):
+                raise ModelSpecMismatch(f"the model's booster for standard {entry['standard']} ({file}) is missing")
+            b = lgb.Booster(model_file=str(Path(standards_dir) / file)) if file else None
+            standards.append(StandardModel(str(entry["standard"]), b, Calibration(float(c["slope"]), float(c["intercept"]))))
         return cls(booster, Calibration(float(cal["slope"]), float(cal["intercept"])),
                    str(metadata["feature_spec_hash"]), str(metadata["policy_version"]),
-                   tuple(metadata["feature_names"]))
+                   tuple(metadata["feature_names"]), tuple(standards))
 
     @classmethod
     def load_dir(cls, folder: Path | str) -> RiskModel:
@@ -178,4 +261,4 @@ class RiskModel:
         if "feature_spec_hash" not in metadata:
             raise ModelSpecMismatch(f"{folder} is not a seller-risk model: its MLmodel has no feature_spec_hash")
         booster = lgb.Booster(model_file=str(folder / MODEL_FILE))
-        return cls.from_parts(booster, metadata)
+        return cls.from_parts(booster, metadata, folder / EXTRA_FILES)

@@ -14,10 +14,10 @@ from features.policy import Policy
 from models.risk_model import RiskModel, model_frame
 from features.spec import FeatureSpec
 from training.baselines import logistic_inputs, logistic_regression, rule_score
-from training.dataset import CONTEXT
-from training.fit import fit_platt, fit_risk_model, halves
+from training.dataset import CONTEXT, untouched
+from training.fit import fit_platt, fit_risk_model, halves, label
 from training.folds import Fold, rows
-from training.metrics import by_segment, evaluate
+from training.metrics import by_segment, evaluate, evaluate_standards
 
 MODEL, LOGREG, RULE, CHAMPION = "lightgbm", "logistic_regression", "rule", "champion"
 LEAK_AUC = 0.95
@@ -47,10 +47,15 @@ def _scored(test: pd.DataFrame, score: np.ndarray, model: str, fold: str) -> pd.
 def score_fold(frame: pd.DataFrame, fold: Fold, spec: FeatureSpec, policy: Policy, params: dict, seed: int,
                champion: RiskModel | None = None) -> pd.DataFrame:
     """Fit the model and the baselines on the fold's past; score its test weeks with each."""
-    train, valid, test = rows(frame, fold.train), rows(frame, fold.valid), rows(frame, fold.test)
+    train, valid, test = untouched(rows(frame, fold.train)), untouched(rows(frame, fold.valid)), rows(frame, fold.test)
     _, cal = halves(valid)
-    model = fit_risk_model(train, valid, spec, params, seed)
-    out = [_scored(test, model.probability(model_frame(test, spec)), MODEL, fold.name)]
+    model = fit_risk_model(train, valid, spec, params, seed, tuple(policy.metrics))
+    X = model_frame(test, spec)
+    risk = model.probability(X)
+    mine = _scored(test, risk, MODEL, fold.name)
+    for m, q in zip(model.standard_names, model.standard_risk(X, risk).T, strict=True):
+        mine[f"risk_{m}"], mine[f"breach_{m}"] = q, label(test, m)
+    out = [mine]
 
     lr = logistic_regression(spec).fit(logistic_inputs(train, spec), train["breach"])
     lr_cal = fit_platt(lr.decision_function(logistic_inputs(valid[cal], spec)), valid.loc[cal, "breach"].to_numpy())
@@ -99,6 +104,8 @@ def run_backtest(frame: pd.DataFrame, folds: list[Fold], spec: FeatureSpec, poli
         for fold, part in by_model.groupby("fold", sort=False):
             metrics |= {f"{model}.{fold}.{k}": v for k, v in evaluate(part, capacity).items()}
         metrics |= {f"{model}.pooled.{k}": v for k, v in evaluate(by_model, capacity).items()}
+        if model == MODEL:
+            metrics |= {f"{model}.pooled.{k}": v for k, v in evaluate_standards(by_model, tuple(policy.metrics)).items()}
         segments.append(by_segment(by_model, capacity).assign(model=model))
     test_rows = frame[frame["as_of"].isin([d for f in folds for d in f.test])]
     return Backtest(scored, metrics, pd.concat(segments, ignore_index=True), suspected_leaks(test_rows, spec))

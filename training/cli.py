@@ -25,6 +25,10 @@ def train(
         help="Safety limit on the search in seconds (default none: every trial runs, so one seed gives one model)."),
     seed: int = typer.Option(7, "--seed", help="Seed: same data, same trials, same model."),
     folds: int = typer.Option(3, "--folds", min=1, max=12, help="Rolling-origin backtest folds."),
+    decisions: Path | None = typer.Option(
+        None, "--decisions", help="Reviewers' decisions (`seller-risk decisions export`); default <data>/decisions.parquet "
+                                  "when it exists. Seller-weeks after a contact or warning are kept out of the fit and "
+                                  "reported apart."),
 ) -> None:
     """Search, backtest against the baselines and the champion, and register the model as the challenger."""
     from features.terminal import staged_progress
@@ -33,7 +37,10 @@ def train(
 
     try:
         with store_errors(), staged_progress() as report:
-            result = run_training(TrainConfig(features_dir, models, seed, trials, budget, folds), report)
+            if decisions is None and (DATA_DIR / "decisions.parquet").is_file():
+                decisions = DATA_DIR / "decisions.parquet"
+            result = run_training(TrainConfig(features_dir, models, seed, trials, budget, folds, decisions=decisions),
+                                  report)
     except (FileNotFoundError, ValueError, RegistryError) as err:
         fail(str(err))
     print_training_summary(result)
@@ -94,6 +101,16 @@ def print_training_summary(result) -> None:
     console.print(table)
     for fold in result.folds:
         console.print(f"  {fold.describe()}")
+    per = Table(title="Risk per standard, early-warning sellers (backtest, pooled)")
+    for name in ("standard", "breaches", "base rate", "PR AUC", "PR AUC / base rate", "ECE"):
+        per.add_column(name, justify="left" if name == "standard" else "right")
+    prefix = "lightgbm.pooled.early_warning.standard."
+    metrics = result.backtest.metrics
+    for m in result.model.standard_names:
+        g = {k: metrics.get(f"{prefix}{m}.{k}", float("nan")) for k in ("positives", "base_rate", "pr_auc", "ece")}
+        per.add_row(m, f"{g['positives']:,.0f}" if g["positives"] == g["positives"] else "-", num(g["base_rate"], pct=True), num(g["pr_auc"]),
+                    num(g["pr_auc"] / g["base_rate"]) if g["base_rate"] else "-", num(g["ece"]))
+    console.print(per)
     s = result.size
     search = result.search
     print_facts("Model", (

@@ -14,7 +14,8 @@ from features import layout
 from features.snapshots import read_snapshots
 from features.spec import FeatureSpec, feature_spec
 
-CONTEXT = ["seller_id", "as_of", "breach", "compliant_at_t", "tenure_days", "orders_90d", "category", "region"]
+CONTEXT = ["seller_id", "as_of", "breach", "compliant_at_t", "after_intervention", "tenure_days", "orders_90d",
+           "category", "region"]
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,11 @@ class TrainingSet:
         return sorted(self.frame["as_of"].unique())
 
 
-def load_training_set(features_dir: Path | str, policy: str | Path | None = None) -> TrainingSet:
-    """Read the snapshots with known labels; refuse snapshots built with another feature spec."""
+def load_training_set(features_dir: Path | str, policy: str | Path | None = None,
+                      decisions: Path | None = None) -> TrainingSet:
+    """Read the snapshots with known labels; refuse snapshots built with another feature spec. With the
+    reviewers' exported `decisions`, mark the seller-weeks after a contact or warning
+    (`after_intervention`, training/interventions.py)."""
     features_dir = Path(features_dir)
     if not layout.manifest_file(features_dir).is_file():
         raise FileNotFoundError(f"{features_dir} holds no feature snapshots ({layout.MANIFEST} is missing); "
@@ -51,4 +55,14 @@ def load_training_set(features_dir: Path | str, policy: str | Path | None = None
     df["as_of"] = pd.to_datetime(df["as_of"])
     df["breach"] = df["breach"].astype("int64")
     df["compliant_at_t"] = df["compliant_at_t"].astype(bool)
+    df["after_intervention"] = False
+    if decisions is not None:
+        from training.interventions import after_intervention, read_decisions
+
+        df["after_intervention"] = after_intervention(df, read_decisions(Path(decisions)), pol.horizon_days)
     return TrainingSet(df.reset_index(drop=True), spec, pol, manifest)
+
+
+def untouched(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows a model may learn from: seller-weeks no reviewer's contact or warning came before."""
+    return frame[~frame["after_intervention"]] if "after_intervention" in frame.columns else frame

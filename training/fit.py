@@ -1,5 +1,6 @@
-"""Fitting one breach model: LightGBM trees with early stopping, then Platt calibration on a
-later, disjoint slice; and the model's size, which prices its explanations."""
+"""Fitting the breach model: LightGBM trees with early stopping, then Platt calibration on a later,
+disjoint slice; one smaller calibrated booster per policy standard beside it; and the model's size,
+which prices its explanations."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from models.risk_model import Calibration, RiskModel, model_frame
+from models.risk_model import Calibration, RiskModel, StandardModel, model_frame
 from features.spec import FeatureSpec
 
 FIXED_PARAMS = {"objective": "binary", "verbosity": -1, "num_threads": 2, "deterministic": True,
                 "force_row_wise": True, "bagging_freq": 1}
 MAX_ROUNDS = 1000
 EARLY_STOPPING = 50
+STANDARD_PARAMS = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 100, "feature_fraction": 0.7,
+                   "bagging_fraction": 0.5, "lambda_l2": 1.0, "num_boost_round": 200}
+"""The per-standard boosters only say which standard the risk is about; they are scored, never
+explained, so they stay small and fixed (no search: eight searches would cost more than they give)."""
+MIN_BREACHES = 20
+"""A standard with fewer breaches than this in training gets a constant risk (its base rate)."""
 
 
 def halves(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -26,12 +33,20 @@ def halves(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return h, ~h
 
 
-def fit_booster(train: pd.DataFrame, stop: pd.DataFrame, spec: FeatureSpec, params: dict, seed: int) -> lgb.Booster:
-    """Trees on `train`, stopped when the breach log-loss on `stop` no longer improves."""
+def label(frame: pd.DataFrame, standard: str | None = None) -> np.ndarray:
+    """The breach label (any standard, or one standard's) as 0/1."""
+    col = frame["breach" if standard is None else f"breach_{standard}"]
+    return col.fillna(False).astype("int64").to_numpy()
+
+
+def fit_booster(train: pd.DataFrame, stop: pd.DataFrame, spec: FeatureSpec, params: dict, seed: int,
+                standard: str | None = None) -> lgb.Booster:
+    """Trees on `train`, stopped when the breach log-loss on `stop` no longer improves (the breach of
+    any standard, or of `standard` only)."""
     full = {**FIXED_PARAMS, **params, "seed": seed}
     rounds = int(full.pop("num_boost_round", MAX_ROUNDS))
-    dtrain = lgb.Dataset(model_frame(train, spec), train["breach"].to_numpy(), free_raw_data=False)
-    dstop = lgb.Dataset(model_frame(stop, spec), stop["breach"].to_numpy(), reference=dtrain)
+    dtrain = lgb.Dataset(model_frame(train, spec), label(train, standard), free_raw_data=False)
+    dstop = lgb.Dataset(model_frame(stop, spec), label(stop, standard), reference=dtrain)
     return lgb.train(full, dtrain, num_boost_round=rounds, valid_sets=[dstop],
                      callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)])
 
@@ -44,13 +59,28 @@ def fit_platt(raw: np.ndarray, y: np.ndarray) -> Calibration:
     return Calibration(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
 
 
-def fit_risk_model(train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, params: dict, seed: int) -> RiskModel:
-    """Trees on `train`; early stopping on one half of `valid`, calibration on the other."""
+def fit_standard(train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, standard: str, seed: int) -> StandardModel:
+    """One standard's calibrated booster (a constant when training saw too few of its breaches)."""
+    stop, cal = halves(valid)
+    y = label(train, standard)
+    if y.sum() < MIN_BREACHES or label(valid[cal], standard).sum() == 0:
+        rate = (y.sum() + 0.5) / (len(y) + 1.0)
+        return StandardModel(standard, None, Calibration(0.0, float(np.log(rate / (1 - rate)))))
+    booster = fit_booster(train, valid[stop], spec, STANDARD_PARAMS, seed, standard)
+    raw = booster.predict(model_frame(valid[cal], spec), raw_score=True)
+    return StandardModel(standard, booster, fit_platt(raw, label(valid[cal], standard)))
+
+
+def fit_risk_model(train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, params: dict, seed: int,
+                   standards: tuple[str, ...] = ()) -> RiskModel:
+    """Trees on `train`; early stopping on one half of `valid`, calibration on the other; and a
+    calibrated booster per standard in `standards` (the policy's metrics) fitted the same way."""
     stop, cal = halves(valid)
     booster = fit_booster(train, valid[stop], spec, params, seed)
     uncalibrated = RiskModel(booster, Calibration(), spec.hash, spec.policy_version, tuple(spec.names))
     calibration = fit_platt(uncalibrated.raw_score(model_frame(valid[cal], spec)), valid.loc[cal, "breach"].to_numpy())
-    return RiskModel(booster, calibration, spec.hash, spec.policy_version, tuple(spec.names))
+    per_standard = tuple(fit_standard(train, valid, spec, m, seed) for m in standards)
+    return RiskModel(booster, calibration, spec.hash, spec.policy_version, tuple(spec.names), per_standard)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from models.cohorts import TENURE_BANDS, VOLUME_BANDS, expected_calibration_error, tenure_band, volume_band
 from features.policy import ReviewCapacity
 
-POPULATIONS = ("all", "early_warning")
+POPULATIONS = ("all", "early_warning", "after_intervention")
+"""Every seller-week without a reviewer's action before it, the early-warning part of those, and the
+seller-weeks after a contact or warning (reported apart: their outcomes are not the model's to claim)."""
 SEGMENT_TYPES = ("tenure_band", "volume_band", "category")
 
 _QUALITY = ("roc_auc", "pr_auc", "brier", "ece")
@@ -34,11 +36,20 @@ def weekly_capacity(active_sellers: int, capacity: ReviewCapacity) -> int:
 
 def _in_population(scored: pd.DataFrame, population: str) -> pd.Series:
     """Which rows belong to a population: every seller, or the early-warning set."""
+    acted = (scored["after_intervention"].astype("boolean").fillna(False).astype(bool)
+             if "after_intervention" in scored.columns else pd.Series(False, index=scored.index))
     if population == "all":
-        return pd.Series(True, index=scored.index)
+        return ~acted
     if population == "early_warning":
-        return scored["compliant_at_t"].astype("boolean").fillna(False).astype(bool)
+        return scored["compliant_at_t"].astype("boolean").fillna(False).astype(bool) & ~acted
+    if population == "after_intervention":
+        return acted
     raise ValueError(f"unknown population {population!r}; expected one of {POPULATIONS}")
+
+
+def populations(scored: pd.DataFrame) -> tuple[str, ...]:
+    """The populations reported for these rows: after_intervention only when some row is."""
+    return POPULATIONS if _in_population(scored, "after_intervention").any() else POPULATIONS[:2]
 
 
 def _queue(scored: pd.DataFrame, capacity: ReviewCapacity, population: str = "all") -> pd.DataFrame:
@@ -107,7 +118,7 @@ def _quality(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 def evaluate(scored: pd.DataFrame, capacity: ReviewCapacity) -> dict[str, float]:
     """The model's report card on all sellers and on the early-warning set, keyed "<population>.<metric>"."""
     out: dict[str, float] = {}
-    for population in POPULATIONS:
+    for population in populations(scored):
         rows = scored[_in_population(scored, population).to_numpy()]
         y = rows["breach"].to_numpy(dtype="int64")
         n, positives = len(y), int(y.sum())
@@ -125,6 +136,22 @@ def evaluate(scored: pd.DataFrame, capacity: ReviewCapacity) -> dict[str, float]
             "brier": quality["brier"], "ece": quality["ece"],
         }
         out |= {f"{population}.{name}": float(value) for name, value in metrics.items()}
+    return out
+
+
+def evaluate_standards(scored: pd.DataFrame, standards: tuple[str, ...]) -> dict[str, float]:
+    """Each standard's risk (`risk_<standard>` against `breach_<standard>`) on all sellers and on the
+    early-warning set: breaches, base rate, PR AUC and calibration error, keyed
+    "<population>.standard.<standard>.<metric>"."""
+    out: dict[str, float] = {}
+    for population in populations(scored):
+        rows = scored[_in_population(scored, population).to_numpy()]
+        for m in standards:
+            y = rows[f"breach_{m}"].to_numpy(dtype="int64")
+            quality = _quality(y, rows[f"risk_{m}"].to_numpy(dtype="float64"))
+            metrics = {"positives": int(y.sum()), "base_rate": _ratio(int(y.sum()), len(y)),
+                       "pr_auc": quality["pr_auc"], "ece": quality["ece"]}
+            out |= {f"{population}.standard.{m}.{k}": float(v) for k, v in metrics.items()}
     return out
 
 
@@ -154,7 +181,7 @@ def by_segment(scored: pd.DataFrame, capacity: ReviewCapacity) -> pd.DataFrame:
     columns = ["population", "segment_type", "segment", "n", "positives", "base_rate", "roc_auc", "pr_auc",
                "precision_at_capacity", "recall_at_capacity", "brier", "ece"]
     records = []
-    for population in POPULATIONS:
+    for population in populations(labelled):
         q = _queue(labelled, capacity, population)
         member = q["member"].to_numpy()
         rows = labelled[member].assign(flagged=q["flagged"].to_numpy()[member])

@@ -32,6 +32,7 @@ class GateBounds:
     min_segment_auc: float = 0.60  # every segment with enough breaches keeps this ROC AUC
     segment_drop: float = 0.05  # and loses at most this against the champion
     min_segment_positives: int = 30
+    max_standard_ece: float = 0.05  # each standard's risk, early-warning set, when it has enough breaches
 
 
 @dataclass
@@ -58,8 +59,12 @@ def _m(metrics: dict[str, float], model: str, key: str) -> float:
 
 
 def decide(metrics: dict[str, float], segments: pd.DataFrame, leaks: dict[str, float],
-           champion_version: str | None, bounds: GateBounds = GateBounds()) -> Gate:
-    """Whether the challenger (model `lightgbm` in the backtest) may replace the champion."""
+           champion_version: str | None, bounds: GateBounds = GateBounds(),
+           reason_sources: dict[str, list[str]] | None = None) -> Gate:
+    """Whether the challenger (model `lightgbm` in the backtest) may replace the champion.
+
+    `reason_sources`: for each standard a reason can name, the roles of the features whose
+    contributions make it (the model's `feature_groups`); anything but behaviour fails the gate."""
     checks = []
 
     def check(name: str, ok: bool, detail: str) -> None:
@@ -83,8 +88,32 @@ def decide(metrics: dict[str, float], segments: pd.DataFrame, leaks: dict[str, f
                   f"{key} {_m(metrics, MODEL, key):.4f} vs champion v{champion_version} {theirs:.4f} on the same backtest"
                   + ("" if mine_ok else f" (more than {bounds.champion_tolerance} worse)"))
 
+    queue = "early_warning.precision_at_capacity"
+    mine_q, rule_q, lr_q = (_m(metrics, m, queue) for m in (MODEL, RULE, LOGREG))
+    check("queue beats the rule", mine_q > rule_q,
+          f"early-warning queue precision at capacity {mine_q:.1%} vs the rule's {rule_q:.1%} "
+          f"(logistic regression {lr_q:.1%}; recall {_m(metrics, MODEL, 'early_warning.recall_at_capacity'):.1%} "
+          f"vs {_m(metrics, RULE, 'early_warning.recall_at_capacity'):.1%})")
+
     ece = _m(metrics, MODEL, "all.ece")
     check("calibrated", ece <= bounds.max_ece, f"expected calibration error {ece:.4f} (bound {bounds.max_ece})")
+
+    prefix = f"{MODEL}.pooled.early_warning.standard."
+    standards = sorted({k.removeprefix(prefix).split(".")[0] for k in metrics if k.startswith(prefix)})
+    judged = [m for m in standards if metrics[f"{prefix}{m}.positives"] >= bounds.min_segment_positives]
+    off = [f"{m}: {metrics[f'{prefix}{m}.ece']:.4f}" for m in judged
+           if not metrics[f"{prefix}{m}.ece"] <= bounds.max_standard_ece]
+    check("each standard's risk calibrated", not off,
+          ("; ".join(off) + f" (bound {bounds.max_standard_ece})") if off else
+          f"{len(judged)} of {len(standards)} standards with >= {bounds.min_segment_positives} early-warning breaches "
+          f"have calibration error <= {bounds.max_standard_ece}")
+
+    if reason_sources is not None:
+        wrong = [f"{m}: {', '.join(sorted(set(r) - {'behaviour'}))}" for m, r in reason_sources.items()
+                 if set(r) - {"behaviour"}]
+        check("reasons are behaviour", not wrong,
+              ("reasons would show " + "; ".join(wrong)) if wrong else
+              f"the reasons of all {len(reason_sources)} standards come from behaviour features only")
 
     seg = segments[(segments["population"] == "all") & (segments["positives"] >= bounds.min_segment_positives)]
     mine_seg = seg[seg["model"] == MODEL].set_index(["segment_type", "segment"])["roc_auc"]

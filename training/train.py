@@ -23,9 +23,10 @@ from features import layout
 from features.fingerprint import fingerprint
 from features.settings import MODELS_DIR
 from models.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, ensure_experiment, use_store
+from models.explain import feature_groups, reason_sources
 from models.risk_model import RiskModel, model_frame
 from training.backtest import CHAMPION, LOGREG, MODEL, RULE, Backtest, run_backtest
-from training.dataset import TrainingSet, load_training_set
+from training.dataset import TrainingSet, load_training_set, untouched
 from training.fit import ModelSize, fit_risk_model, model_size
 from training.folds import Fold, final_split, rolling_origin, rows
 from training.metrics import at_capacity
@@ -47,6 +48,7 @@ class TrainConfig:
     test_weeks: int = 4
     valid_weeks: int = 4
     params: dict | None = None  # fixed hyperparameters: skip the search
+    decisions: Path | None = None  # reviewers' exported decisions (`seller-risk decisions export`), when there are any
     bounds: GateBounds = field(default_factory=GateBounds)
 
 
@@ -125,6 +127,8 @@ def _log(result_parts: dict, cfg: TrainConfig, data: TrainingSet, features_dir: 
                            "search.chosen_trial": sr.chosen.number if sr else "fixed",
                            "folds": " ; ".join(f.describe() for f in result_parts["folds"]),
                            "final": result_parts["final"].describe(), "labelled_rows": len(data.frame),
+                           "after_intervention_rows": int(data.frame["after_intervention"].sum()),
+                           "decisions": str(cfg.decisions) if cfg.decisions else "none",
                            "features": len(data.spec.names), "features_dir": str(features_dir.resolve()),
                            "events": data.manifest.get("events", "unknown")})
         mlflow.log_metrics({k: float(v) for k, v in bt.metrics.items()})
@@ -153,9 +157,11 @@ def _log(result_parts: dict, cfg: TrainConfig, data: TrainingSet, features_dir: 
         level = pyfunc_check.level
         pyfunc_check.setLevel(logging.ERROR)
         try:
-            info = mlflow.lightgbm.log_model(model.booster, name="model", signature=signature, metadata=model.metadata(),
-                                             input_example=example, pip_requirements=[f"lightgbm=={lgb.__version__}", f"mlflow=={mlflow.__version__}"],
-                                             registered_model_name=MODEL_NAME)
+            with tempfile.TemporaryDirectory() as boosters:  # the per-standard boosters, in the same model version
+                info = mlflow.lightgbm.log_model(model.booster, name="model", signature=signature, metadata=model.metadata(),
+                                                 input_example=example, pip_requirements=[f"lightgbm=={lgb.__version__}", f"mlflow=={mlflow.__version__}"],
+                                                 extra_files=model.save_standards(Path(boosters)) or None,
+                                                 registered_model_name=MODEL_NAME)
         finally:
             pyfunc_check.setLevel(level)
         version = str(info.registered_model_version)
@@ -171,13 +177,13 @@ def train(cfg: TrainConfig, report: Report | None = None) -> TrainResult:
     """Run the whole training flow and register the result as the challenger."""
     say = report or (lambda *_: None)
     uri = use_store(cfg.models_dir)
-    data = load_training_set(cfg.features_dir)
+    data = load_training_set(cfg.features_dir, decisions=cfg.decisions)
     horizon = data.policy.horizon_days
     folds = rolling_origin(data.dates, horizon, cfg.n_folds, cfg.test_weeks, cfg.valid_weeks)
     final = final_split(data.dates, horizon, cfg.valid_weeks)
     sr = None
     if cfg.params is None:
-        sr = search(data.frame, folds[0], data.spec, cfg.seed, cfg.n_trials, cfg.budget_s,
+        sr = search(untouched(data.frame), folds[0], data.spec, cfg.seed, cfg.n_trials, cfg.budget_s,
                     progress=lambda d, t: say("Hyperparameter search (trials)", d, t))
         params = sr.chosen.params
     else:
@@ -185,9 +191,12 @@ def train(cfg: TrainConfig, report: Report | None = None) -> TrainResult:
     champion, champion_version = _champion(data.spec.hash)
     bt = run_backtest(data.frame, folds, data.spec, data.policy, params, cfg.seed, champion,
                       progress=lambda d, t: say("Backtest (folds)", d, t))
-    gate = decide(bt.metrics, bt.segments, bt.leaks, champion_version, cfg.bounds)
+    standards = tuple(data.policy.metrics)
+    sources = reason_sources(data.spec, feature_groups(data.spec, standards))
+    gate = decide(bt.metrics, bt.segments, bt.leaks, champion_version, cfg.bounds, sources)
     say("Final model", 0, 1)
-    model = fit_risk_model(rows(data.frame, final.train), rows(data.frame, final.valid), data.spec, params, cfg.seed)
+    model = fit_risk_model(untouched(rows(data.frame, final.train)), untouched(rows(data.frame, final.valid)), data.spec,
+                           params, cfg.seed, standards)
     size = model_size(model.booster)
     say("Final model", 1, 1)
     figures = _plots(bt, model, data, final, data.policy.review_capacity)
@@ -201,7 +210,7 @@ def summary_rows(result: TrainResult) -> pd.DataFrame:
     """The pooled backtest, one row per model and population, for people to read."""
     out = []
     for m in (MODEL, LOGREG, RULE, CHAMPION):
-        for pop in ("all", "early_warning"):
+        for pop in ("all", "early_warning", "after_intervention"):
             key = f"{m}.pooled.{pop}"
             if f"{key}.roc_auc" not in result.backtest.metrics:
                 continue

@@ -95,6 +95,40 @@ def test_the_run_records_what_a_model_reviewer_needs(trained: TrainResult, featu
     assert mv.tags["feature_spec_hash"] == spec.hash and "challenger" in mv.aliases
 
 
+def test_risk_per_standard_is_one_model_judged_and_logged(trained: TrainResult, feature_dir: Path) -> None:
+    data = load_training_set(feature_dir)
+    use_store(Path(trained.tracking_uri.removeprefix("sqlite:///")).parent)
+    reloaded, _ = load_risk_model(f"models:/seller-risk/{trained.version}")
+    assert reloaded.standard_names == trained.model.standard_names == tuple(data.policy.metrics)
+    X = model_frame(_latest(feature_dir), data.spec)
+    risk = reloaded.probability(X)
+    q = reloaded.standard_risk(X, risk)
+    np.testing.assert_array_equal(q, trained.model.standard_risk(X))
+    assert (q.max(axis=1) <= risk + 1e-12).all() and (q.sum(axis=1) >= risk - 1e-12).all()
+    # each standard's quality on the early-warning set, printed and logged beside the pooled numbers
+    run = MlflowClient().get_run(trained.run_id)
+    for m in data.policy.metrics:
+        key = f"{MODEL}.pooled.early_warning.standard.{m}.pr_auc"
+        assert key in trained.backtest.metrics and f"{MODEL}.pooled.early_warning.standard.{m}.ece" in run.data.metrics
+        if trained.backtest.metrics[f"{MODEL}.pooled.early_warning.standard.{m}.positives"] >= 30:
+            base = trained.backtest.metrics[f"{MODEL}.pooled.early_warning.standard.{m}.base_rate"]
+            assert trained.backtest.metrics[key] > 2 * base, m  # each standard's risk has real skill
+    checks = {c["check"]: c for c in trained.gate.checks}
+    assert checks["queue beats the rule"]["passed"] and checks["reasons are behaviour"]["passed"]
+    assert checks["each standard's risk calibrated"]["passed"], checks["each standard's risk calibrated"]["detail"]
+
+
+def test_the_gate_refuses_a_queue_no_better_than_the_rule_or_reasons_from_exposure(trained: TrainResult) -> None:
+    bt = trained.backtest
+    worse = dict(bt.metrics)
+    worse[f"{MODEL}.pooled.early_warning.precision_at_capacity"] = bt.metrics[f"{RULE}.pooled.early_warning.precision_at_capacity"]
+    gate = decide(worse, bt.segments, bt.leaks, None)
+    assert not gate.passed and any(f.startswith("early-warning queue precision") for f in gate.failures())
+    sources = {"cancellation_rate": ["behaviour", "exposure"], "refund_rate": ["behaviour"]}
+    gate = decide(bt.metrics, bt.segments, bt.leaks, None, reason_sources=sources)
+    assert gate.failures() == ["reasons would show cancellation_rate: exposure"]
+
+
 def test_a_model_for_another_feature_spec_is_refused(trained: TrainResult) -> None:
     other = feature_spec(load_policy("amazon-account-health"))
     with pytest.raises(ModelSpecMismatch, match=trained.model.spec_hash):

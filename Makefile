@@ -5,9 +5,9 @@ BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 DATA   ?= data
 SELLERS ?= 2000
-WEEKS  ?= 52
+WEEKS  ?= 104
 SEED   ?= 7
-TRIALS ?= 20
+TRIALS ?= 12
 SERVE  ?= 1
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
@@ -39,9 +39,11 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Chromium for the console's browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-## demo: set up .venv, simulate a marketplace on the embedded defaults, check it, build its features,
-## train a model (MLflow store under models/), promote it to champion when its gate passes, score the
-## latest week, then serve the champion on http://$(HOST):$(PORT) until Ctrl-C (SERVE=0: stop before)
+## demo: set up .venv, simulate two years of a marketplace on the embedded defaults (a year before the
+## backtest, so the holiday peak has been seen once), check it, build its features, train a model (MLflow
+## store under models/), promote it to champion when its gate passes, score the latest week, create the
+## console's demo reviewer, then serve the API and the console on http://$(HOST):$(PORT) until Ctrl-C
+## (SERVE=0: stop before)
 demo: install
 	$(BIN)/seller-risk simulate --sellers $(SELLERS) --weeks $(WEEKS) --seed $(SEED) --out $(DATA)/events
 	$(BIN)/seller-risk validate --events $(DATA)/events
@@ -49,11 +51,14 @@ demo: install
 	$(BIN)/seller-risk train --features $(DATA)/features --trials $(TRIALS)
 	$(BIN)/seller-risk promote
 	$(BIN)/seller-risk score --events $(DATA)/events --features $(DATA)/features --out $(DATA)/scores
+	@SELLER_RISK_DATA=$(DATA) $(BIN)/seller-risk accounts list 2>/dev/null | grep -qw demo || \
+	  printf 'demo-reviewer\n' | SELLER_RISK_DATA=$(DATA) $(BIN)/seller-risk accounts add demo --name "Demo reviewer" --password-stdin
+	@echo "console: http://$(HOST):$(PORT)/console/  (sign in as demo / demo-reviewer)"
 	@if [ "$(SERVE)" != "0" ]; then $(MAKE) --no-print-directory serve; fi
 
-## serve: serve the champion with reasons over HTTP (BentoML) until Ctrl-C
+## serve: serve the champion with reasons over HTTP (BentoML) and the reviewer console (/console/) until Ctrl-C
 serve: install
-	$(BIN)/seller-risk serve --host $(HOST) --port $(PORT) --features $(DATA)/features
+	SELLER_RISK_DATA=$(DATA) $(BIN)/seller-risk serve --host $(HOST) --port $(PORT) --features $(DATA)/features
 
 ## test: install the dev extras, lint (ruff, import contracts) and run the whole test suite (what CI runs)
 test: lint

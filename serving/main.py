@@ -8,16 +8,19 @@ import typer
 
 from features.cli import commands as feature_commands
 from serving.cli import commands as serving_commands
+from serving.console.cli import groups as console_groups
 from training.cli import commands as training_commands
 
 app = typer.Typer(
     help="Seller risk scoring: simulate a marketplace, validate events, build features, train and promote "
-         "models, score a week, serve over HTTP.",
+         "models, score a week, serve over HTTP and the reviewer console, manage reviewer accounts and decisions.",
     no_args_is_help=True,
     add_completion=False,
 )
 for group in (feature_commands, training_commands, serving_commands):
     app.registered_commands += group.registered_commands
+for name, sub in console_groups:  # accounts add|list, decisions export
+    app.add_typer(sub, name=name)
 
 
 if __name__ == "__main__":  # pragma: no cover

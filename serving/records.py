@@ -67,14 +67,31 @@ class Recovery(BaseModel):
     text: str
 
 
+class StandardRisk(BaseModel):
+    """The risk of missing one standard within the horizon."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    standard: str = Field(description="The policy metric (standard), e.g. 'on_time_delivery_rate'.")
+    label: str = Field(description="The standard's name for a reviewer.")
+    risk: float = Field(description="Calibrated probability that the seller misses this standard at an evaluation "
+                                    "within the horizon (consistent with risk_score: none above it, together "
+                                    "at least it).")
+
+
 class ScoreRecord(BaseModel):
     """How risky a seller is, and why."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
+    record_id: str = Field(description="Identifies this record for the audit trail and `seller-risk replay`: a hash "
+                                       "of the model version, the as-of date, the seller and its exact feature values.")
     seller_id: str
     as_of: date | None = Field(description="As-of date of the features (null when the caller sent the features).")
     risk_score: float = Field(description="Calibrated probability that the seller misses a standard within the horizon.")
+    standard_at_risk: str | None = Field(description="The standard the seller is most likely to miss "
+                                                     "(highest risk_by_standard; null without per-standard risks).")
+    risk_by_standard: list[StandardRisk] = Field(description="The risk of missing each standard, in policy order.")
     risk_band: str = Field(description="The policy's band for the score (low, watch, high, critical).")
     band_meaning: str = Field(description="What the band asks of a reviewer (the weekly batch also says when "
                                           "the seller is in this week's early-warning queue or recovery list).")
@@ -104,11 +121,13 @@ REASON_ARROW = pa.struct([
 ])
 CONTEXT_ARROW = pa.struct([("group", pa.string()), ("contribution", pa.float64()), ("features", pa.string())])
 CONTRIBUTION_ARROW = pa.struct([("group", pa.string()), ("contribution", pa.float64())])
+STANDARD_RISK_ARROW = pa.struct([("standard", pa.string()), ("label", pa.string()), ("risk", pa.float64())])
 RECOVERY_ARROW = pa.struct([("standard", pa.string()), ("needed", pa.int64()), ("back_by", pa.date32()),
                             ("text", pa.string())])
 
 SCORE_ARROW = pa.schema([
-    ("seller_id", pa.string()), ("as_of", pa.date32()), ("risk_score", pa.float64()),
+    ("record_id", pa.string()), ("seller_id", pa.string()), ("as_of", pa.date32()), ("risk_score", pa.float64()),
+    ("standard_at_risk", pa.string()), ("risk_by_standard", pa.list_(STANDARD_RISK_ARROW)),
     ("risk_band", pa.string()), ("band_meaning", pa.string()), ("population", pa.string()),
     ("standards_missed_now", pa.list_(pa.string())), ("base_log_odds", pa.float64()), ("model_name", pa.string()),
     ("model_version", pa.string()), ("policy_version", pa.string()), ("feature_spec_hash", pa.string()),

@@ -25,7 +25,8 @@ from features.standing import Standing, back_by, reason_texts, recovery_text, st
 from models.registry import ModelRef, load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, RiskModel
 from features.spec import FeatureSpec, feature_spec
-from serving.records import CONTEXT_ARROW, CONTRIBUTION_ARROW, REASON_ARROW, RECOVERY_ARROW, SCORE_ARROW
+from serving.records import (CONTEXT_ARROW, CONTRIBUTION_ARROW, REASON_ARROW, RECOVERY_ARROW, SCORE_ARROW,
+                             STANDARD_RISK_ARROW)
 
 DEFAULT_MODEL_URI = CHAMPION_URI
 
@@ -73,9 +74,11 @@ class Scored:
     """Scores, reasons by standard and standings for a batch of sellers, column-wise (row i of every
     array is one seller)."""
 
+    record_id: np.ndarray  # object: the audit id (`record_ids`)
     seller_id: np.ndarray
     as_of: np.ndarray  # datetime.date or None per row
     risk_score: np.ndarray
+    standard_risk: np.ndarray  # rows x model standards: the risk of missing each, consistent with risk_score
     risk_band: np.ndarray
     band_meaning: np.ndarray
     base_log_odds: float
@@ -146,6 +149,7 @@ class Scorer:
         """Score model-ready rows (`RiskModel.matrix`), give the standards at risk each way (up to
         `top` and `lowering`), where the seller stands and, for a standard missed now, its recovery."""
         ex = explain(self.model, X, self.threads)
+        per_standard = self.model.standard_risk(X, ex.score, self.threads)
         band, meaning = self.bands(ex.score)
         groups = self.groups
         by_group = group_contributions(ex, groups)
@@ -155,7 +159,9 @@ class Scorer:
                    else np.zeros((len(X), 0), dtype=bool))
         up = _reason_rows(standard_reasons(ex, by_group, groups, top, "raises"), stand, self.policy)
         down = _reason_rows(standard_reasons(ex, by_group, groups, lowering, "lowers"), stand, self.policy)
-        return Scored(np.asarray(seller_id, dtype=object), as_of, ex.score, band, meaning, ex.base, groups, by_group,
+        seller_id = np.asarray(seller_id, dtype=object)
+        ids = record_ids(X, seller_id, as_of, self.ref.name, self.ref.version, self.spec.hash)
+        return Scored(ids, seller_id, as_of, ex.score, per_standard, band, meaning, ex.base, groups, by_group,
                       missing, up, down, context_texts(ex, groups, self.spec, values_at),
                       _recovery_rows(missing, stand, as_of, self.policy.evaluation_every_days))
 
@@ -182,6 +188,13 @@ class Scorer:
 
     # ------------------------------------------------------------------ the record, two ways
 
+    def standard_at_risk(self, scored: Scored) -> list[str | None]:
+        """Per row, the standard with the highest risk (None when the model has no per-standard risks)."""
+        if scored.standard_risk.shape[1] == 0:
+            return [None] * len(scored)
+        names = np.asarray(self.model.standard_names, dtype=object)
+        return names[np.argmax(scored.standard_risk, axis=1)].tolist()
+
     def _common(self) -> dict[str, str]:
         return {"model_name": self.ref.name, "model_version": self.ref.version,
                 "policy_version": self.policy.version, "feature_spec_hash": self.spec.hash}
@@ -196,13 +209,20 @@ class Scorer:
         names = list(self.policy.metrics)
         g = scored.groups
         others = [(j, g.names[j]) for j in range(g.standards, len(g.names))]
+        standards = self.model.standard_names
+        labels = [self.policy.metrics[m].label for m in standards]
+        at_risk = self.standard_at_risk(scored)
         out = []
         for i in range(n):
             missed = [names[j] for j in np.flatnonzero(scored.missing[i])]
             contrib = scored.by_group[i]
             out.append({
+                "record_id": str(scored.record_id[i]),
                 "seller_id": str(scored.seller_id[i]), "as_of": scored.as_of[i],
-                "risk_score": float(scored.risk_score[i]), "risk_band": str(scored.risk_band[i]),
+                "risk_score": float(scored.risk_score[i]), "standard_at_risk": at_risk[i],
+                "risk_by_standard": [{"standard": m, "label": lab, "risk": float(r)}
+                                     for m, lab, r in zip(standards, labels, scored.standard_risk[i], strict=True)],
+                "risk_band": str(scored.risk_band[i]),
                 "band_meaning": str(scored.band_meaning[i]),
                 "population": "missing_now" if missed else "compliant_now", "standards_missed_now": missed,
                 "base_log_odds": scored.base_log_odds, **common, "reasons": up[i], "lowering_reasons": down[i],
@@ -229,10 +249,20 @@ class Scorer:
         contributions = pa.StructArray.from_arrays(
             [pa.array(np.tile(np.asarray(g.names, dtype=object), n), pa.string()),
              pa.array(scored.by_group.ravel(), pa.float64())], fields=list(CONTRIBUTION_ARROW))
+        standards = self.model.standard_names
+        k = len(standards)
+        by_standard = pa.StructArray.from_arrays(
+            [pa.array(np.tile(np.asarray(standards, dtype=object), n), pa.string()),
+             pa.array(np.tile(np.asarray([self.policy.metrics[m].label for m in standards], dtype=object), n),
+                      pa.string()),
+             pa.array(scored.standard_risk.ravel(), pa.float64())], fields=list(STANDARD_RISK_ARROW))
         columns = {
+            "record_id": pa.array(scored.record_id, pa.string()),
             "seller_id": pa.array(scored.seller_id, pa.string()),
             "as_of": pa.array(scored.as_of, pa.date32()),
             "risk_score": pa.array(scored.risk_score, pa.float64()),
+            "standard_at_risk": pa.array(self.standard_at_risk(scored), pa.string()),
+            "risk_by_standard": pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype="int32") * k), by_standard),
             "risk_band": pa.array(scored.risk_band, pa.string()),
             "band_meaning": pa.array(scored.band_meaning, pa.string()),
             "population": pa.array(np.where(scored.missing_now, "missing_now", "compliant_now"), pa.string()),
@@ -318,6 +348,21 @@ def snapshot_mismatch(features_dir: Path, files: Sequence[Path], scorer: Scorer)
         if extra:
             return f"snapshot {f} has column(s) that feature spec {scorer.spec.hash} does not define: {', '.join(extra)}"
     return None
+
+
+def record_ids(X: np.ndarray, seller_id: np.ndarray, as_of: np.ndarray, model_name: str, model_version: str,
+               spec_hash: str) -> np.ndarray:
+    """Each record's id: 16 hex digits of a hash of the model (name, version, spec), the as-of date,
+    the seller and the exact model inputs, so the same seller scored on the same snapshot by the same
+    model has the same id over HTTP and in the batch, and `replay` can tell a record from its inputs.
+    Column-wise (pandas' keyed, process-independent hash of each column, combined per row)."""
+    cols = {"model": np.full(len(X), f"{model_name}\x1f{model_version}\x1f{spec_hash}", dtype=object),
+            "as_of": np.asarray([str(d) for d in as_of], dtype=object), "seller_id": seller_id.astype(object)}
+    frame = pd.DataFrame(cols)
+    for j in range(X.shape[1]):
+        frame[j] = X[:, j].view("uint64")  # the bits of each input: -0.0, 0.0 and every NaN stay apart
+    h = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return np.asarray([f"{v:016x}" for v in h.tolist()], dtype=object)
 
 
 def _as_date(value: object) -> date | None:

@@ -73,6 +73,34 @@ def serve(
     os.execve(command[0], command, env)  # Ctrl-C goes straight to BentoML, which stops its workers
 
 
+@commands.command()
+def replay(
+    record_id: str = typer.Argument(..., help="The record's id (`record_id` of a served or batch score record)."),
+    db: str | None = typer.Option(None, "--db", help="Decisions and audit database URL (default: SELLER_RISK_DB, else sqlite:///<data>/console.db)."),
+    scores: Path | None = typer.Option(None, "--scores", help="The weekly score table (default: SELLER_RISK_SCORES, else <data>/scores)."),
+    features_dir: Path | None = typer.Option(None, "--features", help="Feature snapshots a batch record is recomputed from (default: <data>/features)."),
+    models: Path | None = typer.Option(None, "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+) -> None:
+    """Recompute a served or batch score record from its stored feature values and model version, bit for bit.
+
+    Exit 0: identical; 1: it differs (the fields are named); 2: it cannot be replayed (the reason)."""
+    from features.settings import Settings
+    from serving.replay import ReplayImpossible, facts
+    from serving.replay import replay as run_replay
+
+    settings = Settings.from_env()
+    try:
+        result = run_replay(record_id, db or settings.db_url, scores or settings.scores_dir,
+                            features_dir or settings.features_dir, models or settings.models)
+    except ReplayImpossible as err:
+        fail(str(err))
+    print_facts(f"Replay of record {record_id}", facts(result))
+    if not result.identical:
+        for line in result.differences:
+            console.print(f"differs: {line}", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(code=1)
+
+
 def print_score_summary(summary: dict) -> None:
     """A weekly scoring run at a glance: bands, expected case volume, queue coverage, risers, drift."""
     eb, cap, m = summary["expected_breaches"], summary["review_capacity"], summary["model"]

@@ -57,10 +57,11 @@ STATUSES: dict[int, str] = {
     415: "The Content-Type is not application/json.",
     422: "A category level the model does not know (the schema's enum lists those it does).",
     500: "An unexpected error; the server log has it.",
+    503: "The score could not be written to the audit database, so it is not served; `error` names the database.",
     504: "The request was not answered within {timeout:g} s.",
 }
-ROUTE_ERRORS = {"/score": (400, 401, 408, 413, 415, 422, 500, 504),
-                "/score_seller": (400, 401, 404, 408, 413, 415, 500, 504)}
+ROUTE_ERRORS = {"/score": (400, 401, 408, 413, 415, 422, 500, 503, 504),
+                "/score_seller": (400, 401, 404, 408, 413, 415, 500, 503, 504)}
 
 
 def openapi_document(models: RequestModels, levels: dict[str, list[str]], *, title: str, description: str,

@@ -118,7 +118,7 @@ def server(trained: TrainResult, feature_dir: Path, tmp_path_factory: pytest.Tem
     port = _free_port()
     log = tmp_path_factory.mktemp("service") / "serve.log"
     env = _env(trained, feature_dir, f"models:/seller-risk/{trained.version}", SELLER_RISK_API_KEY=API_KEY,
-               SELLER_RISK_RECYCLE_EVERY="10")
+               SELLER_RISK_RECYCLE_EVERY="10", SELLER_RISK_DB=f"sqlite:///{log.parent / 'console.db'}")
     proc = _serve(env, port, log)
     url = f"http://127.0.0.1:{port}"
     try:

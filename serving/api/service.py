@@ -32,6 +32,7 @@ from serving.api.schema import request_models
 from serving.api.coalesce import Coalescer
 from serving.api.contract import Contract, openapi_document
 from serving.api.guard import BODY_GAP_S, BODY_S, MODEL_VERSION_HEADER, SCORED_WITH_HEADER, SELLERS_HEADER, Guard
+from serving.audit import ServedAudit, sent_features, served_rows, snapshot_features
 from serving.console.web import create_app as console_app
 from serving.records import ScoreRecord
 from serving.scoring import Scorer, Snapshot
@@ -70,8 +71,10 @@ class SellerRisk:
         self.scorer, self.snapshot = _load(threads=1)
         self.levels = {n: sorted(codes) for n, codes in self.scorer.model.category_codes.items()}
         # requests that arrive together are scored in one call (serving/coalesce.py): same answers, less cost
-        self.by_id: Coalescer[str, dict] = Coalescer(self._score_ids, SETTINGS.max_batch)
-        self.by_features: Coalescer[tuple, dict] = Coalescer(self._score_features, SETTINGS.max_batch)
+        self.by_id: Coalescer[str, tuple] = Coalescer(self._score_ids, SETTINGS.max_batch)
+        self.by_features: Coalescer[tuple, tuple] = Coalescer(self._score_features, SETTINGS.max_batch)
+        # every record served is first written to the decisions database (serving/audit.py), opened on first use
+        self.audit = ServedAudit(SETTINGS.db_url)
         # what was loaded lives as long as the worker: keep it out of the garbage collector's full
         # passes, which otherwise walk it all and stall requests (p99 at 8 in flight: 184 -> 6 ms)
         gc.freeze()
@@ -102,7 +105,10 @@ class SellerRisk:
                 return _error(422, f"sellers[{i}].features.{bad}")
         records, together = await self.by_features.submit(
             (reasons, lowering_reasons), [(s.seller_id, f, s.as_of) for s, f in zip(sellers, features)])
-        return self._reply(records, together)
+        unaudited = await self.audit.wait(logged for _, logged in records)
+        if unaudited:
+            return _error(503, unaudited)
+        return self._reply([r for r, _ in records], together)
 
     @bentoml.api(route="/score_seller", input_spec=MODELS.score_seller)
     async def score_seller(self, seller_id: str, reasons: int = 5, lowering_reasons: int = 0) -> ScoreRecord:
@@ -111,14 +117,22 @@ class SellerRisk:
             return _error(404, f"seller_id {seller_id!r} is not in the feature snapshot of {self.snapshot.as_of} "
                                f"({len(self.snapshot):,} active sellers)")
         records, together = await self.by_id.submit((reasons, lowering_reasons), [seller_id])
-        return self._reply(records[0], together, sellers=1)
+        unaudited = await self.audit.wait([records[0][1]])
+        if unaudited:
+            return _error(503, unaudited)
+        return self._reply(records[0][0], together, sellers=1)
 
-    def _score_ids(self, key: tuple[int, int], seller_ids: list[str]) -> list[dict]:
-        return self.scorer.records(self.scorer.score_ids(self.snapshot, seller_ids, *key))
+    def _score_ids(self, key: tuple[int, int], seller_ids: list[str]) -> list[tuple]:
+        """(record, its audit write) per seller: one write for the call, awaited before each reply."""
+        scored = self.scorer.score_ids(self.snapshot, seller_ids, *key)
+        logged = self.audit.submit(served_rows(self.scorer, scored, snapshot_features(self.snapshot, self.scorer, seller_ids)))
+        return [(r, logged) for r in self.scorer.records(scored)]
 
-    def _score_features(self, key: tuple[int, int], sellers: list[tuple]) -> list[dict]:
+    def _score_features(self, key: tuple[int, int], sellers: list[tuple]) -> list[tuple]:
         ids, features, as_of = zip(*sellers)
-        return self.scorer.records(self.scorer.score_sellers(ids, features, as_of, *key))
+        scored = self.scorer.score_sellers(ids, features, as_of, *key)
+        logged = self.audit.submit(served_rows(self.scorer, scored, sent_features(self.scorer, features)))
+        return [(r, logged) for r in self.scorer.records(scored)]
 
     def _unknown_level(self, features: dict) -> str | None:
         for name, levels in self.levels.items():

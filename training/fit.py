@@ -21,6 +21,8 @@ EARLY_STOPPING = 50
 STANDARD_PARAMS = {"learning_rate": 0.15, "num_leaves": 15, "min_data_in_leaf": 100, "feature_fraction": 0.7,
                    "bagging_fraction": 0.5, "lambda_l2": 1.0, "num_boost_round": 150}
 STANDARD_EARLY_STOPPING = 20
+NEGATIVE_SHARE = 0.25
+"""The share of breach-free seller-weeks the per-standard boosters learn from (all breaches are kept)."""
 """The per-standard boosters only say which standard the risk is about; they are scored, never
 explained, so they stay small and fixed (no search: eight searches would cost more than they give)."""
 MIN_BREACHES = 20
@@ -70,6 +72,11 @@ def fit_standards(train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, s
     stop, cal = halves(valid)
     full = {**FIXED_PARAMS, **STANDARD_PARAMS, "seed": seed}
     rounds = int(full.pop("num_boost_round"))
+    # every seller-week with a breach of some standard, and a share of the others: a standard's breaches
+    # are all kept, the trees see a quarter of the rows, and Platt scaling on the untouched calibration
+    # half puts the probabilities back on the real base rate
+    rng = np.random.default_rng(seed)
+    train = train[(label(train) == 1) | (rng.random(len(train)) < NEGATIVE_SHARE)]
     dtrain = lgb.Dataset(model_frame(train, spec), label(train), params=full, free_raw_data=False).construct()
     dstop = lgb.Dataset(model_frame(valid[stop], spec), label(valid[stop]), reference=dtrain).construct()
     X_cal = model_frame(valid[cal], spec)
@@ -77,7 +84,7 @@ def fit_standards(train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, s
     for m in standards:
         y, y_cal = label(train, m), label(valid[cal], m)
         if y.sum() < MIN_BREACHES or y_cal.sum() == 0:
-            rate = (y.sum() + 0.5) / (len(y) + 1.0)
+            rate = (y_cal.sum() + 0.5) / (len(y_cal) + 1.0)  # the base rate on rows not subsampled
             out.append(StandardModel(m, None, Calibration(0.0, float(np.log(rate / (1 - rate))))))
             continue
         dtrain.set_label(y)

@@ -314,8 +314,10 @@ def test_a_model_for_another_feature_spec_is_refused(tmp_path, first_run, traine
 
     use_store(models_dir)
     meta = {**trained.model.metadata(), "feature_spec_hash": "0123456789abcdef"}
+    (tmp_path / "boosters").mkdir()
     with mlflow.start_run():
         info = mlflow.lightgbm.log_model(trained.model.booster, name="model", metadata=meta,
+                                         extra_files=trained.model.save_standards(tmp_path / "boosters"),
                                          registered_model_name="seller-risk-other-spec")
     out, _ = first_run
     before = content(layout.score_partition(out, latest))

@@ -104,8 +104,8 @@ def test_docs_is_the_api_page_over_docs_json(contract_server: Server) -> None:
 def test_every_status_a_scoring_route_answers_is_documented_with_its_body(contract_server: Server,
                                                                           scorer: Scorer) -> None:  # noqa: F811
     document = requests.get(contract_server.url + "/docs.json", timeout=10).json()
-    for route, statuses in {"/score": {"200", "400", "401", "408", "413", "415", "422", "500", "504"},
-                            "/score_seller": {"200", "400", "401", "404", "408", "413", "415", "500", "504"}}.items():
+    for route, statuses in {"/score": {"200", "400", "401", "408", "413", "415", "422", "500", "503", "504"},
+                            "/score_seller": {"200", "400", "401", "404", "408", "413", "415", "500", "503", "504"}}.items():
         responses = document["paths"][route]["post"]["responses"]
         assert set(responses) == statuses, route
     error = document["components"]["schemas"]["Error"]

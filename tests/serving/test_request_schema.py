@@ -31,7 +31,7 @@ def _refused(model: type, body: dict) -> list[tuple]:
     ({"seller_id": "S1", "reason": 3}, ("reason",)),
     ({"seller_id": "S1", "reasons": "3"}, ("reasons",)),
     ({"seller_id": "S1", "reasons": True}, ("reasons",)),
-    ({"seller_id": "S1", "reasons": 82}, ("reasons",)),
+    ({"seller_id": "S1", "reasons": 1000}, ("reasons",)),  # more than there are features
     ({"seller_id": 1}, ("seller_id",)),
     ({}, ("seller_id",)),
 ])

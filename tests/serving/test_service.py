@@ -383,6 +383,8 @@ def test_a_model_for_another_feature_spec_is_refused_at_start(trained: TrainResu
     store.mkdir()
     uri = f"sqlite:///{store / 'mlflow.db'}"
     metadata = {**trained.model.metadata(), "feature_spec_hash": "0000000000000000"}
+    boosters = tmp_path / "boosters"  # the per-standard boosters travel with the model
+    boosters.mkdir()
     script = (
         "import mlflow, lightgbm as lgb, sys, json\n"
         f"mlflow.set_tracking_uri({uri!r}); mlflow.set_registry_uri({uri!r})\n"
@@ -391,7 +393,7 @@ def test_a_model_for_another_feature_spec_is_refused_at_start(trained: TrainResu
         f"b = lgb.Booster(model_str=open({str(tmp_path / 'model.txt')!r}).read())\n"
         "with mlflow.start_run():\n"
         f"    mlflow.lightgbm.log_model(b, name='model', metadata=json.loads({json.dumps(json.dumps(metadata))}),"
-        " registered_model_name='seller-risk')\n")
+        f" extra_files={trained.model.save_standards(boosters)!r}, registered_model_name='seller-risk')\n")
     (tmp_path / "model.txt").write_text(trained.model.booster.model_to_string())
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
     env = {**_env(trained, feature_dir, "models:/seller-risk/1"), "MLFLOW_TRACKING_URI": uri}

@@ -35,8 +35,9 @@ Z95 = 1.959963984540054
 
 QUEUE_COLUMNS = ["seller_id", "risk_score", "risk_band", "population", "standards_missed_now", "reasons", "recovery",
                  "model_name", "model_version", "policy_version", "feature_spec_hash", "run_id", "scored_at",
-                 "queue", "queue_rank"]
-"""What a week's queued rows are read with (plus `record_id` when the table has it)."""
+                 "queue", "queue_rank", "band_meaning", "context", "standard_at_risk", "risk_by_standard"]
+"""What a week's queued rows are read with (plus `record_id` when the table has it; columns the table lacks
+are skipped). The seller page shows a queued seller's record from these, so they hold all it shows."""
 HISTORY_COLUMNS = ["risk_score", "risk_band", "queue", "queue_rank", "model_version"]
 
 
@@ -323,7 +324,8 @@ def rates_of(rows: pd.DataFrame, policy: Policy) -> Rates:
         return Rates([], names, np.zeros((0, len(names))), np.zeros((0, len(names)), bool),
                      np.zeros((0, len(names)), bool))
     stands = [standing(rows, policy.metrics[m]) for m in names]
-    return Rates(list(rows["as_of"]), names, np.column_stack([s.rate for s in stands]),
+    weeks = [pd.Timestamp(d).date() for d in rows["as_of"]]  # DuckDB gives Timestamps; the pages speak dates
+    return Rates(weeks, names, np.column_stack([s.rate for s in stands]),
                  np.column_stack([s.evaluated for s in stands]), np.column_stack([s.missing for s in stands]))
 
 

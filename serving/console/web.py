@@ -94,7 +94,7 @@ class Console:
                                             undefined=jinja2.StrictUndefined)
         self.templates.filters["pct"] = lambda v, d=1: "" if v is None or v != v else f"{v:.{d}%}"
         self.templates.filters["num"] = lambda v, d=1: "" if v is None or v != v else f"{v:,.{d}f}"
-        self.templates.filters["words"] = lambda v: (v or "").replace("_", " ")
+        self.templates.filters["words"] = lambda v: v.replace("_", " ") if isinstance(v, str) else ""  # NaN: none
         self.templates.filters["path"] = lambda v: quote(str(v), safe="")
 
     @property

@@ -223,7 +223,8 @@ def _general_features(policy: Policy) -> list[Feature]:
         Feature("week_of_year", "int", None,
                 "ISO week of the as-of date: the season the horizon falls in (holiday peak, sales), whose "
                 "strain on delivery a model can only learn from earlier years.",
-                "Week {value:.0f} of the year", "week_of_year", role="context"),
+                "Week {value:.0f} of the year", "week_of_year",
+                missing="Week of the year not given (the caller sent no as-of date)", role="context"),
     ]
 
 

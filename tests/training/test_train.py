@@ -139,7 +139,7 @@ def test_a_model_for_another_feature_spec_is_refused(trained: TrainResult) -> No
 def test_promotion_refuses_a_worse_model_and_rollback_restores_the_champion(feature_dir: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
     fast = {**best_guess(), "learning_rate": 0.1}
-    first = train(TrainConfig(feature_dir, models, seed=1, params=fast, n_folds=1))
+    first = train(TrainConfig(feature_dir, models, seed=1, params=fast))
     assert first.gate.passed, first.gate.failures()
     move = promote("seller-risk", models)
     assert move.done and move.to_version == first.version
@@ -147,7 +147,7 @@ def test_promotion_refuses_a_worse_model_and_rollback_restores_the_champion(feat
     assert str(client.get_model_version_by_alias("seller-risk", "champion").version) == first.version
 
     # one tree of two leaves: worse than the champion and than the baselines
-    worse = train(TrainConfig(feature_dir, models, seed=1, params={"num_boost_round": 1, "num_leaves": 2}, n_folds=1))
+    worse = train(TrainConfig(feature_dir, models, seed=1, params={"num_boost_round": 1, "num_leaves": 2}))
     assert worse.champion_version == first.version and not worse.gate.passed
     refused = promote("seller-risk", models)
     assert not refused.done

@@ -25,13 +25,12 @@ import pyarrow.parquet as pq
 from features import layout
 from features.policy import Policy, PolicyError, load_policy
 from features.standing import standing
+from serving.batch.summary import EARLY_WARNING, RECOVERY, expected_breaches
 
-EARLY_WARNING, RECOVERY = "early_warning", "recovery"
 QUEUE_PAGE = 100  # early-warning rows per page
 RECOVERY_PAGE = 50  # recovery rows per page
 CHART_WEEKS = 13  # a seller's rates are charted over the last quarter of snapshots
 RATE_INPUTS = ("volume", "gap", "trend")  # what features.standing reads of each standard
-Z95 = 1.959963984540054
 
 QUEUE_COLUMNS = ["seller_id", "risk_score", "risk_band", "population", "standards_missed_now", "reasons", "recovery",
                  "model_name", "model_version", "policy_version", "feature_spec_hash", "run_id", "scored_at",
@@ -594,9 +593,7 @@ def leader_week(week: Week, decisions: pd.DataFrame, labels: pd.Series | None) -
     """A week's staffing and quality figures. `decisions` holds the decisions on this week's records
     (columns seller_id, decided_at, reviewer, action); `labels` the early-warning sellers' breach labels."""
     early = week.queued[week.queued["queue"] == EARLY_WARNING]
-    p = early["risk_score"].to_numpy(dtype="float64")
-    expected = float(p.sum())
-    half = Z95 * math.sqrt(float((p * (1 - p)).sum()))
+    forecast = expected_breaches(early["risk_score"].to_numpy(dtype="float64"), level=0.95)
     ew_ids = set(early["seller_id"])
     covered = int(decisions["seller_id"].isin(ew_ids).groupby(decisions["seller_id"]).any().sum()) \
         if len(decisions) else 0
@@ -609,8 +606,8 @@ def leader_week(week: Week, decisions: pd.DataFrame, labels: pd.Series | None) -
     if labels is not None:
         known = labels.dropna()
         labelled, breached = int(len(known)), int(known.astype(bool).sum())
-    return LeaderWeek(week.as_of, len(early), int((week.queued["queue"] == RECOVERY).sum()), expected,
-                      max(0.0, expected - half), expected + half, int(len(decisions)), covered,
+    return LeaderWeek(week.as_of, len(early), int((week.queued["queue"] == RECOVERY).sum()), forecast.expected,
+                      forecast.low, forecast.high, int(len(decisions)), covered,
                       covered / len(early) if len(early) else float("nan"), hours, breached, labelled)
 
 

@@ -27,6 +27,7 @@ from features.policy import load_policy
 from features.settings import Settings
 from serving.console import pages
 from serving.console.store import ACTIONS, Store
+from serving.batch.summary import Z
 
 PASSWORD = "correct horse battery staple"
 WEEKS_BACK = 5  # the earlier scored week: its labels (28-day horizon) are known
@@ -397,7 +398,7 @@ def test_leader_week_interval_coverage_and_time_to_decision() -> None:
     w = pages.leader_week(week, decisions, pd.Series([True, False, None], index=["a", "b", "c"]))
     var = 0.5 * 0.5 + 0.2 * 0.8 + 0.1 * 0.9
     assert (w.queue, w.recovery, w.decisions, w.covered) == (3, 1, 3, 1)
-    assert w.expected == pytest.approx(0.8) and w.high == pytest.approx(0.8 + pages.Z95 * math.sqrt(var))
+    assert w.expected == pytest.approx(0.8) and w.high == pytest.approx(0.8 + Z[0.95] * math.sqrt(var))
     assert w.low == 0.0  # floored
     assert w.coverage == pytest.approx(1 / 3)
     assert w.median_hours == pytest.approx(3.0)  # first decisions: a after 2 h, d after 4 h

@@ -53,6 +53,7 @@ def serve(
     model: str = typer.Option(CHAMPION_URI, "--model", help="Registered model: an alias or a version."),
     models: Path = typer.Option(MODELS_DIR, "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (one per core)."),
+    db: str | None = typer.Option(None, "--db", help="Decisions and audit database URL (default: SELLER_RISK_DB, else sqlite:///<data>/console.db)."),
 ) -> None:
     """Serve scores with reasons over HTTP (BentoML) until Ctrl-C; /docs has the API."""
     from models.registry import RegistryError, store_errors
@@ -66,7 +67,7 @@ def serve(
             snapshot = Snapshot.load(features_dir, scorer)
     except (LookupError, FileNotFoundError, ModelSpecMismatch, ValueError, RegistryError) as err:
         fail(str(err))
-    command, env = bentoml_command(host, port, scorer, features_dir, models, workers)
+    command, env = bentoml_command(host, port, scorer, features_dir, models, workers, db)
     print_serving(scorer, snapshot, host, port)
     import os
 

@@ -15,8 +15,9 @@ SERVICE = "serving.api.service:SellerRisk"
 
 
 def bentoml_command(host: str, port: int, scorer: Scorer, features_dir: Path, models_dir: Path,
-                    workers: int) -> tuple[list[str], dict[str, str]]:
-    """(argv, environment) for `bentoml serve` of the scoring service."""
+                    workers: int, db: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) for `bentoml serve` of the scoring service; `db` (the decisions and audit
+    database URL) wins over SELLER_RISK_DB."""
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     # the decisions and audit database, the data folder and the console's key as this shell sets them,
     # with the data folder made absolute: a worker runs in another folder (--working-dir)
@@ -24,7 +25,7 @@ def bentoml_command(host: str, port: int, scorer: Scorer, features_dir: Path, mo
     data = here.data.resolve()
     settings = Settings(model_uri=scorer.ref.uri, models=Path(models_dir).resolve(),
                         features=Path(features_dir).resolve(), policy=scorer.policy.version, workers=workers,
-                        data=data, db=here.db or Settings(data=data).db_url, secret_key=here.secret_key)
+                        data=data, db=db or here.db or Settings(data=data).db_url, secret_key=here.secret_key)
     env = {**os.environ, **settings.to_env("model_uri", "models", "features", "policy", "workers", "data", "db",
                                            "secret_key"),
            # no usage analytics sent from a risk service (the caller's own setting wins)

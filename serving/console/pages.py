@@ -559,6 +559,7 @@ def record_view(record: dict) -> dict:
         "band_meaning": record.get("band_meaning", ""),
         "population": "missing a standard now" if record.get("population") == "missing_now" else "compliant now",
         "missed": list(record.get("standards_missed_now") or []),
+        "by_standard": by_standard(record),
         "reasons": [r for r in record.get("reasons") or [] if r.get("direction", "raises") == "raises"],
         "context": list(record.get("context") or []),
         "recovery": list(record.get("recovery") or []),
@@ -568,6 +569,22 @@ def record_view(record: dict) -> dict:
         "queue": record.get("queue"),
         "queue_rank": record.get("queue_rank"),
     }
+
+
+def by_standard(record: dict) -> list[dict]:
+    """The record's risk of missing each standard, riskiest first (policy order among equal risks): its label,
+    the risk as a percentage, whether it is the record's standard at risk and whether it is missed now."""
+    at_risk = record.get("standard_at_risk")
+    missed = set(record.get("standards_missed_now") or [])
+    def risk(r: dict) -> float | None:  # None and NaN: no risk known
+        v = r.get("risk")
+        return None if v is None or v != v else float(v)
+
+    rows = [r for r in record.get("risk_by_standard") or [] if r]
+    rows = sorted(rows, key=lambda r: -risk(r) if risk(r) is not None else math.inf)
+    return [{"standard": r["standard"], "label": r.get("label") or r["standard"].replace("_", " "),
+             "risk": "" if risk(r) is None else f"{risk(r):.1%}",
+             "at_risk": r["standard"] == at_risk, "missed": r["standard"] in missed} for r in rows]
 
 
 # ------------------------------------------------------------------ the leader page

@@ -265,6 +265,33 @@ def test_the_seller_page_shows_the_record_its_standards_history_and_actions(clie
         assert shown == [["None."]]
 
 
+def test_the_seller_page_shows_the_risk_of_each_standard_riskiest_first(client, week_rows) -> None:
+    # the riskiest seller missing a standard now, the top of the early-warning queue (cached with the week)
+    # and the riskiest unqueued seller (read from the table with a filter)
+    missing = week_rows[week_rows["standards_missed_now"].map(len) > 0]
+    queued = week_rows[week_rows["queue"] == "early_warning"].sort_values("queue_rank")
+    unqueued = week_rows[week_rows["queue"].isna()].sort_values("risk_score")
+    assert len(missing) and len(queued) and len(unqueued)
+    picks = [missing.sort_values("risk_score").iloc[-1], queued.iloc[0], unqueued.iloc[-1]]
+    for row in picks:
+        r = client.get(f"/console/sellers/{row['seller_id']}")
+        assert r.status_code == 200
+        by_risk = sorted(row["risk_by_standard"], key=lambda s: -s["risk"])  # stable: policy order on ties
+        assert len(by_risk) > 1
+        shown = cells(r.text, "list by-standard")
+        assert [s[0] for s in shown] == [s["label"] for s in by_risk]
+        assert [s[1] for s in shown] == [f"{s['risk']:.1%}" for s in by_risk]
+        missed = set(row["standards_missed_now"])
+        notes = [", ".join((["most at risk"] if s["standard"] == row["standard_at_risk"] else [])
+                           + (["missed now"] if s["standard"] in missed else [])) for s in by_risk]
+        assert [s[2] for s in shown] == notes
+        table = r.text.split('class="list by-standard"', 1)[1].split("</tbody>", 1)[0]
+        highlighted = re.findall(r'<tr class="[^"]*\bat-risk\b[^"]*"><td>([^<]*)</td>', table)
+        assert [html.unescape(h) for h in highlighted] == [s["label"] for s in by_risk
+                                                           if s["standard"] == row["standard_at_risk"]]
+        assert row["standard_at_risk"] == by_risk[0]["standard"]  # the record's own: the riskiest
+
+
 def test_the_rate_charts_are_the_policys_rates_with_the_threshold_line(scored, feature_dir, policy, week_rows) -> None:
     scores, (latest, _) = scored
     seller = week_rows.sort_values("risk_score").iloc[-1]["seller_id"]

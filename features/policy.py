@@ -2,8 +2,8 @@
 
 A policy says which standards a seller is held to (each a ratio of two measures from
 `features.measures` over a trailing window, with a threshold, a direction and a minimum volume
-below which it is not evaluated), how far ahead the label looks, and how scores map to
-reviewer-facing risk bands. Switching marketplaces means switching files, never code.
+below which it is not evaluated), how far ahead the label looks, how many sellers reviewers can
+look at each week, and the bands that place a seller relative to that weekly queue. Switching marketplaces means switching files, never code.
 """
 
 from __future__ import annotations
@@ -82,11 +82,16 @@ class Metric(_Strict):
 
 
 class RiskBand(_Strict):
-    """A score range and what it asks of a reviewer."""
+    """What a seller's place in this week's ranking asks of a reviewer. Sellers compliant now are ranked
+    by risk; a band holds those ranked within `within_queues` weekly queues (review capacity times
+    `within_queues`) that no earlier band holds, and the last compliant band (no `within_queues`) holds
+    the rest. The first compliant band is the early-warning queue itself (`within_queues: 1`). One band
+    (`missing_now: true`) holds the sellers missing a standard now: the recovery list."""
 
-    name: str
-    below: float = Field(gt=0.0, le=1.01)
-    meaning: str
+    name: str = Field(min_length=1)
+    meaning: str = Field(min_length=1)
+    within_queues: float | None = Field(None, gt=0)
+    missing_now: bool = False
 
 
 class ReviewCapacity(_Strict):
@@ -131,13 +136,35 @@ class Policy(_Strict):
 
     @field_validator("risk_bands")
     @classmethod
-    def _ordered_bands(cls, value: tuple[RiskBand, ...]) -> tuple[RiskBand, ...]:
-        uppers = [b.below for b in value]
-        if uppers != sorted(uppers) or len(set(uppers)) != len(uppers):
-            raise ValueError(f"band upper bounds must increase, got {uppers}")
-        if uppers[-1] <= 1.0:
-            raise ValueError("the last band must cover a score of 1.0 (set its 'below' above 1)")
+    def _queue_bands(cls, value: tuple[RiskBand, ...]) -> tuple[RiskBand, ...]:
+        names = [b.name for b in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"band names must differ, got {names}")
+        recovery = [b for b in value if b.missing_now]
+        if len(recovery) != 1 or recovery[0].within_queues is not None:
+            raise ValueError("exactly one band must be `missing_now: true` (the recovery list), without within_queues")
+        ranked = [b for b in value if not b.missing_now]
+        if len(ranked) < 2:
+            raise ValueError("give at least two bands for sellers compliant now: the queue and the rest")
+        within = [b.within_queues for b in ranked[:-1]]
+        if within[0] != 1:
+            raise ValueError(f"the first compliant band ({ranked[0].name}) is this week's queue: within_queues must "
+                             f"be 1, got {within[0]}")
+        if None in within or within != sorted(within) or len(set(within)) != len(within):
+            raise ValueError(f"within_queues must increase band by band, got {within}")
+        if ranked[-1].within_queues is not None:
+            raise ValueError(f"the last compliant band ({ranked[-1].name}) holds the rest: leave out within_queues")
         return value
+
+    @property
+    def recovery_band(self) -> RiskBand:
+        """The band of sellers missing a standard now."""
+        return next(b for b in self.risk_bands if b.missing_now)
+
+    @property
+    def ranked_bands(self) -> tuple[RiskBand, ...]:
+        """The bands of sellers compliant now, from this week's queue to the rest."""
+        return tuple(b for b in self.risk_bands if not b.missing_now)
 
 
 def policy_path(name_or_path: str | Path) -> Path:

@@ -231,13 +231,23 @@ def reasons_long(scores: pd.DataFrame, column: str = "reasons") -> pd.DataFrame:
     return pd.concat([exploded[keep], detail], axis=1).drop(columns=["direction"], errors="ignore")
 
 
+def weekly_cutoffs(scores: Path | str, scorer):
+    """The band cut-offs the weekly batch runs of the scorer's model wrote into the score table, by week
+    (`serving.bands.CutoffsReader`), for `Scorer.ranked`: a seller scored in the notebook gets the band
+    the batch gave it."""
+    from serving.bands import CutoffsReader
+
+    return CutoffsReader(scores, scorer.ref.run_id, recheck_s=0.0)
+
+
 def top_band(scores: pd.DataFrame, policy: Policy) -> str:
-    """The riskiest band anyone is in this week (the policy's last band when it is populated)."""
+    """The band reviewers work first that anyone is in this week: the first ranked band (the
+    early-warning queue, `review`) when it is populated, else the next populated one."""
     present = set(scores["risk_band"])
-    for band in reversed(policy.risk_bands):
+    for band in policy.ranked_bands:
         if band.name in present:
             return band.name
-    raise ValueError("no scored sellers")
+    raise ValueError("no scored seller compliant now")
 
 
 def reason_frequency(reasons: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:

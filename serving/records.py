@@ -92,9 +92,14 @@ class ScoreRecord(BaseModel):
     standard_at_risk: str | None = Field(description="The standard the seller is most likely to miss "
                                                      "(highest risk_by_standard; null without per-standard risks).")
     risk_by_standard: list[StandardRisk] = Field(description="The risk of missing each standard, in policy order.")
-    risk_band: str = Field(description="The policy's band for the score (low, watch, high, critical).")
-    band_meaning: str = Field(description="What the band asks of a reviewer (the weekly batch also says when "
-                                          "the seller is in this week's early-warning queue or recovery list).")
+    risk_band: str = Field(description="The seller's place relative to the week's early-warning queue (the policy's "
+                                       "bands: 'recovery' when missing a standard now; for a compliant seller 'review' "
+                                       "within this week's queue, 'next' within two queues' worth, 'watch' within "
+                                       "five, else 'low'), placed by the cut-offs the weekly batch run of the same "
+                                       "model version wrote for the seller's week (or the latest week before it); "
+                                       "'unranked' when no such run exists yet.")
+    band_meaning: str = Field(description="What the band asks of a reviewer (the weekly batch also gives the seller's "
+                                          "place in this week's early-warning queue or recovery list).")
     population: str = Field(description="'missing_now': the seller misses a standard at as_of; else 'compliant_now'.")
     standards_missed_now: list[str] = Field(description="The standards the seller misses at as_of (policy order).")
     base_log_odds: float = Field(

@@ -6,8 +6,8 @@ on the same snapshot): the same model inputs (`RiskModel.matrix`), the same Tree
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from features.standing import Standing, back_by, reason_texts, recovery_text, st
 from models.registry import ModelRef, load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, RiskModel
 from features.spec import FeatureSpec, feature_spec
+from serving.bands import QueueCutoffs, assign_bands
 from serving.records import (CONTEXT_ARROW, CONTRIBUTION_ARROW, REASON_ARROW, RECOVERY_ARROW, SCORE_ARROW,
                              STANDARD_RISK_ARROW)
 
@@ -108,6 +109,7 @@ class Scorer:
     spec: FeatureSpec
     policy: Policy
     threads: int = 0  # LightGBM threads per call: 0 = all cores (batches), 1 = one request per worker thread
+    queue: Callable[[date | None], QueueCutoffs | None] | None = None  # band cut-offs by as-of date (`ranked`)
 
     def __post_init__(self) -> None:
         self.model.check_spec(self.spec)
@@ -125,13 +127,22 @@ class Scorer:
 
     # ------------------------------------------------------------------ scoring
 
-    def bands(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each score's band and what it means: the first band whose upper bound the score is below."""
-        uppers = np.array([b.below for b in self.policy.risk_bands])
-        idx = np.searchsorted(uppers, scores, side="right").clip(max=len(uppers) - 1)
-        names = np.array([b.name for b in self.policy.risk_bands], dtype=object)
-        meanings = np.array([b.meaning for b in self.policy.risk_bands], dtype=object)
-        return names[idx], meanings[idx]
+    def bands(self, scores: np.ndarray, missing_now: np.ndarray, as_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each seller's band and what it means, relative to the weekly queue of its as-of date
+        (`serving.bands`): the recovery band when missing a standard now, else by the cut-offs `queue`
+        gives for that date (none: `unranked`)."""
+        names = np.empty(len(scores), dtype=object)
+        meanings = np.empty(len(scores), dtype=object)
+        days = list(dict.fromkeys(as_of))  # a snapshot has one or a few as-of dates
+        for day in days:
+            rows = slice(None) if len(days) == 1 else np.fromiter((d == day for d in as_of), bool, len(as_of))
+            cutoffs = self.queue(day) if self.queue is not None else None
+            names[rows], meanings[rows] = assign_bands(scores[rows], missing_now[rows], self.policy, cutoffs, as_of[rows])
+        return names, meanings
+
+    def ranked(self, queue: Callable[[date | None], QueueCutoffs | None] | None) -> Scorer:
+        """The same scorer, placing sellers in bands by `queue`'s cut-offs (a week's, or a reader's)."""
+        return replace(self, queue=queue)
 
     @property
     def groups(self) -> Groups:
@@ -150,13 +161,14 @@ class Scorer:
         `top` and `lowering`), where the seller stands and, for a standard missed now, its recovery."""
         ex = explain(self.model, X, self.threads)
         per_standard = self.model.standard_risk(X, ex.score, self.threads)
-        band, meaning = self.bands(ex.score)
         groups = self.groups
         by_group = group_contributions(ex, groups)
         stand = self.standings(X)
         as_of = np.asarray(as_of, dtype=object)
         missing = (np.column_stack([s.missing for s in stand.values()]) if stand
                    else np.zeros((len(X), 0), dtype=bool))
+        band, meaning = self.bands(ex.score, missing.any(axis=1) if missing.size else np.zeros(len(X), dtype=bool),
+                                   as_of)
         up = _reason_rows(standard_reasons(ex, by_group, groups, top, "raises"), stand, self.policy)
         down = _reason_rows(standard_reasons(ex, by_group, groups, lowering, "lowers"), stand, self.policy)
         seller_id = np.asarray(seller_id, dtype=object)

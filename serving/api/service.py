@@ -35,6 +35,7 @@ from serving.api.guard import BODY_GAP_S, BODY_S, MODEL_VERSION_HEADER, SCORED_W
 from serving.audit import ServedAudit, sent_features, served_rows, snapshot_features
 from serving.console.web import create_app as console_app
 from serving.records import ScoreRecord
+from serving.bands import CutoffsReader
 from serving.scoring import Scorer, Snapshot
 
 log = logging.getLogger("seller_risk.service")
@@ -68,7 +69,9 @@ class SellerRisk:
         _log_to_stdout()
         started = time.perf_counter()
         self._ready = False
-        self.scorer, self.snapshot = _load(threads=1)
+        scorer, self.snapshot = _load(threads=1)
+        # bands place a seller in the weekly ranking the batch job wrote for this model version (serving/bands.py)
+        self.scorer = scorer.ranked(CutoffsReader(SETTINGS.scores_dir, scorer.ref.run_id))
         self.levels = {n: sorted(codes) for n, codes in self.scorer.model.category_codes.items()}
         # requests that arrive together are scored in one call (serving/coalesce.py): same answers, less cost
         self.by_id: Coalescer[str, tuple] = Coalescer(self._score_ids, SETTINGS.max_batch)

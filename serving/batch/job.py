@@ -44,10 +44,11 @@ import pyarrow.parquet as pq
 from features import layout
 from features.atomic import alive, clean_stale, replaced_whole
 from features.settings import MODELS_DIR
+from serving.bands import assign_bands, queue_cutoffs
 from serving.records import SCORE_ARROW
 from serving.scoring import DEFAULT_MODEL_URI, Scorer, snapshot_mismatch
 from serving.batch.summary import (EARLY_WARNING, PSI_ALERT, PSI_WATCH, RECOVERY, Bins, Queues, band_counts,
-                                   capacity_coverage, drift_table, expected_breaches, queue_summary, reference_bins,
+                                   capacity_coverage, capacity_k, drift_table, expected_breaches, queue_summary, reference_bins,
                                    risers, weekly_queues)
 
 SCORING_EXPERIMENT = "seller-risk-scoring"
@@ -285,12 +286,13 @@ def previous_scores(out: Path, previous: date, features_dir: Path, scorer: Score
     files = layout.snapshot_files(features_dir, previous)
     if not files:
         return None, f"no scores or snapshot for {previous}"
-    parts = []
-    for frame in read_chunks(files, ["seller_id", *scorer.spec.names], previous, chunk_rows):
-        p = scorer.model.probability(scorer.model.matrix(frame))
-        parts.append(pd.DataFrame({"seller_id": frame["seller_id"].astype(str), "risk_score": p,
-                                   "risk_band": scorer.bands(p)[0]}))
-    return pd.concat(parts, ignore_index=True), f"{previous} snapshot scored now with model v{scorer.ref.version}"
+    week = rank_week(scorer, files, previous, chunk_rows)
+    missing = week.missed > 0
+    cutoffs = queue_cutoffs(week.risk_score, missing, capacity_k(scorer.policy.review_capacity, len(missing)),
+                            scorer.policy, previous, scorer.ref.version, scorer.ref.run_id)
+    band = assign_bands(week.risk_score, missing, scorer.policy, cutoffs)[0]
+    return (pd.DataFrame({"seller_id": week.seller_id, "risk_score": week.risk_score, "risk_band": band}),
+            f"{previous} snapshot scored now with model v{scorer.ref.version}")
 
 
 # ------------------------------------------------------------------ the job
@@ -493,6 +495,11 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
     week = rank_week(scorer, files, as_of, cfg.chunk_rows)
     queues = weekly_queues(week.seller_id, week.risk_score, week.missed, week.unrecoverable, week.needed,
                            scorer.policy.review_capacity)
+    # bands are places in this week's ranking: the records say where each seller stands, the summary
+    # keeps the cut-offs so the HTTP service places a seller of this week exactly the same
+    cutoffs = queue_cutoffs(week.risk_score, week.missed > 0, queues.capacity, scorer.policy, as_of, scorer.ref.version,
+                             scorer.ref.run_id)
+    scorer = scorer.ranked(lambda day: cutoffs)
     timings["rank_s"] = time.perf_counter() - t_rank
 
     partition = layout.score_partition(out, as_of)
@@ -536,6 +543,7 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
                 counts["risk_score"] = reference.bins["risk_score"][0].counts(current["risk_score"].to_numpy())
             summary = summarise(scorer, current, as_of, prev, prev_source, reference, counts)
             summary.update(queue_summary(current["risk_score"].to_numpy(), queues, week.missed_by_standard))
+            summary["band_cutoffs"] = cutoffs.to_json()
             summary.update({"run_id": run_id, "scored_at": scored_at.isoformat(), "snapshot": source,
                             "partition": str(partition), "files": files_written,
                             "seconds": round(time.perf_counter() - t0, 2)})

@@ -84,7 +84,7 @@ def scores_frame() -> pd.DataFrame:
                             "headroom": 2, "text": f"{f} text"}
     return pd.DataFrame({
         "seller_id": ["S1", "S2", "S3"], "as_of": [date(2025, 6, 2)] * 3, "risk_score": [0.6, 0.3, 0.01],
-        "risk_band": ["critical", "high", "low"],
+        "risk_band": ["recovery", "next", "low"],
         "reasons": [[r(1, "x", 0.5), r(2, "y", 0.2)], [r(1, "y", 0.4)], []]})
 
 
@@ -96,7 +96,7 @@ def test_reasons_long_and_their_frequency() -> None:
     assert list(freq["standard"]) == ["y", "x"] and list(freq["label"]) == ["Metric y", "Metric x"]
     assert freq.set_index("standard").loc["y", ["sellers", "first_reason"]].tolist() == [2, 1]
     assert freq.set_index("standard").loc["y", "share_of_sellers"] == 1.0
-    assert an.top_band(scores_frame(), load_policy("walmart-us-2026")) == "critical"
+    assert an.top_band(scores_frame(), load_policy("walmart-us-2026")) == "next"  # recovery is not ranked
     assert an.riskiest_seller(scores_frame()) == "S1"
 
 

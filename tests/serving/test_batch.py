@@ -142,10 +142,12 @@ def test_rerun_replaces_the_partition_whole(first_run, feature_dir, marketplace,
 
 def test_a_batch_record_equals_the_scorers(first_run, feature_dir, models_dir, model_uri, latest) -> None:
     from features.snapshots import read_snapshots
+    from serving.bands import CutoffsReader
     from serving.scoring import Scorer
 
     out, _ = first_run
     scorer = Scorer.load(model_uri, models_dir)
+    scorer = scorer.ranked(CutoffsReader(out, scorer.ref.run_id))  # placed in bands as the run placed them
     frame = read_snapshots(feature_dir, latest)
     # DuckDB hands the date over as a pandas Timestamp, which Scorer passes through as it is (a
     # Timestamp is a date); the record's as_of is a date, as the service's snapshot gives it
@@ -190,7 +192,7 @@ def test_the_weekly_lists(first_run, latest, policy) -> None:
     out, _ = first_run
     s = json.loads(layout.summary_file(out, latest).read_text())
     t = read_scores(out, latest, ["seller_id", "risk_score", "population", "standards_missed_now", "reasons",
-                                  "recovery", "queue", "queue_rank", "band_meaning"]).to_pandas()
+                                  "recovery", "queue", "queue_rank", "risk_band", "band_meaning"]).to_pandas()
     early = t[t["queue"] == "early_warning"].sort_values("queue_rank")
     recovery = t[t["queue"] == "recovery"].sort_values("queue_rank")
     missing = t["population"] == "missing_now"
@@ -211,6 +213,20 @@ def test_the_weekly_lists(first_run, latest, policy) -> None:
     assert all(len(r) == 0 for r in t.loc[~missing, "recovery"])
     assert s["recovery"]["by_standard"] == {m: int(t["standards_missed_now"].map(lambda x, m=m: m in x).sum())
                                             for m in policy.metrics}
+    # bands are places in this ranking: review is the queue itself, next the following queue's worth,
+    # watch up to five queues' worth, recovery the recovery list; the summary keeps the cut-offs
+    assert set(t.loc[t["risk_band"] == "review", "seller_id"]) == set(early["seller_id"])
+    assert set(t.loc[t["risk_band"] == "recovery", "seller_id"]) == set(recovery["seller_id"])
+    ranked = t[~missing].sort_values("risk_score", ascending=False)["risk_band"].tolist()
+    assert ranked == (["review"] * capacity + ["next"] * capacity + ["watch"] * 3 * capacity
+                      + ["low"] * (len(ranked) - 5 * capacity))
+    cut = s["band_cutoffs"]
+    assert cut["as_of"] == str(latest) and cut["capacity"] == capacity and cut["compliant_sellers"] == (~missing).sum()
+    assert [(c["band"], c["within"]) for c in cut["cutoffs"]] == [("review", capacity), ("next", 2 * capacity),
+                                                                  ("watch", 5 * capacity)]
+    assert cut["cutoffs"][0]["lowest_score"] == pytest.approx(early["risk_score"].min(), abs=1e-9)
+    assert [b["sellers"] for b in s["bands"]] == [int(missing.sum()), capacity, capacity, 3 * capacity,
+                                                  len(ranked) - 5 * capacity]
     eb = s["early_warning"]
     assert eb["expected_breaches"] == pytest.approx(early["risk_score"].sum(), rel=1e-12)
     assert eb["lowest_score"] == early["risk_score"].min()

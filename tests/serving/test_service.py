@@ -118,7 +118,8 @@ def server(trained: TrainResult, feature_dir: Path, tmp_path_factory: pytest.Tem
     port = _free_port()
     log = tmp_path_factory.mktemp("service") / "serve.log"
     env = _env(trained, feature_dir, f"models:/seller-risk/{trained.version}", SELLER_RISK_API_KEY=API_KEY,
-               SELLER_RISK_RECYCLE_EVERY="10", SELLER_RISK_DB=f"sqlite:///{log.parent / 'console.db'}")
+               SELLER_RISK_RECYCLE_EVERY="10", SELLER_RISK_DB=f"sqlite:///{log.parent / 'console.db'}",
+               SELLER_RISK_SCORES=str(log.parent / "scores"))  # no weekly ranking until a test writes one
     proc = _serve(env, port, log)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -458,26 +459,35 @@ def test_bentofile_builds_a_bento(tmp_path: Path) -> None:
 def test_the_batch_job_and_the_service_give_a_seller_the_same_record(server: Server, trained: TrainResult,
                                                                      feature_dir: Path, latest: pd.DataFrame,
                                                                      tmp_path: Path) -> None:
-    """The weekly batch job and the HTTP service, on the same snapshot: same score, same reasons, standings,
-    context, contributions and recovery, bit for bit (a queued seller's band_meaning also names its list)."""
+    """The weekly batch job and the HTTP service, on the same snapshot: same score, same band, reasons,
+    standings, context, contributions and recovery, bit for bit (a queued seller's band_meaning also names
+    its list). The service places sellers by the cut-offs the batch run wrote, read without a restart."""
     from serving.batch.job import BatchConfig, read_record, run_batch
 
     models_dir = Path(trained.tracking_uri.removeprefix("sqlite:///")).parent
     as_of = latest["as_of"].iloc[0]
-    run_batch(BatchConfig(tmp_path / "scores", features_dir=feature_dir, as_of=as_of,
+    scores = server.log.parent / "scores"  # where the service reads the weekly cut-offs
+    some = latest["seller_id"].iloc[0]
+    assert server.post("/score_seller", {"seller_id": some}).json()["risk_band"] in ("unranked", "recovery")
+    run_batch(BatchConfig(scores, features_dir=feature_dir, as_of=as_of,
                           model_uri=f"models:/seller-risk/{trained.version}", models_dir=models_dir,
                           chunk_rows=700, log_mlflow=False))
+    time.sleep(1.2)  # the service looks at the score table at most once a second
     from serving.batch.job import read_scores
     from tests.serving.test_batch import same_record
 
-    lists = read_scores(tmp_path / "scores", as_of, ["seller_id", "queue", "queue_rank"]).to_pandas()
-    firsts = [lists.loc[lists["queue"] == q].sort_values("queue_rank")["seller_id"].iloc[0]
-              for q in ("early_warning", "recovery")]
-    for seller in [*latest["seller_id"].iloc[[0, 500, 1000]], *firsts]:
+    lists = read_scores(scores, as_of, ["seller_id", "queue", "queue_rank", "risk_band"]).to_pandas()
+    ends = [lists.loc[lists["queue"] == q].sort_values("queue_rank")["seller_id"].iloc[i]
+            for q in ("early_warning", "recovery") for i in (0, -1)]  # each list's first and last (the cut-off)
+    nexts = lists.loc[lists["risk_band"] == "next", "seller_id"].iloc[:1].tolist()
+    bands = set()
+    for seller in [*latest["seller_id"].iloc[[0, 500, 1000]], *ends, *nexts]:
         served = server.post("/score_seller", {"seller_id": seller, "reasons": 5}).json()
-        batch = json.loads(json.dumps(read_record(tmp_path / "scores", as_of, seller), default=str))
+        batch = json.loads(json.dumps(read_record(scores, as_of, seller), default=str))
         same_record(batch, served)
         assert served["contributions"] and (served["recovery"] != []) == (served["population"] == "missing_now")
+        bands.add(served["risk_band"])
+    assert {"review", "next", "recovery"} <= bands
 
 
 def test_the_openapi_page_documents_every_feature(server: Server, scorer: Scorer) -> None:

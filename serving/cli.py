@@ -112,9 +112,10 @@ def print_score_summary(summary: dict) -> None:
         ("sellers scored", f"{n:,}"),
         (f"expected breaches within {eb['horizon_days']} days",
          f"{eb['expected']:,.1f} ({eb['interval_level']:.0%} interval {eb['low']:,.1f} to {eb['high']:,.1f})"),
-        ("weekly review capacity", f"{cap['sellers']:,} sellers (scores >= {cap['lowest_score_in_queue']:.3f})"),
+        ("weekly review capacity", f"{cap['sellers']:,} sellers"),
         ("early-warning queue (compliant now)",
-         f"{summary['early_warning']['sellers']:,} sellers, {summary['early_warning']['expected_breaches']:,.1f} "
+         f"{summary['early_warning']['sellers']:,} sellers (risk >= {summary['early_warning']['lowest_score']:.3f}), "
+         f"{summary['early_warning']['expected_breaches']:,.1f} "
          f"expected breaches ({summary['early_warning']['share_of_expected_breaches_of_compliant']:.1%} of those "
          "expected among compliant sellers)"),
         ("recovery list (missing a standard now)", f"{summary['recovery']['sellers']:,} sellers"),

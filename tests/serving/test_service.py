@@ -472,13 +472,16 @@ def test_the_batch_job_and_the_service_give_a_seller_the_same_record(server: Ser
     run_batch(BatchConfig(scores, features_dir=feature_dir, as_of=as_of,
                           model_uri=f"models:/seller-risk/{trained.version}", models_dir=models_dir,
                           chunk_rows=700, log_mlflow=False))
-    time.sleep(1.2)  # the service looks at the score table at most once a second
     from serving.batch.job import read_scores
     from tests.serving.test_batch import same_record
 
     lists = read_scores(scores, as_of, ["seller_id", "queue", "queue_rank", "risk_band"]).to_pandas()
     ends = [lists.loc[lists["queue"] == q].sort_values("queue_rank")["seller_id"].iloc[i]
             for q in ("early_warning", "recovery") for i in (0, -1)]  # each list's first and last (the cut-off)
+    deadline = time.monotonic() + 10  # the service looks at the score table at most once a second
+    while server.post("/score_seller", {"seller_id": ends[0]}).json()["risk_band"] == "unranked":
+        assert time.monotonic() < deadline, "the service never saw the batch run's cut-offs"
+        time.sleep(0.1)
     nexts = lists.loc[lists["risk_band"] == "next", "seller_id"].iloc[:1].tolist()
     bands = set()
     for seller in [*latest["seller_id"].iloc[[0, 500, 1000]], *ends, *nexts]:

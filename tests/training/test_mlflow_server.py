@@ -57,7 +57,10 @@ def test_train_and_promote_against_a_real_tracking_server(
     assert ref.version == "1"
     X = model_frame(pd.read_parquet(layout.latest_snapshot(feature_dir)),
                     feature_spec(load_training_set(feature_dir).policy))
-    # the same data, seed and trials in another process and another store give the same model, bit for bit
+    # the same data, seed and trials in another process and another store give the same model, bit for bit,
+    # and the same backtest (this is the test that training is deterministic for a seed)
     np.testing.assert_array_equal(model.probability(X), trained.model.probability(X))
+    logged = mlflow.MlflowClient().get_run(ref.run_id).data.metrics
+    assert {k: logged[k] for k in trained.backtest.metrics} == pytest.approx(trained.backtest.metrics, nan_ok=True)
     again = _cli("promote", uri=mlflow_server.url, cwd=tmp_path)
     assert again.returncode == 1 and "already the champion" in again.stdout

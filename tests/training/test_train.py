@@ -146,8 +146,9 @@ def test_promotion_refuses_a_worse_model_and_rollback_restores_the_champion(feat
     client = MlflowClient()
     assert str(client.get_model_version_by_alias("seller-risk", "champion").version) == first.version
 
-    # one tree of two leaves: worse than the champion and than the baselines
-    worse = train(TrainConfig(feature_dir, models, seed=1, params={"num_boost_round": 1, "num_leaves": 2}))
+    # one tree of two leaves: worse than the champion and than the baselines (on one fold, where the
+    # champion is scored too: the comparison is on the same weeks however many folds)
+    worse = train(TrainConfig(feature_dir, models, seed=1, params={"num_boost_round": 1, "num_leaves": 2}, n_folds=1))
     assert worse.champion_version == first.version and not worse.gate.passed
     refused = promote("seller-risk", models)
     assert not refused.done
@@ -179,13 +180,3 @@ def test_a_feature_leaked_from_the_label_window_is_caught(feature_dir: Path, tra
     assert not gate.passed
     assert any("warnings_total" in f for f in gate.failures())
     assert trained.backtest.leaks == {}  # the honest features raise no alarm
-
-
-@pytest.mark.training
-def test_training_is_deterministic_for_a_seed(feature_dir: Path, tmp_path: Path) -> None:
-    fast = {**best_guess(), "learning_rate": 0.1}
-    a = train(TrainConfig(feature_dir, tmp_path / "a", seed=3, params=fast, n_folds=1))
-    b = train(TrainConfig(feature_dir, tmp_path / "b", seed=3, params=fast, n_folds=1))
-    X = model_frame(_latest(feature_dir), feature_spec(load_training_set(feature_dir).policy))
-    np.testing.assert_array_equal(a.model.probability(X), b.model.probability(X))
-    assert a.backtest.metrics == pytest.approx(b.backtest.metrics, nan_ok=True)

@@ -38,6 +38,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(marker)
         if any(item.get_closest_marker(m) for m in HEAVY) and not item.get_closest_marker("slow"):
             item.add_marker("slow")
+        item.add_marker(pytest.mark.xdist_group(work_unit(item)))
+
+
+def work_unit(item: pytest.Item) -> str:
+    """What runs whole on one xdist worker (`make test` runs two, `--dist loadgroup`): a session
+    fixture is built once per worker that needs it, so the tests sharing the marketplace and its trained
+    model form two units (the serving tests and the rest: each builds them once, side by side), the
+    PostgreSQL tests one (one cluster), and any other test runs with the rest of its module (its
+    module fixtures built once)."""
+    names = getattr(item, "fixturenames", ())
+    if "postgres_cluster" in names:
+        return "postgres"
+    if {"marketplace", "feature_dir", "trained"} & set(names):
+        return "marketplace-serving" if item.nodeid.startswith("tests/serving/") else "marketplace-rest"
+    return item.nodeid.split("::")[0]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # each xdist worker's BentoML servers keep their files apart (BentoML clears its folders at start)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and "BENTOML_HOME" not in os.environ:
+        os.environ["BENTOML_HOME"] = os.path.join(os.path.expanduser("~"), ".cache", "seller-risk-tests",
+                                                  f"bentoml-{worker}")
 
 
 @pytest.fixture(scope="session")

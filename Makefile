@@ -14,7 +14,7 @@ PORT   ?= 3000
 # the tests run on two workers, each taking whole units (tests/conftest.py `work_unit`); LightGBM's idle
 # threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE), so two workers training at once share the
 # cores instead of fighting for them
-PYTEST_WORKERS ?= -n 2 --dist loadgroup
+PYTEST_WORKERS ?= -n 2 --dist loadgroup --no-loadscope-reorder
 
 .PHONY: demo serve test test-fast lint bench bench-tools install install-dev java postgres chromium clean notebooks
 

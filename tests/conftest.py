@@ -31,6 +31,7 @@ HEAVY_FIXTURES = {"trained": "training", "mlflow_server": "server", "marketplace
                   "postgres_cluster": "postgres"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the xdist_group marks added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         for fixture, marker in HEAVY_FIXTURES.items():
@@ -39,19 +40,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if any(item.get_closest_marker(m) for m in HEAVY) and not item.get_closest_marker("slow"):
             item.add_marker("slow")
         item.add_marker(pytest.mark.xdist_group(work_unit(item)))
+    # the two units on the trained model first: they are the longest, and each worker starts one
+    items.sort(key=lambda item: not work_unit(item).startswith(TRAINED_UNIT))
+
+
+TRAINED_UNIT = "trained-"
+SERVING_UNIT = ("tests/serving/", "tests/test_notebooks.py")  # the rest holds the long training tests
 
 
 def work_unit(item: pytest.Item) -> str:
     """What runs whole on one xdist worker (`make test` runs two, `--dist loadgroup`): a session
-    fixture is built once per worker that needs it, so the tests sharing the marketplace and its trained
-    model form two units (the serving tests and the rest: each builds them once, side by side), the
-    PostgreSQL tests one (one cluster), and any other test runs with the rest of its module (its
-    module fixtures built once)."""
-    names = getattr(item, "fixturenames", ())
-    if "postgres_cluster" in names:
-        return "postgres"
-    if {"marketplace", "feature_dir", "trained"} & set(names):
-        return "marketplace-serving" if item.nodeid.startswith("tests/serving/") else "marketplace-rest"
+    fixture is built once per worker that needs it, so the tests on the session's trained model form
+    two units (the serving tests and the notebooks; the rest), each training it once, side by side on the two workers;
+    any other test runs with the rest of its module (its module fixtures built once; the marketplace,
+    about 10 s, is built by each worker that needs it)."""
+    if "trained" in getattr(item, "fixturenames", ()):
+        return TRAINED_UNIT + ("serving" if item.nodeid.startswith(SERVING_UNIT) else "rest")
     return item.nodeid.split("::")[0]
 
 

@@ -11,9 +11,8 @@ TRIALS ?= 12
 SERVE  ?= 1
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
-# the tests run on two workers, each taking whole units (tests/conftest.py `work_unit`); LightGBM's idle
-# threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE), so two workers training at once share the
-# cores instead of fighting for them
+# the tests run on two workers, each taking whole units (tests/conftest.py `work_unit`); the tests that
+# train a model are one unit, so two LightGBM trainings (two threads each) never share the two cores
 PYTEST_WORKERS ?= -n 2 --dist loadgroup --no-loadscope-reorder
 
 .PHONY: demo serve test test-fast lint bench bench-tools install install-dev java postgres chromium clean notebooks
@@ -66,11 +65,11 @@ serve: install
 
 ## test: install the dev extras, lint (ruff, import contracts) and run the whole test suite (what CI runs)
 test: lint
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS)
 
 ## test-fast: lint, then pytest -m "not slow": no server, JVM, notebook kernel, training, 2,000-seller marketplace or MLflow process
 test-fast: lint
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not slow"
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not slow"
 
 ## lint: ruff (rules in pyproject.toml) and import-linter (features <- models <- training, serving; no cycles)
 lint: install-dev

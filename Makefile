@@ -11,9 +11,10 @@ TRIALS ?= 12
 SERVE  ?= 1
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
-# the tests run on two workers, each taking whole units (tests/conftest.py `work_unit`); the tests that
-# train a model are one unit, so two LightGBM trainings (two threads each) never share the two cores
+# the tests run on two workers, each taking whole units (tests/conftest.py `work_unit`), and train with one
+# thread each: two LightGBM trainings of two threads each on two cores spin against each other
 PYTEST_WORKERS ?= -n 2 --dist loadgroup --no-loadscope-reorder
+PYTEST_ENV ?= SELLER_RISK_TRAIN_THREADS=1
 
 .PHONY: demo serve test test-fast lint bench bench-tools install install-dev java postgres chromium clean notebooks
 
@@ -65,11 +66,11 @@ serve: install
 
 ## test: install the dev extras, lint (ruff, import contracts) and run the whole test suite (what CI runs)
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_WORKERS)
+	$(PYTEST_ENV) $(BIN)/python -m pytest $(PYTEST_WORKERS)
 
 ## test-fast: lint, then pytest -m "not slow": no server, JVM, notebook kernel, training, 2,000-seller marketplace or MLflow process
 test-fast: lint
-	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not slow"
+	$(PYTEST_ENV) $(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not slow"
 
 ## lint: ruff (rules in pyproject.toml) and import-linter (features <- models <- training, serving; no cycles)
 lint: install-dev

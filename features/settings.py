@@ -61,6 +61,9 @@ class Settings(BaseModel):
     # the tracking store
     tracking_timeout: float = Field(5.0, gt=0, allow_inf_nan=False,
                                     description="Seconds one request to a tracking server may wait (3 tries).")
+    # training
+    train_threads: int = Field(2, ge=1, description="Threads LightGBM trains with. One seed gives one model for one thread "
+                                                    "count (default 2: the same model on any machine of 2 cores or more).")
     # the feature pipeline
     duckdb_memory: str = Field("6GB", description="DuckDB's memory limit while building snapshots.")
     # the analysts' notebooks

@@ -40,23 +40,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if any(item.get_closest_marker(m) for m in HEAVY) and not item.get_closest_marker("slow"):
             item.add_marker("slow")
         item.add_marker(pytest.mark.xdist_group(work_unit(item)))
-    # the unit that trains first: it is the longest
-    items.sort(key=lambda item: work_unit(item) != TRAINING_UNIT)
+    # the two units on the trained model first: they are the longest, and each worker starts one
+    items.sort(key=lambda item: not work_unit(item).startswith(TRAINED_UNIT))
 
 
-TRAINING_UNIT = "training"
-TRAINING_MODULES = ("tests/training/test_train.py", "tests/training/test_mlflow_server.py")
+TRAINED_UNIT = "trained-"
+SERVING_UNIT = ("tests/serving/", "tests/test_notebooks.py")  # the rest holds the long training tests
 
 
 def work_unit(item: pytest.Item) -> str:
-    """What runs whole on one xdist worker (`make test` runs two, `--dist loadgroup`). The tests on the
-    session's trained model and the modules that train models of their own are one unit: the model
-    is trained once, and two LightGBM trainings (two threads each, fixed so a seed gives one model)
-    never run at once on two cores, where their threads spin against each other (the real-server
-    training test took 343 s so, 101 s alone). Any other test runs with the rest of its module (its
-    module fixtures built once; the marketplace, about 10 s, is built by each worker that needs it)."""
-    if "trained" in getattr(item, "fixturenames", ()) or item.nodeid.startswith(TRAINING_MODULES):
-        return TRAINING_UNIT
+    """What runs whole on one xdist worker (`make test` runs two, `--dist loadgroup`): a session
+    fixture is built once per worker that needs it, so the tests on the session's trained model form
+    two units (the serving tests and the notebooks; the rest), each training it once, side by side on
+    the two workers (with one thread each, SELLER_RISK_TRAIN_THREADS=1 in `make test`); any other test
+    runs with the rest of its module (its module fixtures built once; the marketplace, about 10 s, is
+    built by each worker that needs it)."""
+    if "trained" in getattr(item, "fixturenames", ()):
+        return TRAINED_UNIT + ("serving" if item.nodeid.startswith(SERVING_UNIT) else "rest")
     return item.nodeid.split("::")[0]
 
 

@@ -16,6 +16,8 @@ from features.spec import FeatureSpec
 
 FIXED_PARAMS = {"objective": "binary", "verbosity": -1, "num_threads": 2, "deterministic": True,
                 "force_row_wise": True, "bagging_freq": 1}
+"""`num_threads` is the default: a run's parameters may set another (`TrainConfig.threads`); one seed
+gives one model for one thread count."""
 MAX_ROUNDS = 1000
 EARLY_STOPPING = 50
 STANDARD_PARAMS = {"learning_rate": 0.15, "num_leaves": 15, "min_data_in_leaf": 100, "feature_fraction": 0.7,
@@ -63,14 +65,14 @@ def fit_platt(raw: np.ndarray, y: np.ndarray) -> Calibration:
 
 
 def fit_standards(train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, standards: tuple[str, ...],
-                  seed: int) -> tuple[StandardModel, ...]:
+                  seed: int, threads: int = FIXED_PARAMS["num_threads"]) -> tuple[StandardModel, ...]:
     """Each standard's calibrated booster (a constant when training saw too few of its breaches),
     early-stopped on one half of `valid` and calibrated on the other. The inputs are binned once and
     shared: only the label changes from one standard to the next."""
     if not standards:
         return ()
     stop, cal = halves(valid)
-    full = {**FIXED_PARAMS, **STANDARD_PARAMS, "seed": seed}
+    full = {**FIXED_PARAMS, **STANDARD_PARAMS, "seed": seed, "num_threads": threads}
     rounds = int(full.pop("num_boost_round"))
     # every seller-week with a breach of some standard, and a share of the others: a standard's breaches
     # are all kept, the trees see a quarter of the rows, and Platt scaling on the untouched calibration
@@ -103,7 +105,7 @@ def fit_risk_model(train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, 
     booster = fit_booster(train, valid[stop], spec, params, seed)
     uncalibrated = RiskModel(booster, Calibration(), spec.hash, spec.policy_version, tuple(spec.names))
     calibration = fit_platt(uncalibrated.raw_score(model_frame(valid[cal], spec)), valid.loc[cal, "breach"].to_numpy())
-    per_standard = fit_standards(train, valid, spec, standards, seed)
+    per_standard = fit_standards(train, valid, spec, standards, seed, params.get("num_threads", FIXED_PARAMS["num_threads"]))
     return RiskModel(booster, calibration, spec.hash, spec.policy_version, tuple(spec.names), per_standard)
 
 

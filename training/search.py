@@ -79,9 +79,10 @@ as well on a year as on two, at half the cost; the final model and the backtest 
 
 
 def search(frame: pd.DataFrame, fold: Fold, spec: FeatureSpec, seed: int, n_trials: int, budget_s: float | None = None,
-           progress: Callable[[int, int], None] | None = None) -> SearchResult:
+           progress: Callable[[int, int], None] | None = None, threads: int | None = None) -> SearchResult:
     """Run `n_trials` trials on `fold`'s training and validation slices (its test slice is never read);
-    `budget_s`, when given, stops the search early as a safety limit (`SearchResult.cut_short`)."""
+    `budget_s`, when given, stops the search early as a safety limit (`SearchResult.cut_short`);
+    `threads`, when given, is each trial's `num_threads` (and so the chosen parameters')."""
     import time
 
     train, valid = rows(frame, fold.train[-SEARCH_WEEKS:]), rows(frame, fold.valid)
@@ -91,7 +92,7 @@ def search(frame: pd.DataFrame, fold: Fold, spec: FeatureSpec, seed: int, n_tria
     trials: list[Trial] = []
 
     def objective(trial: optuna.Trial) -> float:
-        params = suggest(trial)
+        params = suggest(trial) | ({"num_threads": threads} if threads else {})
         start = time.perf_counter()
         booster = fit_booster(train, valid[stop], spec, params, seed)
         raw = booster.predict(X_judge, raw_score=True)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from features import layout
 from features.fingerprint import fingerprint
-from features.settings import MODELS_DIR
+from features.settings import MODELS_DIR, Settings
 from models.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, ensure_experiment, use_store
 from models.explain import feature_groups, reason_sources
 from models.risk_model import RiskModel, model_frame
@@ -48,6 +48,7 @@ class TrainConfig:
     test_weeks: int = 4
     valid_weeks: int = 4
     params: dict | None = None  # fixed hyperparameters: skip the search
+    threads: int = field(default_factory=lambda: Settings.from_env().train_threads)  # LightGBM's, part of the params
     decisions: Path | None = None  # reviewers' exported decisions (`seller-risk decisions export`), when there are any
     bounds: GateBounds = field(default_factory=GateBounds)
 
@@ -184,10 +185,10 @@ def train(cfg: TrainConfig, report: Report | None = None) -> TrainResult:
     sr = None
     if cfg.params is None:
         sr = search(untouched(data.frame), folds[0], data.spec, cfg.seed, cfg.n_trials, cfg.budget_s,
-                    progress=lambda d, t: say("Hyperparameter search (trials)", d, t))
+                    progress=lambda d, t: say("Hyperparameter search (trials)", d, t), threads=cfg.threads)
         params = sr.chosen.params
     else:
-        params = {**best_guess(), **cfg.params}
+        params = {**best_guess(), **cfg.params, "num_threads": cfg.threads}
     champion, champion_version = _champion(data.spec.hash)
     bt = run_backtest(data.frame, folds, data.spec, data.policy, params, cfg.seed, champion,
                       progress=lambda d, t: say("Backtest (folds)", d, t))

@@ -30,8 +30,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _cli(*args: str, uri: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {"PATH": os.environ["PATH"], "MLFLOW_TRACKING_URI": uri, "COLUMNS": "200", "HOME": os.environ.get("HOME", "/tmp")}
+def _cli(*args: str, uri: str, cwd: Path, threads: int = 2) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ["PATH"], "MLFLOW_TRACKING_URI": uri, "COLUMNS": "200", "HOME": os.environ.get("HOME", "/tmp"),
+           "SELLER_RISK_TRAIN_THREADS": str(threads)}
     return subprocess.run([str(BIN / "seller-risk"), *args], capture_output=True, text=True, timeout=900, env=env, cwd=cwd)
 
 
@@ -40,7 +41,8 @@ def test_train_and_promote_against_a_real_tracking_server(
     mlflow_server, feature_dir: Path, trained: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     done = _cli("train", "--features", str(feature_dir), "--trials", str(TRIALS), "--budget", "600",
-                "--seed", str(SEED), uri=mlflow_server.url, cwd=tmp_path)
+                "--seed", str(SEED), uri=mlflow_server.url, cwd=tmp_path,
+                threads=trained.params["num_threads"])  # the thread count the session model was trained with
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Promotion gate" in done.stdout and "seller-risk v1" in done.stdout
     assert not (tmp_path / "models").exists()  # everything went to the server, nothing to the embedded store

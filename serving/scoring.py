@@ -97,7 +97,12 @@ class Scored:
     @property
     def missing_now(self) -> np.ndarray:
         """Per row: misses at least one standard at as_of."""
-        return self.missing.any(axis=1) if self.missing.size else np.zeros(len(self), dtype=bool)
+        return _any_missed(self.missing)
+
+
+def _any_missed(missing: np.ndarray) -> np.ndarray:
+    """Per row of a rows x standards table of misses: misses at least one (no standards: none)."""
+    return missing.any(axis=1) if missing.shape[1] else np.zeros(len(missing), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -167,8 +172,7 @@ class Scorer:
         as_of = np.asarray(as_of, dtype=object)
         missing = (np.column_stack([s.missing for s in stand.values()]) if stand
                    else np.zeros((len(X), 0), dtype=bool))
-        band, meaning = self.bands(ex.score, missing.any(axis=1) if missing.size else np.zeros(len(X), dtype=bool),
-                                   as_of)
+        band, meaning = self.bands(ex.score, _any_missed(missing), as_of)
         up = _reason_rows(standard_reasons(ex, by_group, groups, top, "raises"), stand, self.policy)
         down = _reason_rows(standard_reasons(ex, by_group, groups, lowering, "lowers"), stand, self.policy)
         seller_id = np.asarray(seller_id, dtype=object)

@@ -23,10 +23,10 @@ EARLY_STOPPING = 50
 STANDARD_PARAMS = {"learning_rate": 0.15, "num_leaves": 15, "min_data_in_leaf": 100, "feature_fraction": 0.7,
                    "bagging_fraction": 0.5, "lambda_l2": 1.0, "num_boost_round": 150}
 STANDARD_EARLY_STOPPING = 20
-NEGATIVE_SHARE = 0.25
-"""The share of breach-free seller-weeks the per-standard boosters learn from (all breaches are kept)."""
 """The per-standard boosters only say which standard the risk is about; they are scored, never
 explained, so they stay small and fixed (no search: eight searches would cost more than they give)."""
+NEGATIVE_SHARE = 0.25
+"""The share of breach-free seller-weeks the per-standard boosters learn from (all breaches are kept)."""
 MIN_BREACHES = 20
 """A standard with fewer breaches than this in training gets a constant risk (its base rate)."""
 

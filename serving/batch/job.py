@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from features import layout
 from features.atomic import alive, clean_stale, replaced_whole
 from features.settings import MODELS_DIR
-from serving.bands import assign_bands, queue_cutoffs
+from serving.bands import QueueCutoffs, assign_bands, queue_cutoffs
 from serving.records import SCORE_ARROW
 from serving.scoring import DEFAULT_MODEL_URI, Scorer, snapshot_mismatch
 from serving.batch.summary import (EARLY_WARNING, PSI_ALERT, PSI_WATCH, RECOVERY, Bins, Queues, band_counts,
@@ -293,8 +293,7 @@ def previous_scores(out: Path, previous: date, features_dir: Path, scorer: Score
         return None, f"no scores or snapshot for {previous}"
     week = rank_week(scorer, files, previous, chunk_rows)
     missing = week.missed > 0
-    cutoffs = queue_cutoffs(week.risk_score, missing, capacity_k(scorer.policy.review_capacity, len(missing)),
-                            scorer.policy, previous, scorer.ref.version, scorer.ref.run_id)
+    cutoffs = week_cutoffs(scorer, week, previous, capacity_k(scorer.policy.review_capacity, len(missing)))
     band = assign_bands(week.risk_score, missing, scorer.policy, cutoffs)[0]
     return (pd.DataFrame({"seller_id": week.seller_id, "risk_score": week.risk_score, "risk_band": band}),
             f"{previous} snapshot scored now with model v{scorer.ref.version}")
@@ -404,6 +403,12 @@ def rank_week(scorer: Scorer, files: list[Path], as_of: date, chunk_rows: int) -
     return Week(*cols, by_standard)
 
 
+def week_cutoffs(scorer: Scorer, week: Week, as_of: date, capacity: int) -> QueueCutoffs:
+    """Where each band starts in the week's ranking by the scorer's model (`serving.bands`)."""
+    return queue_cutoffs(week.risk_score, week.missed > 0, capacity, scorer.policy, as_of, scorer.ref.version,
+                         scorer.ref.run_id)
+
+
 def _listed(tables: list[pa.Table], queue: str, n: int) -> list[dict]:
     """The first n sellers of one weekly list, as batch rows."""
     if not tables:
@@ -502,8 +507,7 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
                            scorer.policy.review_capacity)
     # bands are places in this week's ranking: the records say where each seller stands, the summary
     # keeps the cut-offs so the HTTP service places a seller of this week exactly the same
-    cutoffs = queue_cutoffs(week.risk_score, week.missed > 0, queues.capacity, scorer.policy, as_of, scorer.ref.version,
-                             scorer.ref.run_id)
+    cutoffs = week_cutoffs(scorer, week, as_of, queues.capacity)
     scorer = scorer.ranked(lambda day: cutoffs)
     timings["rank_s"] = time.perf_counter() - t_rank
 

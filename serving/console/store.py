@@ -299,9 +299,7 @@ _DECISION_SELECT = (DecisionRow.id, DecisionRow.record_id, DecisionRow.seller_id
 
 
 def _decision(row: DecisionRow) -> Decision:
-    return Decision(row.id, row.record_id, row.seller_id, row.as_of, row.model_name, row.model_version,
-                    row.feature_spec_hash, row.risk_score, row.action, row.note, row.reviewer, row.decided_at,
-                    row.corrects_id)
+    return Decision(*(getattr(row, column.key) for column in _DECISION_SELECT))
 
 
 def _check_ref(ref: RecordRef) -> None:

@@ -157,7 +157,10 @@ def _load(threads: int) -> tuple[Scorer, Snapshot]:
     if scorer.spec.hash != SPEC.hash:
         raise RuntimeError(f"the request schema was built for feature spec {SPEC.hash}, the model needs "
                            f"{scorer.spec.hash}: set {env_name('policy')} to {scorer.policy.version}")
-    return scorer, Snapshot.load(SETTINGS.features_dir, scorer)
+    snapshot = Snapshot.load(SETTINGS.features_dir, scorer)
+    # the explainer's tables built and its code compiled (models/treeshap.py) before the first request
+    scorer.model.contributions(snapshot.X[:1], threads=1)
+    return scorer, snapshot
 
 
 def _document() -> dict:

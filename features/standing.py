@@ -166,45 +166,6 @@ def _count(k: int, words: tuple[str, str]) -> str:
     return f"{k:,} {words[0] if k == 1 else words[1]}"
 
 
-def weekly_volume(s: Standing, i: int) -> float:
-    """The seller's recent volume per week for this standard (its window's volume spread over its weeks)."""
-    return float(s.volume[i]) * 7.0 / s.metric.window_days
-
-
-def status_text(s: Standing, i: int) -> str:
-    """The standard's value, volume, standard and trend: "Seller cancellations 1.6% of 82 orders in the
-    last 30 days (standard: at most 2%), up 0.9 points on the 30 days before"."""
-    m = s.metric
-    if s.volume[i] == 0:
-        return f"{m.label}: no {units(m)} in the last {m.window_days} days (standard: {m.standard_text})"
-    judged = "" if s.evaluated[i] else f", judged from {m.min_count:,} {units(m)}"
-    return (f"{m.label} {percent_1(s.rate[i])} of {s.volume[i]:,} {units(m)} in the last {m.window_days} days "
-            f"(standard: {m.standard_text}{judged}){_trend_words(s.trend[i])}")
-
-
-def percent_1(rate: float) -> str:
-    """A measured rate, to one decimal (1.6%)."""
-    return f"{rate:.1%}"
-
-
-def headroom_text(s: Standing, i: int) -> str:
-    """How close the standard is: "1 more cancellation at this volume would miss it"."""
-    m = s.metric
-    if s.missing[i]:
-        return "missing it now"
-    if not s.evaluated[i]:
-        if s.volume[i] and m.misses(float(s.rate[i])):
-            return f"at this rate it would miss it once {m.min_count:,} {units(m)} are judged"
-        return f"not judged yet: {s.volume[i]:,} of the {m.min_count:,} {units(m)} it needs"
-    k = int(s.headroom[i])
-    return f"{k:,} more {m.miss_words[0] if k == 1 else m.miss_words[1]} at this volume would miss it"
-
-
-def reason_text(s: Standing, i: int) -> str:
-    """A behaviour reason for a standard at risk, in a reviewer's words: value, standard, trend, headroom."""
-    return f"{status_text(s, i)}; {headroom_text(s, i)}"
-
-
 def _duration(days: int) -> str:
     if days < 7:
         return f"{days} day{'' if days == 1 else 's'}"
@@ -212,57 +173,36 @@ def _duration(days: int) -> str:
     return f"{weeks} week{'' if weeks == 1 else 's'}"
 
 
-def recovery_text(s: Standing, i: int, as_of: date | None = None, every_days: int = 7) -> str:
-    """When a missed standard is back if every outcome from t on is good, the sooner way (t = 2026-11-29):
-    "Seller cancellations 3.7% of 82 orders in the last 30 days (standard: at most 2%): missing it; back
-    within 2% by the evaluation of 2026-12-13 if every order from now on is good (its 3 cancellations
-    leave the 30-day window by 2026-12-29 at the latest)", or, when the run of good outcomes is as soon
-    (61 of 3,000 orders), "...: missing it; needs 50 orders without a cancellation in a row, about 1 day
-    at 700 orders a week: back by the evaluation of 2026-12-06". Without as_of (features sent by a
-    caller) it says days, not dates."""
-    m = s.metric
-    status = f"{status_text(s, i)}: missing it"
-    if not s.missing[i]:
-        return f"{status_text(s, i)}: not missing it now"
-    days = int(s.recovery_days[i])
-    if days < 0:
-        return f"{status}; with no {units(m)} in the window nothing says when it is back"
-    evaluation = as_of + timedelta(days=int(evaluation_days(np.array([days]), every_days)[0])) if as_of else None
-    if s.recovery_by_run[i]:
-        when = f": back by the evaluation of {evaluation}" if evaluation else ""
-        return (f"{status}; needs {_count(int(s.recovery[i]), m.keep_words)} in a row, about {_duration(days)} at "
-                f"{weekly_volume(s, i):,.0f} {units(m)} a week{when}")
-    bad = int(s.count[i] if m.direction == "at_most" else s.volume[i] - s.count[i])
-    unit = units(m)[:-1] if units(m).endswith("s") else units(m)
-    back = f"by the evaluation of {evaluation}" if evaluation else f"in about {_duration(days)}"
-    gone = f"by {as_of + timedelta(days=m.window_days)}" if as_of else f"within {m.window_days} days"
-    within = f"within {percent(m.threshold)}" if m.direction == "at_most" else f"to at least {percent(m.threshold)}"
-    text = (f"{status}; back {within} {back} if every {unit} from now on is good (its "
-            f"{_count(bad, m.miss_words)} {'leaves' if bad == 1 else 'leave'} the {m.window_days}-day window {gone} "
-            f"at the latest)")
-    if s.recovery[i] < 0:
-        text += f"; no number of {m.keep_words[1]} in a row brings it back while they are in the window"
-    return text
+# ------------------------------------------------------------------ the words, column-wise
+# A batch of a million sellers words a few million reasons: each function takes the rows of one
+# standard and binds the standard's own words once. The one-seller forms below call these.
 
 
-def reason_texts(s: Standing, rows: np.ndarray) -> list[str]:
-    """`reason_text` for many sellers of one standard, word for word, with the standard's own words
-    bound once (a batch of a million sellers words a few million reasons)."""
+def status_texts(s: Standing, rows: np.ndarray) -> list[str]:
+    """The standard's value, volume, standard and trend: "Seller cancellations 1.6% of 82 orders in the
+    last 30 days (standard: at most 2%), up 0.9 points on the 30 days before"."""
     m = s.metric
     u, label, window, standard = units(m), m.label, m.window_days, m.standard_text
     judged_from = f", judged from {m.min_count:,} {u}"
     no_volume = f"{label}: no {u} in the last {window} days (standard: {standard})"
+    return [no_volume if vol == 0 else
+            (f"{label} {rate:.1%} of {vol:,} {u} in the last {window} days "
+             f"(standard: {standard}{'' if evaluated else judged_from}){_trend_words(trend)}")
+            for vol, rate, trend, evaluated in zip(s.volume[rows].tolist(), s.rate[rows].tolist(),
+                                                   s.trend[rows].tolist(), s.evaluated[rows].tolist())]
+
+
+def reason_texts(s: Standing, rows: np.ndarray) -> list[str]:
+    """Behaviour reasons for a standard at risk, in a reviewer's words: value, standard, trend, and the
+    headroom ("1 more cancellation at this volume would miss it")."""
+    m = s.metric
+    u = units(m)
     would_miss = f"at this rate it would miss it once {m.min_count:,} {u} are judged"
     one, many = m.miss_words
     out = []
-    for vol, rate, trend, evaluated, missing, k in zip(
-            s.volume[rows].tolist(), s.rate[rows].tolist(), s.trend[rows].tolist(), s.evaluated[rows].tolist(),
+    for status, vol, rate, evaluated, missing, k in zip(
+            status_texts(s, rows), s.volume[rows].tolist(), s.rate[rows].tolist(), s.evaluated[rows].tolist(),
             s.missing[rows].tolist(), s.headroom[rows].tolist()):
-        if vol == 0:
-            status = no_volume
-        else:
-            status = (f"{label} {rate:.1%} of {vol:,} {u} in the last {window} days "
-                      f"(standard: {standard}{'' if evaluated else judged_from}){_trend_words(trend)}")
         if missing:
             room = "missing it now"
         elif not evaluated:
@@ -271,3 +211,55 @@ def reason_texts(s: Standing, rows: np.ndarray) -> list[str]:
             room = f"{k:,} more {one if k == 1 else many} at this volume would miss it"
         out.append(f"{status}; {room}")
     return out
+
+
+def recovery_texts(s: Standing, rows: np.ndarray, as_of: np.ndarray | list, every_days: int = 7) -> list[str]:
+    """When a missed standard is back if every outcome from t on is good, the sooner way (t = 2026-11-29):
+    "Seller cancellations 3.7% of 82 orders in the last 30 days (standard: at most 2%): missing it; back
+    within 2% by the evaluation of 2026-12-13 if every order from now on is good (its 3 cancellations
+    leave the 30-day window by 2026-12-29 at the latest)", or, when the run of good outcomes is as soon
+    (61 of 3,000 orders), "...: missing it; needs 50 orders without a cancellation in a row, about 1 day
+    at 700 orders a week: back by the evaluation of 2026-12-06". `as_of`: each row's date, None for
+    features sent by a caller, whose path says days, not dates."""
+    m = s.metric
+    u, w = units(m), m.window_days
+    unit = u[:-1] if u.endswith("s") else u
+    at_most = m.direction == "at_most"
+    within = f"within {percent(m.threshold)}" if at_most else f"to at least {percent(m.threshold)}"
+    never = f"; no number of {m.keep_words[1]} in a row brings it back while they are in the window"
+    days = s.recovery_days[rows]
+    out = []
+    for status, t, missing, d, offset, by_run, needed, vol, count in zip(
+            status_texts(s, rows), as_of, s.missing[rows].tolist(), days.tolist(),
+            evaluation_days(days, every_days).tolist(), s.recovery_by_run[rows].tolist(), s.recovery[rows].tolist(),
+            s.volume[rows].tolist(), s.count[rows].tolist()):
+        if not missing:
+            out.append(f"{status}: not missing it now")
+            continue
+        if d < 0:
+            out.append(f"{status}: missing it; with no {u} in the window nothing says when it is back")
+            continue
+        evaluation = t + timedelta(days=offset) if t else None
+        if by_run:
+            when = f": back by the evaluation of {evaluation}" if evaluation else ""
+            weekly = float(vol) * 7.0 / w  # the window's volume spread over its weeks
+            out.append(f"{status}: missing it; needs {_count(needed, m.keep_words)} in a row, about {_duration(d)} "
+                       f"at {weekly:,.0f} {u} a week{when}")
+            continue
+        bad = count if at_most else vol - count
+        back = f"by the evaluation of {evaluation}" if evaluation else f"in about {_duration(d)}"
+        gone = f"by {t + timedelta(days=w)}" if t else f"within {w} days"
+        out.append(f"{status}: missing it; back {within} {back} if every {unit} from now on is good (its "
+                   f"{_count(bad, m.miss_words)} {'leaves' if bad == 1 else 'leave'} the {w}-day window {gone} "
+                   f"at the latest){never if needed < 0 else ''}")
+    return out
+
+
+def reason_text(s: Standing, i: int) -> str:
+    """`reason_texts` of one seller."""
+    return reason_texts(s, np.array([i]))[0]
+
+
+def recovery_text(s: Standing, i: int, as_of: date | None = None, every_days: int = 7) -> str:
+    """`recovery_texts` of one seller."""
+    return recovery_texts(s, np.array([i]), [as_of], every_days)[0]

@@ -21,7 +21,7 @@ from models.explain import (Groups, StandardReasons, ValuesAt, context_texts, di
 from features import layout
 from features.policy import Policy, load_policy
 from features.settings import CHAMPION_URI, MODELS_DIR
-from features.standing import Standing, back_by, reason_texts, recovery_text, standings
+from features.standing import Standing, back_by, reason_texts, recovery_texts, standings
 from models.registry import ModelRef, load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, RiskModel
 from features.spec import FeatureSpec, feature_spec
@@ -425,7 +425,7 @@ def _recovery_rows(missing: np.ndarray, stand: dict[str, Standing], as_of: np.nd
         s = stand[name]
         needed[where] = s.recovery[rows[where]]
         back[where] = back_by(s.recovery_days[rows[where]], as_of[rows[where]], every_days)
-        text[where] = [recovery_text(s, i, as_of[i], every_days) for i in rows[where]]
+        text[where] = recovery_texts(s, rows[where], as_of[rows[where]], every_days)
     return RecoveryRows(rows, np.asarray(names, dtype=object)[cols], needed, back, text)
 
 

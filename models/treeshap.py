@@ -14,7 +14,7 @@ satisfies every split on that feature along the path ("one fraction" 1, else 0);
 fractions" (cover ratios) are the tree's. So a leaf with d distinct path features has 2^d possible
 contribution vectors, computed once per model (`Tables`); scoring a row evaluates each split once,
 builds each leaf's bit mask from its path and adds that mask's vector. A leaf deeper than
-TABLE_FEATURES distinct features computes its vector per row instead (O(d^3)), so the tables stay
+TABLE_FEATURES distinct features computes its vector per row instead (O(d^2)), so the tables stay
 small (at most 2^6 x 6 numbers a leaf) whatever depth the search picks.
 
 For one leaf with value v and path features P (zero fraction z_j, one fraction o_j), feature i's
@@ -58,8 +58,8 @@ _MISSING = {"None": MISSING_NONE, "Zero": MISSING_ZERO, "NaN": MISSING_NAN}
 BLOCK_ROWS = 64
 """Rows taken through the trees together, so each tree's tables are read from cache, not memory."""
 SERIAL_ROWS = 2_000
-_POOL = threading.Lock()
 """Fewer rows than this are explained on the calling thread: starting the thread pool costs more."""
+_POOL = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -256,28 +256,30 @@ def _count(n: dict) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _leaf_phi(value, zero, ones, weights, out):
-    """The leaf's contribution to each of its d path features, for one-fractions `ones` (0 or 1)."""
+def _leaf_phi(value, zero, ones, weights, poly, out):
+    """The leaf's contribution to each of its d path features, for one-fractions `ones` (0 or 1), in
+    O(d^2): the product P(t) = prod_j (z_j + o_j t) once, then each feature's own factor divided out
+    of it (as TreeSHAP's path unwinding does). `poly`: scratch of d + 1 numbers."""
     d = len(zero)
-    e = np.empty(d)
+    poly[0] = 1.0
+    for j in range(d):
+        poly[j + 1] = poly[j] * ones[j]
+        for k in range(j, 0, -1):
+            poly[k] = poly[k] * zero[j] + poly[k - 1] * ones[j]
+        poly[0] = poly[0] * zero[j]
     for i in range(d):
-        if ones[i] == zero[i]:
-            out[i] = 0.0
-            continue
-        e[0] = 1.0
-        m = 0  # the polynomial prod_{j != i} (z_j + o_j t) so far, degree m
-        for j in range(d):
-            if j == i:
-                continue
-            m += 1
-            e[m] = e[m - 1] * ones[j]
-            for k in range(m - 1, 0, -1):
-                e[k] = e[k] * zero[j] + e[k - 1] * ones[j]
-            e[0] = e[0] * zero[j]
+        o, z = ones[i], zero[i]
         s = 0.0
-        for k in range(d):
-            s += weights[d, k] * e[k]
-        out[i] = value * (ones[i] - zero[i]) * s
+        if o == 0.0:  # P = Q * z
+            for k in range(d):
+                s += weights[d, k] * poly[k] / z
+        else:  # P = Q * (z + t): Q[d-1] = P[d], Q[k-1] = P[k] - z Q[k]
+            q = poly[d]
+            s = weights[d, d - 1] * q
+            for k in range(d - 1, 0, -1):
+                q = poly[k] - z * q
+                s += weights[d, k - 1] * q
+        out[i] = value * (o - z) * s
 
 
 @numba.njit(cache=True)
@@ -287,10 +289,11 @@ def _leaf_table(value, zero, weights):
     d = len(zero)
     t = np.empty((1 << d, d))
     ones = np.empty(d)
+    poly = np.empty(d + 1)
     for mask in range(1 << d):
         for j in range(d):
             ones[j] = 1.0 if (mask >> j) & 1 else 0.0
-        _leaf_phi(value, zero, ones, weights, t[mask])
+        _leaf_phi(value, zero, ones, weights, poly, t[mask])
     return t
 
 
@@ -312,6 +315,7 @@ def _shap_rows(start, stop, X, out, tree_node, tree_leaf, node_feature, node_thr
     left = np.empty(max(1, len(node_feature)), dtype=np.bool_)
     ones = np.empty(MAX_FEATURES)
     phi = np.empty(MAX_FEATURES)
+    poly = np.empty(MAX_FEATURES + 1)
     for b0 in range(start, stop, BLOCK_ROWS):  # a block of rows tree by tree: a tree's tables stay in cache
         b1 = min(stop, b0 + BLOCK_ROWS)
         for t in range(len(tree_node) - 1):
@@ -344,7 +348,7 @@ def _shap_rows(start, stop, X, out, tree_node, tree_leaf, node_feature, node_thr
                     else:
                         for j in range(d):
                             ones[j] = 1.0 if (mask >> j) & 1 else 0.0
-                        _leaf_phi(leaf_value[leaf], slot_zero[s0:s1], ones[:d], weights, phi[:d])
+                        _leaf_phi(leaf_value[leaf], slot_zero[s0:s1], ones[:d], weights, poly, phi[:d])
                         for j in range(d):
                             o[slot_feature[s0 + j]] += phi[j]
 

@@ -4,10 +4,11 @@ reason is a standard whose behaviour pushes the risk, never a feature's value on
 service, the batch job and the notebooks all go through `serving.scoring.Scorer`, which calls these,
 so a seller gets the same reasons wherever they are looked at.
 
-Contributions come from LightGBM's own TreeSHAP (`RiskModel.contributions`) in raw log-odds. The
-calibration is Platt scaling (calibrated log-odds = slope * raw + intercept), so each feature's
-contribution to the calibrated log-odds is exactly slope times its raw contribution, and they add
-up with the calibrated base value to the logit of the risk score.
+Contributions come from exact TreeSHAP (`RiskModel.contributions`, `models.treeshap`: LightGBM's
+`pred_contrib` values, computed faster) in raw log-odds. The calibration is Platt scaling
+(calibrated log-odds = slope * raw + intercept), so each feature's contribution to the calibrated
+log-odds is exactly slope times its raw contribution, and they add up with the calibrated base
+value to the logit of the risk score.
 """
 
 from __future__ import annotations

@@ -375,21 +375,26 @@ class RateCube:
 
 
 def queue_frame(table: pa.Table) -> pd.DataFrame:
-    """One row per queued seller: the list, rank, risk, band, the standard at risk and the first reason
-    (for a seller missing a standard: the first standard missed and its recovery path)."""
+    """One row per queued seller: the list, rank, risk, band, the standard at risk and its reason (the
+    record's `standard_at_risk`, the standard it is likeliest to miss, with that standard's reason when it
+    has one, else the first reason; for a seller missing a standard: the first standard missed and its
+    recovery path)."""
     reasons = table.column("reasons").to_pylist()
     missed = table.column("standards_missed_now").to_pylist()
     recovery = table.column("recovery").to_pylist()
+    at_risk = (table.column("standard_at_risk").to_pylist() if "standard_at_risk" in table.column_names
+               else [None] * table.num_rows)
     first_standard, first_text, standards = [], [], []
-    for r, m, rec in zip(reasons, missed, recovery):
+    for r, m, rec, a in zip(reasons, missed, recovery, at_risk):
         r, m, rec = r or [], m or [], rec or []
         if m:
             first_standard.append(m[0])
             first_text.append(rec[0]["text"] if rec else (r[0]["text"] if r else ""))
         else:
-            first_standard.append(r[0]["standard"] if r else "")
-            first_text.append(r[0]["text"] if r else "")
-        standards.append("|" + "|".join(dict.fromkeys([*m, *(x["standard"] for x in r)])) + "|")
+            shown = next((x for x in r if x["standard"] == a), r[0] if r else None)
+            first_standard.append(a or (shown["standard"] if shown else ""))
+            first_text.append(shown["text"] if shown else "")
+        standards.append("|" + "|".join(dict.fromkeys([*m, *([a] if a else []), *(x["standard"] for x in r)])) + "|")
     return pd.DataFrame({
         "seller_id": table.column("seller_id").to_pylist(),
         "record_id": table.column("record_id").to_pylist() if "record_id" in table.column_names else None,
@@ -451,7 +456,6 @@ def paged(frame: pd.DataFrame, page: int, size: int, decided: dict[str, object])
         r["decided_by"] = "" if d is None else d.reviewer
         r["path"] = quote(r["seller_id"], safe="")
         r["risk"] = f"{r['risk_score']:.1%}"
-        r["standard"] = r["standard"].replace("_", " ")
         for k in ("category", "region"):
             r[k] = r[k] if isinstance(r[k], str) else ""
         rows.append(r)

@@ -172,7 +172,8 @@ def test_the_session_key_is_made_once_and_kept_private(tmp_path) -> None:
 # ------------------------------------------------------------------ the queue
 
 
-def test_the_queue_lists_the_weeks_early_warning_sellers_then_the_recovery_list(client, scored, week_rows) -> None:
+def test_the_queue_lists_the_weeks_early_warning_sellers_then_the_recovery_list(client, scored, week_rows,
+                                                                                 policy) -> None:
     scores, (latest, earlier) = scored
     r = client.get("/console/")
     assert r.status_code == 200
@@ -184,15 +185,16 @@ def test_the_queue_lists_the_weeks_early_warning_sellers_then_the_recovery_list(
         assert row[0] == str(int(want["queue_rank"]))  # a nullable int column reads back as float
         assert row[1] == want["seller_id"]
         assert row[2] == f"{want['risk_score']:.1%}"
-        assert row[3] == want["reasons"][0]["standard"].replace("_", " ")
-        assert row[4] == want["reasons"][0]["text"]
+        at_risk = want["standard_at_risk"]  # the standard it is likeliest to miss, with its reason when it has one
+        assert row[3] == policy.metrics[at_risk].label
+        assert row[4] == next((x for x in want["reasons"] if x["standard"] == at_risk), want["reasons"][0])["text"]
         assert row[5] == want["risk_band"]
         assert row[8] == "open"
     recovery = week_rows[week_rows["queue"] == "recovery"].sort_values("queue_rank")
     rec = cells(section(r.text, "recovery"), "list")
     assert len(rec) == min(len(recovery), pages.RECOVERY_PAGE)
     first = recovery.iloc[0]
-    assert rec[0][1] == first["seller_id"] and rec[0][3] == first["standards_missed_now"][0].replace("_", " ")
+    assert rec[0][1] == first["seller_id"] and rec[0][3] == policy.metrics[first["standards_missed_now"][0]].label
     assert rec[0][4] == first["recovery"][0]["text"]
     assert f'href="/console/sellers/{early.iloc[0]["seller_id"]}?week={latest}"' in r.text
     older = client.get(f"/console/?week={earlier}")
@@ -207,7 +209,8 @@ def test_the_queue_filters_by_standard_category_and_region(client, scored, week_
     category = early["category"].value_counts().index[0]
     region = early["region"].value_counts().index[0]
     for query, keep in (
-            (f"standard={standard}", early["reasons"].map(lambda r: standard in [x["standard"] for x in r])),
+            (f"standard={standard}", early.apply(lambda w: standard == w["standard_at_risk"]  # or a reason's
+                                                 or standard in [x["standard"] for x in w["reasons"]], axis=1)),
             (f"category={category}", early["category"] == category),
             (f"region={region}&category={category}", (early["region"] == region) & (early["category"] == category))):
         r = client.get(f"/console/?{query}")

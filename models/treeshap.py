@@ -6,7 +6,7 @@ Why not `pred_contrib`: it walks every tree for every row and rebuilds each leaf
 there (O(leaves x depth^2) per tree and row, with an allocation per call); on the 1M-seller batch it
 was two thirds of the job. Why not a library: `shap`'s C++ TreeSHAP is the same algorithm on one
 core, and `fasttreeshap` (LinkedIn's "Fast TreeSHAP v2", the idea used here) is an unmaintained
-fork of an old `shap` that does not build against numpy 2.
+fork of an old `shap`, offered to us only as a source archive to compile.
 
 The idea (Yang 2021, Fast TreeSHAP v2): in path-dependent TreeSHAP a leaf contributes to the
 features on its path only, and how much depends on one bit per path feature: whether the row

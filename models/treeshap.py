@@ -100,6 +100,14 @@ class Tables:
             expected += b.add_tree(info["tree_structure"])
         return b.tables(len(dump["feature_names"]), expected)
 
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The arrays the compiled kernels read, as one argument (in `_shap_rows`' order)."""
+        return (self.tree_node, self.tree_leaf, self.node_feature, self.node_threshold, self.node_kind,
+                self.node_default_left, self.node_missing, self.node_cats, self.cats, self.leaf_value,
+                self.leaf_step, self.step_node, self.step_left, self.step_slot, self.leaf_slot, self.slot_feature,
+                self.slot_zero, self.leaf_table, self.table)
+
     def contributions(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
         """Rows x features: each feature's TreeSHAP contribution to the raw score (with `expected`
         they add up to it). `threads`: 0 all cores, 1 the calling thread only."""
@@ -109,10 +117,7 @@ class Tables:
         out = np.zeros((len(X), self.n_features))
         if len(X) == 0:
             return out
-        args = (X, out, self.tree_node, self.tree_leaf, self.node_feature, self.node_threshold, self.node_kind,
-                self.node_default_left, self.node_missing, self.node_cats, self.cats, self.leaf_value,
-                self.leaf_step, self.step_node, self.step_left, self.step_slot, self.leaf_slot, self.slot_feature,
-                self.slot_zero, self.leaf_table, self.table, _shapley_weights())
+        args = (X, out, self.arrays, _shapley_weights())
         if threads == 1 or len(X) < SERIAL_ROWS:
             _shap_rows(0, len(X), *args)
             return out
@@ -135,7 +140,6 @@ def _shapley_weights(n: int = MAX_FEATURES) -> np.ndarray:
         for k in range(m):
             w[m, k] = factorial(k) * factorial(m - k - 1) / factorial(m)
     return w
-
 
 
 class _Builder:
@@ -309,9 +313,11 @@ def _in_bitset(x, start, stop, cats):
 
 
 @numba.njit(cache=True, nogil=True)
-def _shap_rows(start, stop, X, out, tree_node, tree_leaf, node_feature, node_threshold, node_kind,
-               node_default_left, node_missing, node_cats, cats, leaf_value, leaf_step, step_node, step_left,
-               step_slot, leaf_slot, slot_feature, slot_zero, leaf_table, table, weights):
+def _shap_rows(start, stop, X, out, arrays, weights):
+    """Rows start..stop of X explained into `out` (`Tables.arrays` describe the trees)."""
+    (tree_node, tree_leaf, node_feature, node_threshold, node_kind, node_default_left, node_missing, node_cats, cats,
+     leaf_value, leaf_step, step_node, step_left, step_slot, leaf_slot, slot_feature, slot_zero, leaf_table,
+     table) = arrays
     left = np.empty(max(1, len(node_feature)), dtype=np.bool_)
     ones = np.empty(MAX_FEATURES)
     phi = np.empty(MAX_FEATURES)
@@ -327,9 +333,8 @@ def _shap_rows(start, stop, X, out, tree_node, tree_leaf, node_feature, node_thr
                     m = node_missing[node]
                     if node_kind[node] == 1:
                         left[node] = _in_bitset(v, node_cats[node], node_cats[node + 1], cats)
-                    elif v != v:  # NaN: missing for missing type NaN, else 0.0
-                        left[node] = node_default_left[node] if m == 2 else (
-                            node_default_left[node] if m == 1 else 0.0 <= node_threshold[node])
+                    elif v != v:  # NaN: missing for missing types NaN and Zero (as 0.0), else 0.0
+                        left[node] = node_default_left[node] if m != 0 else 0.0 <= node_threshold[node]
                     elif -ZERO_THRESHOLD <= v <= ZERO_THRESHOLD:  # LightGBM reads it as 0.0
                         left[node] = node_default_left[node] if m == 1 else 0.0 <= node_threshold[node]
                     else:
@@ -354,12 +359,8 @@ def _shap_rows(start, stop, X, out, tree_node, tree_leaf, node_feature, node_thr
 
 
 @numba.njit(cache=True, parallel=True)
-def _shap_parallel(blocks, X, out, tree_node, tree_leaf, node_feature, node_threshold, node_kind, node_default_left,
-                   node_missing, node_cats, cats, leaf_value, leaf_step, step_node, step_left, step_slot, leaf_slot,
-                   slot_feature, slot_zero, leaf_table, table, weights):
+def _shap_parallel(blocks, X, out, arrays, weights):
     n = len(X)
     size = (n + blocks - 1) // blocks
     for b in numba.prange(blocks):
-        _shap_rows(b * size, min(n, (b + 1) * size), X, out, tree_node, tree_leaf, node_feature, node_threshold,
-                   node_kind, node_default_left, node_missing, node_cats, cats, leaf_value, leaf_step, step_node,
-                   step_left, step_slot, leaf_slot, slot_feature, slot_zero, leaf_table, table, weights)
+        _shap_rows(b * size, min(n, (b + 1) * size), X, out, arrays, weights)

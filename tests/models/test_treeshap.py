@@ -72,16 +72,8 @@ def awkward_booster(request) -> tuple[lgb.Booster, pd.DataFrame]:
 
 
 def _split_kinds(booster: lgb.Booster) -> set[tuple[str, str]]:
-    kinds = set()
-
-    def walk(n: dict) -> None:
-        if "split_index" in n:
-            kinds.add((n["decision_type"], n["missing_type"]))
-            walk(n["left_child"])
-            walk(n["right_child"])
-    for t in booster.dump_model()["tree_info"]:
-        walk(t["tree_structure"])
-    return kinds
+    return {(n["decision_type"], n["missing_type"]) for t in booster.dump_model()["tree_info"]
+            for n in _nodes(t["tree_structure"]) if "split_index" in n}
 
 
 def _scored_rows(X: pd.DataFrame, booster: lgb.Booster) -> pd.DataFrame:

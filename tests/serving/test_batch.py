@@ -409,3 +409,42 @@ def test_an_interrupt_python_swallowed_still_stops_the_run(sig) -> None:
         with pytest.raises(KeyboardInterrupt):
             check()
     assert signal.getsignal(sig) is before
+
+
+# ------------------------------------------------------------------ the golden week
+
+GOLDEN_WEEK = Path(__file__).with_name("golden_week.json")
+RUN_COLUMNS = ("run_id", "scored_at", "model_run_id")  # this run's MLflow ids and clock: new on every run
+
+
+def column_digests(table: pa.Table) -> dict[str, str]:
+    """Every column of a week's score table but the run's own ids and time, sorted by seller, as a digest
+    of its values (Arrow's IPC bytes of the column alone), with the column's type: a change of any value,
+    type or order of columns shows as a different digest."""
+    import pyarrow.ipc as ipc
+
+    table = table.sort_by("seller_id").drop([c for c in RUN_COLUMNS if c in table.column_names])
+    digests = {}
+    for name in table.column_names:
+        one = table.select([name]).combine_chunks()
+        sink = pa.BufferOutputStream()
+        with ipc.new_stream(sink, one.schema) as writer:
+            writer.write_table(one)
+        digests[name] = f"{one.schema.field(name).type} {hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()}"
+    return digests
+
+
+def test_golden_week_is_unchanged(first_run, latest) -> None:
+    """The session marketplace's latest week, scored by the session model (seed 7, one training thread per
+    worker as `make test` sets), equals the golden week every column: a refactor changes no value. When a
+    change means to change the scores, rewrite the file with SELLER_RISK_UPDATE_GOLDEN=1 (the test then
+    fails once, saying so) and say why in the commit."""
+    out, _ = first_run
+    digests = {"columns": list(read_scores(out, latest).column_names), **column_digests(read_scores(out, latest))}
+    if os.environ.get("SELLER_RISK_UPDATE_GOLDEN") == "1":
+        GOLDEN_WEEK.write_text(json.dumps(digests, indent=1) + "\n")
+        pytest.fail(f"golden week rewritten to {GOLDEN_WEEK}: commit it and say why the scores changed")
+    golden = json.loads(GOLDEN_WEEK.read_text())
+    assert digests["columns"] == golden["columns"]
+    changed = [c for c in golden if c != "columns" and digests.get(c) != golden[c]]
+    assert not changed, f"columns whose values changed against the golden week: {changed}"

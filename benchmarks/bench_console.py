@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from features import layout
-from features.policy import load_policy
-from features.settings import Settings
+from features.platform import layout
+from features.policy.definition import load_policy
+from features.platform.settings import Settings
 from serving.batch.job import BATCH_FILE_ARROW
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -45,8 +45,8 @@ def _events(sellers: int) -> Path:
 
 
 def incremental(events: Path) -> dict:
-    from features.policy import load_policy
-    from features.snapshots import build_snapshots
+    from features.policy.definition import load_policy
+    from features.pipeline.snapshots import build_snapshots
 
     run = build_snapshots(events, OUT / "features-incremental", load_policy("walmart-us-2026"))
     return {"dates": len(run.as_of_dates), "rows": run.rows}
@@ -54,10 +54,10 @@ def incremental(events: Path) -> dict:
 
 def naive(events: Path, sample: int) -> dict:
     """For each as-of date alone: scan every event, aggregate its windows, compute its features."""
-    from features.policy import load_policy
-    from features.snapshots import plan_dates, prepare_duckdb, seller_buckets, seller_ranges
-    from features.spec import feature_spec
-    from features.validation import open_events, read_cutoff
+    from features.policy.definition import load_policy
+    from features.pipeline.snapshots import plan_dates, prepare_duckdb, seller_buckets, seller_ranges
+    from features.pipeline.spec import feature_spec
+    from features.events.validation import open_events, read_cutoff
 
     policy = load_policy("walmart-us-2026")
     spec = feature_spec(policy)

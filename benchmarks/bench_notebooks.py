@@ -30,7 +30,7 @@ WEEKS, TARGET_S = 4, 120.0
 
 def score_weeks() -> None:
     """The batch job's score table for the demo's last WEEKS weeks (skipped when already there)."""
-    from features import layout
+    from features.platform import layout
 
     weeks = json.loads(layout.manifest_file(DEMO / "features").read_text())["as_of_dates"][-WEEKS:]
     cli = str(Path(sys.executable).with_name("seller-risk"))

@@ -32,7 +32,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).parent))
 from measure import run_measured  # noqa: E402
 
-from features import layout  # noqa: E402
+from features.platform import layout  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"

@@ -41,7 +41,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_scoring import DEMO, demo_champion  # noqa: E402
 
-from features import layout  # noqa: E402
+from features.platform import layout  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent

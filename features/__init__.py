@@ -1,4 +1,6 @@
-"""Seller behaviour from marketplace events: the event schema and its validator, the versioned
-policies, the feature spec, the point-in-time pipeline (DuckDB, or Spark with the same SQL), the
-snapshot writer and its on-disk layout, the marketplace simulator, and the settings every package
-reads. The lowest layer: it imports no other package of this project."""
+"""Seller behaviour from marketplace events, the ground floor of the layers, in rooms named after its
+parts: `events` (the canonical tables and their validator), `policy` (the versioned policy files, the
+measures, where a seller stands against each standard), `pipeline` (the feature spec, flows, SQL,
+point-in-time snapshots, Spark), `simulation` (the marketplace simulator), and below them all
+`platform` (settings, on-disk layout, atomic writes, fingerprints, formatting, terminal output). `cli`
+holds the package's commands. It imports no other package of this project."""

@@ -11,8 +11,8 @@ from rich.table import Table
 
 import typer
 
-from features.settings import DATA_DIR, DEFAULT_POLICY
-from features.terminal import console, fail, print_facts
+from features.platform.settings import DATA_DIR, DEFAULT_POLICY
+from features.platform.terminal import console, fail, print_facts
 
 commands = typer.Typer()
 
@@ -25,7 +25,7 @@ def validate(
     ),
 ) -> None:
     """Check an events directory against the schema and print every problem found (exit 1 if any)."""
-    from features.validation import validate_dir
+    from features.events.validation import validate_dir
 
     _need_events(events)
     problems = validate_dir(events, cutoff=cutoff)
@@ -46,11 +46,11 @@ def simulate(
     latent: bool = typer.Option(True, "--latent/--no-latent", help="Also write sellers' hidden propensities beside --out."),
 ) -> None:
     """Simulate a marketplace and write its event tables as Parquet, then print a summary."""
-    from features.policy import load_policy
+    from features.policy.definition import load_policy
     from features.simulation.run import SimulationConfig, simulate_marketplace
-    from features.terminal import progress_bar
+    from features.platform.terminal import progress_bar
 
-    from features.policy import PolicyError
+    from features.policy.definition import PolicyError
 
     config = SimulationConfig(
         n_sellers=sellers, start=date(start.year, start.month, start.day), weeks=weeks, seed=seed
@@ -75,10 +75,10 @@ def features(
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded default) or spark (local mode)."),
 ) -> None:
     """Build point-in-time feature snapshots and labels for every active seller at every weekly date."""
-    from features.policy import PolicyError, load_policy
-    from features.snapshots import build_snapshots
-    from features.validation import EventValidationError
-    from features.terminal import spinner
+    from features.policy.definition import PolicyError, load_policy
+    from features.pipeline.snapshots import build_snapshots
+    from features.events.validation import EventValidationError
+    from features.platform.terminal import spinner
 
     if engine not in {"duckdb", "spark"}:
         fail(f"--engine must be duckdb or spark, not {engine!r}")

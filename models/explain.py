@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from models.risk_model import RiskModel, sigmoid
-from features.spec import FeatureSpec
+from features.pipeline.spec import FeatureSpec
 
 Direction = Literal["raises", "lowers"]
 

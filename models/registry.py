@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from features.settings import CHALLENGER, CHAMPION, MODEL_NAME, MODELS_DIR, Settings, env_name
+from features.platform.settings import CHALLENGER, CHAMPION, MODEL_NAME, MODELS_DIR, Settings, env_name
 from models.risk_model import RiskModel
 
 __all__ = ["CHALLENGER", "CHAMPION", "EXPERIMENT", "MODEL_NAME", "AliasNotFound", "ModelNotFound", "ModelRef",
@@ -44,7 +44,7 @@ class AliasNotFound(ModelNotFound):
 
 TRACKING_TIMEOUT_ENV = env_name("tracking_timeout")
 DEFAULT_TRACKING_TIMEOUT = Settings.model_fields["tracking_timeout"].default
-"""Seconds one request to a tracking server may wait for an answer (features.settings). With
+"""Seconds one request to a tracking server may wait for an answer (features.platform.settings). With
 TRACKING_TRIES tries and MLflow's short backoff between them, a dead server is reported within about
 3 x this + 3 s."""
 TRACKING_TRIES = 3

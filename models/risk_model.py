@@ -26,7 +26,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.spec import FeatureSpec
+from features.pipeline.spec import FeatureSpec
 
 if TYPE_CHECKING:
     from models.treeshap import Tables

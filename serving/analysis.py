@@ -22,9 +22,9 @@ import pandas as pd
 
 from models.cohorts import TENURE_BANDS, expected_calibration_error, tenure_band, volume_band
 from models.explain import Explanation, display_value
-from features.policy import Policy
-from features.settings import Settings
-from features.spec import FeatureSpec
+from features.policy.definition import Policy
+from features.platform.settings import Settings
+from features.pipeline.spec import FeatureSpec
 
 GENERAL = "general"
 """The group of features that measure no single standard (volume, tenure, warnings, category...)."""
@@ -58,7 +58,7 @@ def project_root(start: Path) -> Path:
 
 
 def inputs_from_env(env: Mapping[str, str], start: Path) -> Inputs:
-    """The notebooks' inputs from `features.settings.Settings` read from `env`: SELLER_RISK_DATA (default
+    """The notebooks' inputs from `features.platform.settings.Settings` read from `env`: SELLER_RISK_DATA (default
     <root>/data) holding events/, features/ and scores/, each overridable (SELLER_RISK_EVENTS,
     SELLER_RISK_FEATURES, SELLER_RISK_SCORES); SELLER_RISK_MODELS (default <root>/models, ignored when
     MLFLOW_TRACKING_URI names a server); SELLER_RISK_MODEL_URI (default the champion); SELLER_RISK_SELLER
@@ -78,7 +78,7 @@ def inputs_from_env(env: Mapping[str, str], start: Path) -> Inputs:
 
 def scored_weeks(scores: Path | str) -> list[date]:
     """The weeks the batch job has written, oldest first."""
-    from features.layout import scored_weeks as weeks
+    from features.platform.layout import scored_weeks as weeks
 
     return weeks(scores)
 
@@ -89,7 +89,7 @@ def read_score_table(scores: Path | str, weeks: list[date] | None = None) -> pd.
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from features import layout
+    from features.platform import layout
 
     weeks = scored_weeks(scores) if weeks is None else weeks
     tables = [layout.with_partition_column(pq.read_table(f), w)  # the partition path carries as_of
@@ -103,7 +103,7 @@ def read_score_table(scores: Path | str, weeks: list[date] | None = None) -> pd.
 
 def read_summaries(scores: Path | str) -> list[dict]:
     """The batch job's run summaries, one per written week, oldest first."""
-    from features.layout import summary_file
+    from features.platform.layout import summary_file
 
     out = []
     for w in scored_weeks(scores):
@@ -115,7 +115,7 @@ def read_summaries(scores: Path | str) -> list[dict]:
 
 def read_weekly_snapshots(features: Path | str, as_of: date | None = None) -> pd.DataFrame:
     """Feature snapshots (one week, or all) with `as_of` as a date, so they join the score table."""
-    from features.snapshots import read_snapshots
+    from features.pipeline.snapshots import read_snapshots
 
     frame = read_snapshots(features, as_of)
     frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date

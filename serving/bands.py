@@ -1,6 +1,6 @@
 """Bands relative to the week's queue: what a seller's place this week asks of a reviewer.
 
-The policy's bands (`features.policy.RiskBand`) are not probability ranges: a seller missing a standard
+The policy's bands (`features.policy.definition.RiskBand`) are not probability ranges: a seller missing a standard
 now is on the recovery list; a seller compliant now is placed by rank among the week's compliant
 sellers, counted in weekly queues (the review capacity): the first queue's worth is the early-warning
 queue itself (`review`), the next (`next`), and so on, and the rest (`low`).
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from features import layout
-from features.policy import Policy
+from features.platform import layout
+from features.policy.definition import Policy
 
 UNRANKED = "unranked"
 """The band of a seller compliant now when no batch run of the model has ranked a week (yet)."""

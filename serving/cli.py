@@ -10,8 +10,8 @@ from rich.table import Table
 
 import typer
 
-from features.settings import CHAMPION_URI, DATA_DIR, MODELS_DIR
-from features.terminal import console, fail, num, print_facts
+from features.platform.settings import CHAMPION_URI, DATA_DIR, MODELS_DIR
+from features.platform.terminal import console, fail, num, print_facts
 
 commands = typer.Typer()
 
@@ -29,7 +29,7 @@ def score(
 ) -> None:
     """Score and explain every active seller of a week, write the partition whole, print and log the summary."""
     from serving.batch.job import BatchConfig, BatchError, run_batch
-    from features.terminal import progress_bar
+    from features.platform.terminal import progress_bar
     from models.registry import RegistryError, store_errors
 
     if events is None and features_dir is None:
@@ -85,7 +85,7 @@ def replay(
     """Recompute a served or batch score record from its stored feature values and model version, bit for bit.
 
     Exit 0: identical; 1: it differs (the fields are named); 2: it cannot be replayed (the reason)."""
-    from features.settings import Settings
+    from features.platform.settings import Settings
     from serving.replay import ReplayImpossible, facts
     from serving.replay import replay as run_replay
 

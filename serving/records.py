@@ -1,7 +1,7 @@
 """The score record: what every scorer hands out, declared once. The HTTP service returns these as
 JSON and the weekly batch job writes them as Parquet rows (reasons as a list of structs), so a
 reviewer reading either sees the same fields with the same meaning. The batch job's files leave
-`as_of` out: their partition folder's name carries it (features.layout), and its readers put it back."""
+`as_of` out: their partition folder's name carries it (features.platform.layout), and its readers put it back."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features import layout
+from features.platform import layout
 from serving.scoring import Scorer
 
 SERVED, BATCH = "served", "batch"
@@ -235,7 +235,7 @@ def same_float(a: float | None, b: float | None) -> bool:
 
 
 def facts(result: Replayed) -> tuple[tuple[str, str], ...]:
-    """The replay at a glance, for `features.terminal.print_facts`."""
+    """The replay at a glance, for `features.platform.terminal.print_facts`."""
     f, r = result.found, result.record
     return (
         ("record id", f.record_id),

@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 
 from models.explain import (Groups, StandardReasons, ValuesAt, context_texts, display_value, explain,
                             feature_groups, frame_values, group_contributions, record_values, standard_reasons)
-from features import layout
-from features.policy import Policy, load_policy
-from features.settings import CHAMPION_URI, MODELS_DIR
-from features.standing import Standing, back_by, reason_texts, recovery_texts, standings
+from features.platform import layout
+from features.policy.definition import Policy, load_policy
+from features.platform.settings import CHAMPION_URI, MODELS_DIR
+from features.policy.standing import Standing, back_by, reason_texts, recovery_texts, standings
 from models.registry import ModelRef, load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, RiskModel
-from features.spec import FeatureSpec, feature_spec
+from features.pipeline.spec import FeatureSpec, feature_spec
 from serving.bands import QueueCutoffs, assign_bands
 from serving.records import (CONTEXT_ARROW, CONTRIBUTION_ARROW, REASON_ARROW, RECOVERY_ARROW, SCORE_ARROW,
                              STANDARD_RISK_ARROW)
@@ -33,7 +33,7 @@ DEFAULT_MODEL_URI = CHAMPION_URI
 
 
 STANDING_COLUMNS = ("volume", "gap", "trend")
-"""The features a standing is read from (features.standing), per standard: `<metric>_<column>`."""
+"""The features a standing is read from (features.policy.standing), per standard: `<metric>_<column>`."""
 
 
 @dataclass(frozen=True)
@@ -345,7 +345,7 @@ def snapshot_mismatch(features_dir: Path, files: Sequence[Path], scorer: Scorer)
     """Why the scorer's model cannot score these snapshot files of a `seller-risk features --out`
     folder, or None: the folder was built with another feature spec, or a file lacks one of the
     spec's feature columns or has a column the spec does not define."""
-    from features.pipeline import snapshot_columns
+    from features.pipeline.sql import snapshot_columns
 
     spec_file = layout.spec_file(features_dir)
     if spec_file.is_file():

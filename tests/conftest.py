@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from features.policy import Policy, load_policy
+from features.policy.definition import Policy, load_policy
 from features.simulation.run import SimulationConfig, SimulationSummary, simulate_marketplace
 
 MARKETPLACE = SimulationConfig(n_sellers=2000, start=date(2025, 1, 6), weeks=52, seed=11, workers=1)
@@ -84,7 +84,7 @@ def marketplace(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> tup
 @pytest.fixture(scope="session")
 def feature_dir(marketplace: tuple[Path, SimulationSummary], policy: Policy, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The marketplace's feature snapshots and labels, as `seller-risk features` writes them."""
-    from features.snapshots import build_snapshots
+    from features.pipeline.snapshots import build_snapshots
 
     out = tmp_path_factory.mktemp("features") / "features"
     build_snapshots(marketplace[0], out, policy)

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.schema import MANIFEST_FILE, TABLES
+from features.events.schema import MANIFEST_FILE, TABLES
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.policy import Policy
-from features.schema import TABLES
+from features.policy.definition import Policy
+from features.events.schema import TABLES
 
 DAY = pd.Timedelta(days=1)
 ANSWER_WINDOW = pd.Timedelta(hours=48)

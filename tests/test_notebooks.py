@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from features import layout
+from features.platform import layout
 from serving.batch.job import BatchConfig, run_batch
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

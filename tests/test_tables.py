@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from features import layout
-from features.atomic import clean_stale, replaced_whole, staged
+from features.platform import layout
+from features.platform.atomic import clean_stale, replaced_whole, staged
 from serving.batch.job import BatchConfig, _clean_stale, _sample, read_scores, run_batch
 
 
@@ -217,7 +217,7 @@ def test_a_killed_runs_staging_changes_nothing_the_readers_see(reader, killed_ru
 @pytest.mark.slow
 @pytest.mark.spark
 def test_spark_reads_both_tables_as_one_table_each(killed_run, score_table, snapshot_table) -> None:
-    from features.spark import local_session
+    from features.pipeline.spark import local_session
 
     spark = local_session()
     check(read_spark(spark, score_table.folder, score_table.value), score_table, "date")  # a killed run's staging too
@@ -244,7 +244,7 @@ def _tiny_snapshots(folder: Path, weeks: list[date]) -> None:
 
 
 def test_a_quote_in_a_path_is_just_a_character(tmp_path: Path) -> None:
-    from features.snapshots import read_snapshots
+    from features.pipeline.snapshots import read_snapshots
 
     folder = tmp_path / "o'brien's features'); SELECT 1; --"
     weeks = [date(2025, 1, 6) + timedelta(days=7 * i) for i in range(3)]

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from features.policy import Policy
+from features.policy.definition import Policy
 from models.risk_model import RiskModel, model_frame
-from features.spec import FeatureSpec
+from features.pipeline.spec import FeatureSpec
 from training.baselines import logistic_inputs, logistic_regression, rule_score
 from training.dataset import CONTEXT, untouched
 from training.fit import fit_platt, fit_risk_model, halves, label

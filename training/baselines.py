@@ -11,8 +11,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from features.policy import Policy
-from features.spec import FeatureSpec
+from features.policy.definition import Policy
+from features.pipeline.spec import FeatureSpec
 
 def rule_score(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
     """How close the seller is to missing a standard today: the largest gap to a threshold, as a share

@@ -9,8 +9,8 @@ from rich.table import Table
 
 import typer
 
-from features.settings import DATA_DIR, MODELS_DIR
-from features.terminal import console, fail, num, print_facts
+from features.platform.settings import DATA_DIR, MODELS_DIR
+from features.platform.terminal import console, fail, num, print_facts
 
 commands = typer.Typer()
 
@@ -31,7 +31,7 @@ def train(
                                   "reported apart."),
 ) -> None:
     """Search, backtest against the baselines and the champion, and register the model as the challenger."""
-    from features.terminal import staged_progress
+    from features.platform.terminal import staged_progress
     from models.registry import RegistryError, store_errors
     from training.train import TrainConfig, train as run_training
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.policy import Policy, load_policy
-from features import layout
-from features.snapshots import read_snapshots
-from features.spec import FeatureSpec, feature_spec
+from features.policy.definition import Policy, load_policy
+from features.platform import layout
+from features.pipeline.snapshots import read_snapshots
+from features.pipeline.spec import FeatureSpec, feature_spec
 
 CONTEXT = ["seller_id", "as_of", "breach", "compliant_at_t", "after_intervention", "tenure_days", "orders_90d",
            "category", "region"]

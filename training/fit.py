@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from models.risk_model import Calibration, RiskModel, StandardModel, model_frame
-from features.spec import FeatureSpec
+from features.pipeline.spec import FeatureSpec
 
 FIXED_PARAMS = {"objective": "binary", "verbosity": -1, "num_threads": 2, "deterministic": True,
                 "force_row_wise": True, "bagging_freq": 1}

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from models.cohorts import TENURE_BANDS, VOLUME_BANDS, expected_calibration_error, tenure_band, volume_band
-from features.policy import ReviewCapacity
+from features.policy.definition import ReviewCapacity
 
 POPULATIONS = ("all", "early_warning", "after_intervention")
 """Every seller-week without a reviewer's action before it, the early-warning part of those, and the

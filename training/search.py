@@ -15,7 +15,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score
 
 from models.risk_model import model_frame
-from features.spec import FeatureSpec
+from features.pipeline.spec import FeatureSpec
 from training.fit import fit_booster, halves, model_size
 from training.folds import Fold, rows
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import lightgbm as lgb
 import pandas as pd
 
-from features import layout
-from features.fingerprint import fingerprint
-from features.settings import MODELS_DIR, Settings
+from features.platform import layout
+from features.platform.fingerprint import fingerprint
+from features.platform.settings import MODELS_DIR, Settings
 from models.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, ensure_experiment, use_store
 from models.explain import feature_groups, reason_sources
 from models.risk_model import RiskModel, model_frame

@@ -1,5 +1,5 @@
 """The simulated marketplace's own enforcement: it keeps daily counts of every measure in
-`features.measures`, evaluates the policy weekly exactly as the policy file says, and warns,
+`features.policy.measures`, evaluates the policy weekly exactly as the policy file says, and warns,
 suppresses, suspends and reinstates sellers, who react (most fix things after a warning).
 
 This is the marketplace's side, as a real marketplace computes its own metrics; the feature
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.measures import MEASURES
-from features.policy import Policy
+from features.policy.measures import MEASURES
+from features.policy.definition import Policy
 from features.simulation.population import Sellers
 
 CHANNELS = ("seller", "marketplace")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.schema import CONTACT_TOPICS, REFUND_REASONS, RETURN_REASONS
+from features.events.schema import CONTACT_TOPICS, REFUND_REASONS, RETURN_REASONS
 from features.simulation.behaviour import Behaviour
 from features.simulation.enforcement import Ledger
 from features.simulation.population import L, Sellers

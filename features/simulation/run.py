@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.atomic import replaced_whole
-from features.policy import Policy
-from features.schema import (
+from features.platform.atomic import replaced_whole
+from features.policy.definition import Policy
+from features.events.schema import (
     CANCELLED_BY,
     CONTACT_TOPICS,
     FULFILMENT_CHANNELS,

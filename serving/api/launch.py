@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from features.settings import Settings
+from features.platform.settings import Settings
 from serving.scoring import Scorer
 
 SERVICE = "serving.api.service:SellerRisk"

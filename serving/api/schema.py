@@ -13,7 +13,7 @@ from bentoml import IODescriptor
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
 
-from features.spec import Feature, FeatureSpec
+from features.pipeline.spec import Feature, FeatureSpec
 
 MAX_SELLERS = 100
 """Sellers per /score request at most; larger batches belong to the weekly batch job."""

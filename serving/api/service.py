@@ -6,7 +6,7 @@ policy, loads the latest feature snapshot, and only then answers `/readyz`. The 
 they translate JSON to `serving.scoring.Scorer` calls and back, so a seller gets the same record
 here as from the batch job.
 
-Settings come from the environment (`features.settings.Settings`, one SELLER_RISK_* variable each;
+Settings come from the environment (`features.platform.settings.Settings`, one SELLER_RISK_* variable each;
 `seller-risk serve` sets them from its options): the model URI, the embedded store, the features
 folder, the policy whose feature spec shapes the request schema, the API key, the body limit,
 workers and threads, telemetry, request coalescing and connection recycling.
@@ -24,9 +24,9 @@ from datetime import date
 import bentoml
 from starlette.responses import Response
 
-from features.policy import load_policy
-from features.settings import Settings, env_name
-from features.spec import feature_spec
+from features.policy.definition import load_policy
+from features.platform.settings import Settings, env_name
+from features.pipeline.spec import feature_spec
 from serving.api import connections
 from serving.api.schema import request_models
 from serving.api.coalesce import Coalescer

@@ -10,9 +10,9 @@ people who staff and work the review queue.
     <out>.work/reference/                           drift references, one per model version
     <out>.work/staging/                             a partition being written
 
-(features.layout declares it.) <out> holds nothing but partitions, so pandas, pyarrow, DuckDB and
+(features.platform.layout declares it.) <out> holds nothing but partitions, so pandas, pyarrow, DuckDB and
 Spark read it as one table. Safe to re-run and to interrupt: a week's partition is filled in the
-staging folder and swapped in whole at the end (features.atomic), so readers see last run's
+staging folder and swapped in whole at the end (features.platform.atomic), so readers see last run's
 partition or this run's, never a mixture or neither; a crash or Ctrl-C leaves the previous one as it
 was. Sellers are read, scored and written in chunks, so memory stays bounded by the chunk size (plus
 a score and an id per seller for the summary).
@@ -41,9 +41,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features import layout
-from features.atomic import alive, clean_stale, replaced_whole
-from features.settings import MODELS_DIR
+from features.platform import layout
+from features.platform.atomic import alive, clean_stale, replaced_whole
+from features.platform.settings import MODELS_DIR
 from serving.bands import QueueCutoffs, assign_bands, queue_cutoffs
 from serving.records import SCORE_ARROW
 from serving.scoring import DEFAULT_MODEL_URI, Scorer, snapshot_mismatch
@@ -79,13 +79,13 @@ class BatchError(ValueError):
     says what is wrong. Raised before anything is written."""
 
 
-# ------------------------------------------------------------------ where things are (features.layout)
+# ------------------------------------------------------------------ where things are (features.platform.layout)
 
 
 def latest_week(events: Path | None, features_dir: Path | None) -> date:
     """The latest complete week: the last weekly evaluation date at or before the events' cut-off
     (the date `seller-risk features` makes its latest snapshot), else the features' newest date."""
-    from features.validation import read_cutoff
+    from features.events.validation import read_cutoff
 
     if events is not None:
         cutoff = read_cutoff(events)
@@ -115,9 +115,9 @@ def locate_snapshot(as_of: date, previous: date, events: Path | None, features_d
             return features_dir, f"read from {features_dir}"
     if events is None:
         raise BatchError(f"{features_dir} holds no snapshot for {as_of} and no --events were given to build it from")
-    from features.fingerprint import fingerprint
-    from features.snapshots import build_snapshots
-    from features.validation import EventValidationError
+    from features.platform.fingerprint import fingerprint
+    from features.pipeline.snapshots import build_snapshots
+    from features.events.validation import EventValidationError
 
     if not events.is_dir():
         raise BatchError(f"events folder {events} does not exist")

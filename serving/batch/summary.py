@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.policy import Policy, ReviewCapacity
+from features.policy.definition import Policy, ReviewCapacity
 
 Z = {0.90: 1.6448536269514722, 0.95: 1.959963984540054}
 PSI_WATCH, PSI_ALERT = 0.10, 0.25

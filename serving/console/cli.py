@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from features.terminal import console, fail, print_facts
+from features.platform.terminal import console, fail, print_facts
 
 accounts = typer.Typer(help="Reviewer accounts of the console: who can sign in and record decisions.",
                        no_args_is_help=True)
@@ -36,7 +36,7 @@ def _decisions() -> None:
 
 
 def _open(db: str | None):
-    from features.settings import Settings
+    from features.platform.settings import Settings
     from serving.console.store import Store, StoreUnavailable
 
     try:
@@ -106,7 +106,7 @@ def export_decisions(
 ) -> None:
     """Write every decision, one row each with every field, as a Parquet table keyed by seller_id and
     as_of (corrections are rows of their own, pointing at what they correct); the file is replaced whole."""
-    from features.settings import Settings
+    from features.platform.settings import Settings
 
     store, _ = _open(db)
     try:

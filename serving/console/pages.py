@@ -22,15 +22,15 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from features import layout
-from features.policy import Policy, PolicyError, load_policy
-from features.standing import standing
+from features.platform import layout
+from features.policy.definition import Policy, PolicyError, load_policy
+from features.policy.standing import standing
 from serving.batch.summary import EARLY_WARNING, RECOVERY, expected_breaches
 
 QUEUE_PAGE = 100  # early-warning rows per page
 RECOVERY_PAGE = 50  # recovery rows per page
 CHART_WEEKS = 13  # a seller's rates are charted over the last quarter of snapshots
-RATE_INPUTS = ("volume", "gap", "trend")  # what features.standing reads of each standard
+RATE_INPUTS = ("volume", "gap", "trend")  # what features.policy.standing reads of each standard
 
 QUEUE_COLUMNS = ["seller_id", "risk_score", "risk_band", "population", "standards_missed_now", "reasons", "recovery",
                  "model_name", "model_version", "policy_version", "feature_spec_hash", "run_id", "scored_at",
@@ -490,7 +490,7 @@ class Chart:
 
 def rate_charts(rates: Rates, policy: Policy, width: int = 360, height: int = 120) -> list[Chart]:
     """Per standard of the policy, the seller's rate by snapshot week with the threshold line. Rates are
-    the policy's own (features.standing, from the snapshot's gap and volume), so a point past the line
+    the policy's own (features.policy.standing, from the snapshot's gap and volume), so a point past the line
     is a week the standard was missed when it was evaluated."""
     out = []
     if not rates.weeks:

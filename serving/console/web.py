@@ -35,7 +35,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from features.settings import Settings
+from features.platform.settings import Settings
 from serving.console import pages
 from serving.console.pages import BadInput, Filters, NotFound
 

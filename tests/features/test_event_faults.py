@@ -28,9 +28,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from features.schema import MANIFEST_FILE, TABLES, Column, Rule, Table
+from features.events.schema import MANIFEST_FILE, TABLES, Column, Rule, Table
 from features.simulation.run import SimulationConfig, simulate_marketplace
-from features.validation import Problem, read_cutoff, validate_dir
+from features.events.validation import Problem, read_cutoff, validate_dir
 
 SMALL = SimulationConfig(n_sellers=100, start=date(2025, 1, 6), weeks=4, seed=3, workers=1)
 FORMATS = ("parquet", "csv")

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.policy import Policy, load_policy
+from features.policy.definition import Policy, load_policy
 from features.simulation.run import SimulationConfig, simulate_marketplace
-from features.snapshots import build_snapshots, read_snapshots
-from features.spec import feature_spec
-from features.validation import EventValidationError
+from features.pipeline.snapshots import build_snapshots, read_snapshots
+from features.pipeline.spec import feature_spec
+from features.events.validation import EventValidationError
 from tests.conftest import MARKETPLACE
 from tests.reference import breach_label, evaluate, read_tables
 

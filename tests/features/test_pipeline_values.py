@@ -2,7 +2,7 @@
 
 1. On the simulated marketplace: six deliberately chosen sellers at three as-of dates, every
    general feature and every policy metric's features recomputed in plain pandas from the raw
-   event tables (nothing imported from features.flows, features.spec or features.pipeline).
+   event tables (nothing imported from features.pipeline.flows, features.pipeline.spec or features.pipeline.sql).
 2. A hand-written history with a known breach date: the label turns on exactly four weeks ahead.
 3. Hand-written sellers at the edges of the rules: minimum volumes, channels, who cancelled,
    window boundaries (an event at exactly t counts, one at exactly t - W does not).
@@ -26,12 +26,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.policy import Policy
-from features.schema import TABLES
+from features.policy.definition import Policy
+from features.events.schema import TABLES
 from features.simulation.run import SimulationConfig, simulate_marketplace
-from features.snapshots import build_snapshots, read_snapshots
-from features.spec import feature_spec
-from features.validation import read_cutoff, validate_dir
+from features.pipeline.snapshots import build_snapshots, read_snapshots
+from features.pipeline.spec import feature_spec
+from features.events.validation import read_cutoff, validate_dir
 from tests.events_builder import DAY, HOUR, EventsBuilder, write_tables
 
 US = timedelta(microseconds=1)

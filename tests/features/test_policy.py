@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from features.policy import POLICY_DIR, PolicyError, load_policy
+from features.policy.definition import POLICY_DIR, PolicyError, load_policy
 
 EXPECTED = {  # metric: (direction, threshold, window days), from DESIGN.md
     "cancellation_rate": ("at_most", 0.02, 30),

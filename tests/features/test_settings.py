@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from features.settings import CHAMPION_URI, Settings, env_name
+from features.platform.settings import CHAMPION_URI, Settings, env_name
 
 
 def test_defaults_and_derived_folders() -> None:

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.policy import Policy
+from features.policy.definition import Policy
 from features.simulation.run import REALISM_TARGETS, SimulationConfig, simulate_marketplace
-from features.validation import validate_dir
+from features.events.validation import validate_dir
 from tests.conftest import MARKETPLACE
 from tests.reference import breach_label, evaluate, read_tables
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from features.formatting import percent
-from features.policy import POLICY_DIR, load_policy
-from features.settings import DEFAULT_POLICY
-from features.spec import FeatureSpec, feature_spec
+from features.platform.formatting import percent
+from features.policy.definition import POLICY_DIR, load_policy
+from features.platform.settings import DEFAULT_POLICY
+from features.pipeline.spec import FeatureSpec, feature_spec
 
 
 def _edited(tmp_path: Path, edit) -> str:

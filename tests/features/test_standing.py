@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.policy import Policy
-from features.snapshots import read_snapshots
-from features.standing import back_by, missed_now, reason_text, recovery_text, standing, standings
+from features.policy.definition import Policy
+from features.pipeline.snapshots import read_snapshots
+from features.policy.standing import back_by, missed_now, reason_text, recovery_text, standing, standings
 from tests.reference import measure_events, read_tables
 
 

@@ -12,8 +12,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from features.schema import DUCKDB_TYPES, MANIFEST_FILE, TABLES
-from features.validation import (
+from features.events.schema import DUCKDB_TYPES, MANIFEST_FILE, TABLES
+from features.events.validation import (
     EventValidationError,
     Problem,
     load_events,

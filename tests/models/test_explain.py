@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import shap
 
-from features import layout
+from features.platform import layout
 from models.explain import explain
 from models.risk_model import model_frame
-from features.spec import feature_spec
+from features.pipeline.spec import feature_spec
 from training.train import TrainResult
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import layout
-from features.spec import feature_spec
+from features.platform import layout
+from features.pipeline.spec import feature_spec
 from models.risk_model import model_frame
 from models.treeshap import TABLE_FEATURES, Tables
 from training.train import TrainResult

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from features.policy import load_policy
-from features.spec import feature_spec
+from features.policy.definition import load_policy
+from features.pipeline.spec import feature_spec
 from serving import analysis as an
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from features import layout
-from features.policy import POLICY_DIR, PolicyError, load_policy
+from features.platform import layout
+from features.policy.definition import POLICY_DIR, PolicyError, load_policy
 from serving.bands import UNRANKED, CutoffsReader, QueueCutoffs, assign_bands, queue_cutoffs
 
 WEEK = date(2026, 11, 23)

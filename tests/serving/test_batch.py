@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from features import layout
-from features.atomic import staged
-from features.policy import ReviewCapacity
+from features.platform import layout
+from features.platform.atomic import staged
+from features.policy.definition import ReviewCapacity
 from serving.batch.job import BATCH_ARROW, BATCH_FILE_ARROW, read_record, read_scores
 from serving.main import app
 from serving.batch.summary import (Bins, capacity_coverage, expected_breaches, psi, psi_level, reference_bins, risers)
@@ -141,7 +141,7 @@ def test_rerun_replaces_the_partition_whole(first_run, feature_dir, marketplace,
 
 
 def test_a_batch_record_equals_the_scorers(first_run, feature_dir, models_dir, model_uri, latest) -> None:
-    from features.snapshots import read_snapshots
+    from features.pipeline.snapshots import read_snapshots
     from serving.bands import CutoffsReader
     from serving.scoring import Scorer
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import requests
 
-from features.spec import Feature
+from features.pipeline.spec import Feature
 from serving.api.connections import REQUEST_S
 from serving.api.guard import BODY_GAP_S
 from serving.api.schema import count_limit

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from features.policy import load_policy
-from features.settings import DEFAULT_POLICY
+from features.policy.definition import load_policy
+from features.platform.settings import DEFAULT_POLICY
 from models.registry import ModelRef
 from serving.api.launch import bentoml_command
 from serving.main import app

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from features import layout
+from features.platform import layout
 from serving.batch.job import read_scores
 from serving.main import app
 
@@ -64,8 +64,8 @@ def _bits(x: float) -> bytes:
 
 def _sent(trained, feature_dir: Path, i: int) -> dict:
     """A snapshot row's features as a caller sends them (JSON values, missing ones left out)."""
-    from features.policy import load_policy
-    from features.spec import feature_spec
+    from features.policy.definition import load_policy
+    from features.pipeline.spec import feature_spec
 
     names = feature_spec(load_policy(trained.model.policy_version)).names
     row = pd.read_parquet(layout.latest_snapshot(feature_dir)).iloc[i]

@@ -8,8 +8,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from features.policy import Policy
-from features.spec import feature_spec
+from features.policy.definition import Policy
+from features.pipeline.spec import feature_spec
 from serving.api.contract import ROUTE_ERRORS, openapi_document
 from serving.api.guard import _duplicate_key
 from serving.api.schema import MAX_ORDERS_PER_DAY, RequestModels, count_limit, request_models

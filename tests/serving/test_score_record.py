@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import layout
-from features.policy import ReviewCapacity
-from features.standing import reason_text, recovery_text, standings
+from features.platform import layout
+from features.policy.definition import ReviewCapacity
+from features.policy.standing import reason_text, recovery_text, standings
 from serving.batch.summary import EARLY_WARNING, RECOVERY, weekly_queues
 from serving.records import ScoreRecord
 
@@ -58,7 +58,7 @@ def scorer(trained):
 
 @pytest.fixture(scope="module")
 def snapshot(feature_dir: Path) -> pd.DataFrame:
-    from features.snapshots import read_snapshots
+    from features.pipeline.snapshots import read_snapshots
 
     latest = date.fromisoformat(json.loads(layout.manifest_file(feature_dir).read_text())["as_of_dates"][-1])
     frame = read_snapshots(feature_dir, latest)

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import requests
 
-from features import layout
+from features.platform import layout
 from serving.api.schema import MAX_SELLERS
 from serving.scoring import Scorer
 from training.train import TrainResult
@@ -140,9 +140,9 @@ def latest(feature_dir: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def scorer(trained: TrainResult) -> Scorer:
-    from features.policy import load_policy
+    from features.policy.definition import load_policy
     from models.registry import ModelRef
-    from features.spec import feature_spec
+    from features.pipeline.spec import feature_spec
 
     policy = load_policy(trained.model.policy_version)
     return Scorer(trained.model, ModelRef("seller-risk", trained.version, trained.run_id), feature_spec(policy), policy)
@@ -165,9 +165,9 @@ def _features(latest: pd.DataFrame, scorer: Scorer, i: int) -> dict:
 
 def _code_spec_hash() -> str:
     """The hash of the code's feature spec for the default policy (what the service must report)."""
-    from features.policy import load_policy
-    from features.settings import DEFAULT_POLICY
-    from features.spec import feature_spec
+    from features.policy.definition import load_policy
+    from features.platform.settings import DEFAULT_POLICY
+    from features.pipeline.spec import feature_spec
 
     return feature_spec(load_policy(DEFAULT_POLICY)).hash
 

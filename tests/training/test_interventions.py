@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.policy import ReviewCapacity
+from features.policy.definition import ReviewCapacity
 from serving.console.store import RecordRef, Store
 from training.interventions import after_intervention, read_decisions
 from training.metrics import evaluate

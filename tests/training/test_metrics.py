@@ -11,7 +11,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from models.cohorts import expected_calibration_error
-from features.policy import ReviewCapacity
+from features.policy.definition import ReviewCapacity
 from training import plots
 from training.metrics import (
     at_capacity,

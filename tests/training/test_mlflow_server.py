@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import layout
+from features.platform import layout
 from models.registry import load_risk_model
 from models.risk_model import model_frame
-from features.spec import feature_spec
+from features.pipeline.spec import feature_spec
 from tests.conftest import TRAIN_SEED as SEED, TRAIN_TRIALS as TRIALS
 from training.dataset import load_training_set
 from training.train import TrainResult

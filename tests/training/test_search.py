@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.policy import load_policy
-from features.settings import DEFAULT_POLICY
-from features.spec import feature_spec
+from features.policy.definition import load_policy
+from features.platform.settings import DEFAULT_POLICY
+from features.pipeline.spec import feature_spec
 from training.folds import rolling_origin
 from training.search import search
 

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from features import layout
-from features.policy import load_policy
+from features.platform import layout
+from features.policy.definition import load_policy
 from models.registry import load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, model_frame
-from features.spec import feature_spec
+from features.pipeline.spec import feature_spec
 from training.backtest import LOGREG, MODEL, RULE, run_backtest
 from training.dataset import load_training_set
 from training.folds import rolling_origin

@@ -22,9 +22,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from features import layout
-from features.policy import load_policy
-from features.settings import Settings
+from features.platform import layout
+from features.policy.definition import load_policy
+from features.platform.settings import Settings
 from serving.console import pages
 from serving.console.store import ACTIONS, Store
 from serving.batch.summary import Z
@@ -303,7 +303,7 @@ def test_the_rate_charts_are_the_policys_rates_with_the_threshold_line(scored, f
     assert rates.weeks[-1] == latest and len(rates.weeks) <= pages.CHART_WEEKS
     snap = pq.read_table(layout.snapshot_files(feature_dir, latest)).to_pandas()
     snap = snap[snap["seller_id"] == seller]
-    from features.standing import standing
+    from features.policy.standing import standing
 
     for j, name in enumerate(rates.standards):
         s = standing(snap, policy.metrics[name])

@@ -24,7 +24,7 @@ table, a features folder) has a side folder beside it, `<folder>.work/`:
     <scores>.work/features/        snapshots the batch job built from events (a features folder)
     <scores>.work/reference/       drift references, one JSON per model version
     <folder>.work/staging/         new versions being filled; a finished one is swapped in whole
-                                   (features.atomic), a killed run's is removed by the next run
+                                   (features.platform.atomic), a killed run's is removed by the next run
 
 Staging belongs to the one writer of its folder (the batch job for a score table, the snapshot
 build for a features folder): nothing else writes there, so a leftover whose process is gone can

@@ -3,7 +3,7 @@
 Seven tables, each declared once here, column by column, with its type, whether it may be
 empty, what it means for the business, and the rules a marketplace's export must obey.
 Timestamps are naive UTC. Identifiers are strings, because marketplaces' own ids are.
-The validator (`features.validation`) and the simulator (`features.simulation`) both read
+The validator (`features.events.validation`) and the simulator (`features.simulation`) both read
 these declarations; nothing else restates them.
 """
 

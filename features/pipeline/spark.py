@@ -1,7 +1,7 @@
 """The same pipeline on Apache Spark, for marketplaces that outgrow one machine.
 
 Only the engine changes: the events are read as Spark views with the schema's types, and the SQL
-of `features.pipeline` runs unchanged but for the `SPARK` dialect. Tests run it in local mode
+of `features.pipeline.sql` runs unchanged but for the `SPARK` dialect. Tests run it in local mode
 and hold its snapshots equal to DuckDB's.
 """
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.pipeline import SPARK, point_flows_sql, probe_lags, snapshot_columns, snapshot_sql
-from features.policy import Policy
-from features.probes import probe_calendar, probe_days
-from features.schema import TABLES
-from features.spec import FeatureSpec
+from features.pipeline.sql import SPARK, point_flows_sql, probe_lags, snapshot_columns, snapshot_sql
+from features.policy.definition import Policy
+from features.pipeline.probes import probe_calendar, probe_days
+from features.events.schema import TABLES
+from features.pipeline.spec import FeatureSpec
 
 SPARK_TYPES = {"string": "STRING", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "timestamp": "TIMESTAMP"}
 

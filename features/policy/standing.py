@@ -30,8 +30,8 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from features.formatting import percent
-from features.policy import Metric, Policy
+from features.platform.formatting import percent
+from features.policy.definition import Metric, Policy
 
 UNITS = {"orders": "orders", "shipped_orders": "shipped orders", "delivered_orders": "delivered orders",
          "contacts_due": "customer messages"}
@@ -80,7 +80,7 @@ def standing(frame: pd.DataFrame, metric: Metric) -> Standing:
     volume = pd.to_numeric(frame[f"{n}_volume"]).fillna(0).to_numpy(dtype="int64")
     gap = pd.to_numeric(frame[f"{n}_gap"]).to_numpy(dtype="float64", na_value=np.nan)
     at_most = metric.direction == "at_most"
-    # the pipeline's own rule: a rate past the threshold is a gap above zero, exactly (see features.spec)
+    # the pipeline's own rule: a rate past the threshold is a gap above zero, exactly (see features.pipeline.spec)
     rate = metric.threshold + gap if at_most else metric.threshold - gap
     rate = np.where(volume > 0, rate, np.nan)
     count = np.where(volume > 0, np.rint(np.nan_to_num(rate) * volume), 0).astype("int64")

@@ -1,6 +1,6 @@
 """Checks a marketplace's event export against the canonical schema, then opens it for the pipeline.
 
-Every check is derived from the declarations in `features.schema`: which tables and columns must
+Every check is derived from the declarations in `features.events.schema`: which tables and columns must
 be there, their types, which may be empty (blank text is empty), which must be finite (no NaN or
 infinity), the allowed values and ranges, the keys, the foreign keys, the row-level rules and the
 columns that may not lie after the extract's cut-off. Each bad value is reported once, by the check
@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from features.schema import (
+from features.events.schema import (
     ARROW_TYPES,
     DUCKDB_TYPES,
     MANIFEST_FILE,

@@ -3,7 +3,7 @@ weekly as-of date, computed in one pass (daily flows, then rolling windows), wri
 partitioned by as-of date, plus the latest snapshot that serving reads.
 
 The output folder's layout (the snapshots table, latest.parquet, feature_spec.json, _snapshots.json)
-is declared in features.layout; the snapshot files hold no `as_of` column, their partition path does.
+is declared in features.platform.layout; the snapshot files hold no `as_of` column, their partition path does.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from typing import Literal
 import duckdb
 import pandas as pd
 
-from features import layout
-from features.atomic import replaced_whole
-from features.fingerprint import fingerprint
-from features.pipeline import DUCKDB, point_flows_sql, probe_lags, snapshot_columns, snapshot_sql
-from features.policy import Policy
-from features.probes import probe_calendar, probe_days
-from features.schema import TABLES
-from features.settings import Settings
-from features.spec import FeatureSpec, feature_spec
-from features.validation import open_events, read_cutoff
+from features.platform import layout
+from features.platform.atomic import replaced_whole
+from features.platform.fingerprint import fingerprint
+from features.pipeline.sql import DUCKDB, point_flows_sql, probe_lags, snapshot_columns, snapshot_sql
+from features.policy.definition import Policy
+from features.pipeline.probes import probe_calendar, probe_days
+from features.events.schema import TABLES
+from features.platform.settings import Settings
+from features.pipeline.spec import FeatureSpec, feature_spec
+from features.events.validation import open_events, read_cutoff
 
 EPOCH = date(1970, 1, 1)
 MANIFEST = layout.MANIFEST
@@ -68,7 +68,7 @@ class SnapshotRun:
     early_warning_share: float
     early_warning_breach_rate: float
     events: str = ""
-    events_fingerprint: str = ""  # features.fingerprint of the events folder read
+    events_fingerprint: str = ""  # features.platform.fingerprint of the events folder read
 
 
 def _first_event_day(con: duckdb.DuckDBPyConnection) -> int:
@@ -228,7 +228,7 @@ def build_snapshots(events: Path | str, out: Path | str, policy: Policy, as_of: 
         if engine == "duckdb":
             write_duckdb(con, layout.snapshots_dir(tmp), policy, spec, as_of_days, grid_days, progress)
         else:
-            from features.spark import compute_spark_to
+            from features.pipeline.spark import compute_spark_to
 
             compute_spark_to(events, layout.snapshots_dir(tmp), policy, spec, as_of_days, grid_days)
         latest = from_day_number(max(as_of_days))

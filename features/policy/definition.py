@@ -1,7 +1,7 @@
 """Marketplace performance policies: versioned YAML files, validated on load.
 
 A policy says which standards a seller is held to (each a ratio of two measures from
-`features.measures` over a trailing window, with a threshold, a direction and a minimum volume
+`features.policy.measures` over a trailing window, with a threshold, a direction and a minimum volume
 below which it is not evaluated), how far ahead the label looks, how many sellers reviewers can
 look at each week, and the bands that place a seller relative to that weekly queue. Switching marketplaces means switching files, never code.
 """
@@ -16,9 +16,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from features.formatting import percent
-from features.measures import MEASURES
-from features.schema import FULFILMENT_CHANNELS
+from features.platform.formatting import percent
+from features.policy.measures import MEASURES
+from features.events.schema import FULFILMENT_CHANNELS
 
 POLICY_DIR = Path(__file__).parent / "policies"
 
@@ -168,7 +168,7 @@ class Policy(_Strict):
 
 
 def policy_path(name_or_path: str | Path) -> Path:
-    """Where a policy lives: a path to a YAML file, or the name of one shipped in `features/policies`."""
+    """Where a policy lives: a path to a YAML file, or the name of one shipped in `features/policy/policies`."""
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml"}:
         return path

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from features.measures import MEASURES, RESPONSE_WINDOW_US
-from features.policy import Metric, Policy
+from features.policy.measures import MEASURES, RESPONSE_WINDOW_US
+from features.policy.definition import Metric, Policy
 
 DAY_US = 86_400_000_000
 ALL_WINDOWS = (7, 30, 60, 90)
@@ -23,7 +23,7 @@ ALL_WINDOWS = (7, 30, 60, 90)
 @dataclass(frozen=True)
 class Flow:
     """Rows of `table` where `condition` holds, each adding `value` on the day of `time_us`
-    (SQL in the notation of `features.measures`). Several flows may share a name (+1 and -1)."""
+    (SQL in the notation of `features.policy.measures`). Several flows may share a name (+1 and -1)."""
 
     name: str
     table: str

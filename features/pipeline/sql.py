@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from features.flows import DAY_US, Column, Flow, columns, flows, metric_parts, window_columns
-from features.policy import Policy
-from features.schema import TABLES
-from features.spec import FeatureSpec
+from features.pipeline.flows import DAY_US, Column, Flow, columns, flows, metric_parts, window_columns
+from features.policy.definition import Policy
+from features.events.schema import TABLES
+from features.pipeline.spec import FeatureSpec
 
 CHANNELLED = {  # how each event table gets its order's fulfilment channel
     "orders": "SELECT *, fulfilment_channel AS channel FROM orders",

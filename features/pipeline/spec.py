@@ -1,7 +1,7 @@
 """The feature spec: the ordered seller behaviour vector, declared once.
 
 Each feature has a name, a dtype, a window, a one-line business meaning, a reason template in a
-reviewer's words, and the SQL that defines it over the windowed daily flows of `features.flows`
+reviewer's words, and the SQL that defines it over the windowed daily flows of `features.pipeline.flows`
 (columns `w<days>_<flow>` and `cum_<flow>`, plus `as_of_day`, `onboarded_us`, `last_warning_day`,
 `category`, `region`). Training logs the spec's hash and serving refuses a model whose hash differs;
 the hash covers the definitions, so changing how a feature is computed changes it.
@@ -18,10 +18,10 @@ from typing import Literal
 
 import pandas as pd
 
-from features.flows import DAY_US, metric_parts
-from features.measures import RESPONSE_HOURS
-from features.policy import Metric, Policy
-from features.standing import units
+from features.pipeline.flows import DAY_US, metric_parts
+from features.policy.measures import RESPONSE_HOURS
+from features.policy.definition import Metric, Policy
+from features.policy.standing import units
 
 Dtype = Literal["float", "int", "category"]
 Role = Literal["behaviour", "exposure", "context"]

@@ -1,7 +1,7 @@
 """Write a folder all at once: readers see the previous version or the new one, never a mixture
 and never neither, and a crash or Ctrl-C mid-way leaves the previous version untouched.
 
-The new version is filled in a staging folder outside the folder's table (features.layout: the
+The new version is filled in a staging folder outside the folder's table (features.platform.layout: the
 `<table>.work/staging/` side folder by default) and swapped in with one rename-exchange where the
 system has one (Linux renameat2 RENAME_EXCHANGE), else with two renames whose short gap a later
 run repairs. A run's staging folder is named after its process id, so the next run can tell a
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from features.layout import staging_dir
+from features.platform.layout import staging_dir
 
 
 def staged(out: Path, staging: Path, pid: int | str) -> Path:

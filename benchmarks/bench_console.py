@@ -185,7 +185,7 @@ def main() -> None:
     from starlette.routing import Mount
     from starlette.testclient import TestClient
 
-    from serving.console.store import RecordRef, Store
+    from serving.store.store import RecordRef, Store
     from serving.console.web import create_app
 
     folder = OUT / "data"

@@ -8,7 +8,7 @@ import typer
 
 from features.cli import commands as feature_commands
 from serving.cli import commands as serving_commands
-from serving.console.cli import groups as console_groups
+from serving.store.cli import groups as store_groups
 from training.cli import commands as training_commands
 
 app = typer.Typer(
@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 for group in (feature_commands, training_commands, serving_commands):
     app.registered_commands += group.registered_commands
-for name, sub in console_groups:  # accounts add|list, decisions export
+for name, sub in store_groups:  # accounts add|list, decisions export
     app.add_typer(sub, name=name)
 
 

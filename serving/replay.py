@@ -71,8 +71,8 @@ def find_served(record_id: str, db_url: str) -> Found | None:
     looking never creates a SQLite file). StoreUnavailable/SQLAlchemyError when it cannot be read."""
     from sqlalchemy.engine import make_url
 
-    from serving.console.db import describe
-    from serving.console.store import Store
+    from serving.store.db import describe
+    from serving.store.store import Store
 
     url = make_url(db_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
@@ -127,8 +127,8 @@ def find_record(record_id: str, db_url: str, scores: Path | str) -> Found:
     """The record with this id: first among served records, else in the weekly score table."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from serving.console.db import describe
-    from serving.console.store import StoreUnavailable
+    from serving.store.db import describe
+    from serving.store.store import StoreUnavailable
 
     unreadable = None
     try:

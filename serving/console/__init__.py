@@ -1,4 +1,5 @@
-"""The reviewer console: the week's queue, a seller's page and the decisions reviewers make, kept in
-a real database (SQLite under data/ by default, PostgreSQL by URL). `store` is the database side
-(reviewers, append-only decisions, the audit of served records), `cli` its commands
-(`accounts`, `decisions export`); the web pages are served by `seller-risk serve`."""
+"""The reviewer console: server-rendered pages over the weekly score table and the decisions store
+(serving.store), served by `seller-risk serve` under /console. One module per page (`signin`, `queue`,
+`seller`, `leader`), each with its handlers and what it shows; `tables` reads the score table, the
+snapshots and the policy actions, `rates` a seller's standards week by week; `sessions` and `app` are
+what every page shares (signed sessions, CSRF, templates, error pages); `web` assembles the routes."""

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features.policy.definition import ReviewCapacity
-from serving.console.store import RecordRef, Store
+from serving.store.store import RecordRef, Store
 from training.interventions import after_intervention, read_decisions
 from training.metrics import evaluate
 
@@ -24,7 +24,7 @@ def _ref(seller: str, as_of: date) -> RecordRef:
 
 
 def test_the_weeks_after_a_contact_or_warning_are_marked_from_the_exported_decisions(tmp_path: Path) -> None:
-    from serving.console.cli import decisions
+    from serving.store.cli import decisions
 
     url = f"sqlite:///{tmp_path / 'console.db'}"
     store = Store.open(url)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.console.store import Store
+from serving.store.store import Store
 from tests.serving.console.test_pages import PASSWORD, scored_tables
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]

@@ -14,8 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from serving.console.db import Base, create_db_engine
-from serving.console.migrations import MIGRATIONS, alembic_config, upgrade
+from serving.store.db import Base, create_db_engine
+from serving.store.migrations import MIGRATIONS, alembic_config, upgrade
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -42,7 +42,7 @@ def test_upgrade_head_on_an_empty_database_gives_exactly_the_models_tables(db_ur
 def test_service_workers_opening_a_new_database_together_migrate_it_once(db_url: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from serving.console.store import Store
+    from serving.store.store import Store
 
     with ThreadPoolExecutor(4) as pool:  # an engine (and connections) each, as separate worker processes have
         stores = list(pool.map(lambda _: Store.open(db_url), range(4)))

@@ -21,12 +21,17 @@ from markupsafe import escape
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
 from features.platform import layout
 from features.policy.definition import load_policy
 from features.platform.settings import Settings
-from serving.console import pages
-from serving.console.store import ACTIONS, Store
+from serving.console.leader import leader_week, per_reviewer
+from serving.console.queue import QUEUE_PAGE, RECOVERY_PAGE
+from serving.console.rates import CHART_WEEKS
+from serving.console.seller import rate_charts
+from serving.console.tables import Tables, Week
+from serving.store.store import ACTIONS, Store
 from serving.batch.summary import Z
 
 PASSWORD = "correct horse battery staple"
@@ -157,8 +162,18 @@ def test_sign_in_refuses_a_wrong_password_and_a_form_without_its_token(settings,
     assert c.get("/console/", follow_redirects=False).status_code == 303
 
 
+def test_the_sign_in_page_names_a_real_command_for_making_an_account(tmp_path) -> None:
+    from serving.main import app
+
+    c = mounted(Settings(data=tmp_path / "data", secret_key="sign-in-test"), None)  # no store or tables needed
+    named = re.search(r"<code>seller-risk ([^<]+)</code>", c.get("/console/login").text).group(1).split()
+    result = CliRunner().invoke(app, [*named, "--help"])  # USERNAME stands for the argument
+    assert result.exit_code == 0, f"`seller-risk {' '.join(named)}` is not a command: {result.output}"
+    assert "Create a reviewer account" in result.output
+
+
 def test_the_session_key_is_made_once_and_kept_private(tmp_path) -> None:
-    from serving.console.web import secret_key
+    from serving.console.sessions import secret_key
 
     s = Settings(data=tmp_path / "data")
     key = secret_key(s)
@@ -180,7 +195,7 @@ def test_the_queue_lists_the_weeks_early_warning_sellers_then_the_recovery_list(
     assert f"Review queue, week of {latest}" in r.text
     early = week_rows[week_rows["queue"] == "early_warning"].sort_values("queue_rank")
     shown = cells(section(r.text, "early-warning"), "list")
-    assert len(shown) == min(len(early), pages.QUEUE_PAGE)
+    assert len(shown) == min(len(early), QUEUE_PAGE)
     for row, (_, want) in zip(shown, early.head(len(shown)).iterrows()):
         assert row[0] == str(int(want["queue_rank"]))  # a nullable int column reads back as float
         assert row[1] == want["seller_id"]
@@ -192,7 +207,7 @@ def test_the_queue_lists_the_weeks_early_warning_sellers_then_the_recovery_list(
         assert row[8] == "open"
     recovery = week_rows[week_rows["queue"] == "recovery"].sort_values("queue_rank")
     rec = cells(section(r.text, "recovery"), "list")
-    assert len(rec) == min(len(recovery), pages.RECOVERY_PAGE)
+    assert len(rec) == min(len(recovery), RECOVERY_PAGE)
     first = recovery.iloc[0]
     assert rec[0][1] == first["seller_id"] and rec[0][3] == policy.metrics[first["standards_missed_now"][0]].label
     assert rec[0][4] == first["recovery"][0]["text"]
@@ -215,7 +230,7 @@ def test_the_queue_filters_by_standard_category_and_region(client, scored, week_
             (f"region={region}&category={category}", (early["region"] == region) & (early["category"] == category))):
         r = client.get(f"/console/?{query}")
         assert r.status_code == 200, r.text
-        want = early[keep].sort_values("queue_rank")["seller_id"].tolist()[:pages.QUEUE_PAGE]
+        want = early[keep].sort_values("queue_rank")["seller_id"].tolist()[:QUEUE_PAGE]
         assert [row[1] for row in cells(section(r.text, "early-warning"), "list")] == want, query
 
 
@@ -298,9 +313,9 @@ def test_the_seller_page_shows_the_risk_of_each_standard_riskiest_first(client, 
 def test_the_rate_charts_are_the_policys_rates_with_the_threshold_line(scored, feature_dir, policy, week_rows) -> None:
     scores, (latest, _) = scored
     seller = week_rows.sort_values("risk_score").iloc[-1]["seller_id"]
-    tables = pages.Tables(scores, feature_dir, Path("/nonexistent"), policy.version)
+    tables = Tables(scores, feature_dir, Path("/nonexistent"), policy.version)
     rates = tables.rates(seller, policy, latest)
-    assert rates.weeks[-1] == latest and len(rates.weeks) <= pages.CHART_WEEKS
+    assert rates.weeks[-1] == latest and len(rates.weeks) <= CHART_WEEKS
     snap = pq.read_table(layout.snapshot_files(feature_dir, latest)).to_pandas()
     snap = snap[snap["seller_id"] == seller]
     from features.policy.standing import standing
@@ -309,9 +324,9 @@ def test_the_rate_charts_are_the_policys_rates_with_the_threshold_line(scored, f
         s = standing(snap, policy.metrics[name])
         assert rates.rate[-1, j] == pytest.approx(float(s.rate[0]), rel=1e-6, nan_ok=True)
         assert bool(rates.missing[-1, j]) == bool(s.missing[0])
-    older = tables.rates(seller, policy, latest - timedelta(days=7 * pages.CHART_WEEKS))  # outside the cache: read
-    assert older.weeks and older.weeks[-1] <= latest - timedelta(days=7 * pages.CHART_WEEKS)
-    charts = pages.rate_charts(rates, policy)
+    older = tables.rates(seller, policy, latest - timedelta(days=7 * CHART_WEEKS))  # outside the cache: read
+    assert older.weeks and older.weeks[-1] <= latest - timedelta(days=7 * CHART_WEEKS)
+    charts = rate_charts(rates, policy)
     c = charts[0]
     metric = policy.metrics[c.standard]
     top, bottom = 8, c.height - 20
@@ -422,10 +437,10 @@ def test_leader_week_interval_coverage_and_time_to_decision() -> None:
     queued = pd.DataFrame({"seller_id": ["a", "b", "c", "d"], "queue": ["early_warning"] * 3 + ["recovery"],
                            "risk_score": [0.5, 0.2, 0.1, 0.9]})
     scored_at = datetime(2026, 1, 6, 6, tzinfo=UTC)
-    week = pages.Week(date(2026, 1, 5), 100, queued, pa.table({"x": [1]}), True, scored_at)
+    week = Week(date(2026, 1, 5), 100, queued, pa.table({"x": [1]}), True, scored_at)
     decisions = pd.DataFrame({"seller_id": ["a", "a", "d"], "reviewer": ["r", "r", "s"], "action": ["x"] * 3,
                               "decided_at": [scored_at + timedelta(hours=h) for h in (2, 30, 4)]})
-    w = pages.leader_week(week, decisions, pd.Series([True, False, None], index=["a", "b", "c"]))
+    w = leader_week(week, decisions, pd.Series([True, False, None], index=["a", "b", "c"]))
     var = 0.5 * 0.5 + 0.2 * 0.8 + 0.1 * 0.9
     assert (w.queue, w.recovery, w.decisions, w.covered) == (3, 1, 3, 1)
     assert w.expected == pytest.approx(0.8) and w.high == pytest.approx(0.8 + Z[0.95] * math.sqrt(var))
@@ -433,7 +448,7 @@ def test_leader_week_interval_coverage_and_time_to_decision() -> None:
     assert w.coverage == pytest.approx(1 / 3)
     assert w.median_hours == pytest.approx(3.0)  # first decisions: a after 2 h, d after 4 h
     assert (w.breached, w.labelled) == (1, 2)
-    assert pages.per_reviewer(decisions) == [{"reviewer": "r", "total": 2, "actions": {"x": 2}},
+    assert per_reviewer(decisions) == [{"reviewer": "r", "total": 2, "actions": {"x": 2}},
                                              {"reviewer": "s", "total": 1, "actions": {"x": 1}}]
 
 
@@ -450,7 +465,7 @@ def test_a_week_is_read_again_when_its_files_change(tmp_path) -> None:
     part.mkdir(parents=True)
     rng = np.random.default_rng(1)
     pq.write_table(score_week(200, week, policy, rng), part / "part-00000.parquet")
-    tables = pages.Tables(scores, tmp_path / "features", tmp_path / "events", policy.version)
+    tables = Tables(scores, tmp_path / "features", tmp_path / "events", policy.version)
     first = tables.week(week)
     assert tables.week(week) is first  # cached
     pq.write_table(score_week(300, week, policy, rng), part / "part-00000.parquet")

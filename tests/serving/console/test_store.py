@@ -17,8 +17,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
-from serving.console.db import ReviewerRow
-from serving.console.store import ACTIONS, DECISION_COLUMNS, DecisionRefused, RecordRef, ReviewerRefused, Store
+from serving.store.db import ReviewerRow
+from serving.store.store import ACTIONS, DECISION_COLUMNS, DecisionRefused, RecordRef, ReviewerRefused, Store
 
 PASSWORD = "correct horse battery"
 QUICK = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -199,7 +199,7 @@ def test_served_records_come_back_with_their_features_bit_for_bit(store: Store) 
 
 
 def test_accounts_commands_add_and_list_reviewers(db_url: str) -> None:
-    from serving.console.cli import accounts
+    from serving.store.cli import accounts
 
     runner = CliRunner()
     added = runner.invoke(accounts, ["add", "carol", "--name", "Carol Diaz", "--password-stdin", "--db", db_url],
@@ -222,7 +222,7 @@ def test_accounts_commands_add_and_list_reviewers(db_url: str) -> None:
 
 
 def test_export_writes_every_decision_as_parquet_keyed_by_seller_and_week(team: Store, db_url: str, tmp_path: Path) -> None:
-    from serving.console.cli import decisions
+    from serving.store.cli import decisions
 
     made = [team.record_decision(ref("S2", WEEK), "alice", "escalate", "note, with \"quotes\""),
             team.record_decision(ref("S1", WEEK - timedelta(days=7)), "bob.k", "no_action", "")]

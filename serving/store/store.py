@@ -1,6 +1,7 @@
-"""The reviewer console's store: reviewers' accounts, the decisions they make on score records, and
+"""The decisions and audit store: reviewers' accounts, the decisions they make on score records, and
 the audit of the score records the HTTP service answered with. One class, `Store`, is the only way
-the console's pages and commands reach the database (serving.console.db).
+the console's pages, the store's commands, the API's audit and `replay` reach the database
+(serving.store.db).
 
 Decisions are append-only. A decision is bound to the exact score record it was made on (record id,
 model version, feature spec hash, snapshot date, score); a correction is a new decision pointing at
@@ -26,7 +27,7 @@ from sqlalchemy import Engine, exists, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from serving.console.db import (
+from serving.store.db import (
     ACTIONS,
     DecisionRow,
     ReviewerRow,
@@ -115,7 +116,7 @@ class Store:
     def open(cls, url: str, hasher: PasswordHasher | None = None) -> Store:
         """Connect to the database at `url` (a SQLite file's folder is created) and bring its tables to
         the newest migration. `hasher`: argon2 parameters other than the library's (RFC 9106) defaults."""
-        from serving.console.migrations import upgrade
+        from serving.store.migrations import upgrade
 
         engine = create_db_engine(url)
         try:

@@ -1,12 +1,12 @@
-"""Alembic's environment for the console's database: runs the revisions in versions/ on the
-connection `serving.console.migrations.upgrade` hands over, or on `sqlalchemy.url` when a developer
+"""Alembic's environment for the decisions and audit database: runs the revisions in versions/ on the
+connection `serving.store.migrations.upgrade` hands over, or on `sqlalchemy.url` when a developer
 runs the `alembic` command line with a configuration of their own."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from serving.console.db import Base, create_db_engine
+from serving.store.db import Base, create_db_engine
 
 config = context.config
 target_metadata = Base.metadata

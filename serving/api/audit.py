@@ -1,5 +1,5 @@
-"""The audit of served score records: every record the HTTP service answers with is first written to
-the decisions database (`served_scores`, through `serving.console.store.Store.log_served`) with the
+"""The API's audit of what it serves: every record the HTTP service answers with is first written to
+the decisions database (`served_scores`, through `serving.store.store.Store.log_served`) with the
 exact feature values the model scored, so `seller-risk replay RECORD_ID` can recompute it later.
 
 A score that cannot be audited is not served: when the database cannot be written, the request
@@ -73,7 +73,7 @@ class ServedAudit:
 
     @property
     def database(self) -> str:
-        from serving.console.db import describe
+        from serving.store.db import describe
 
         try:
             return describe(self.db_url)
@@ -84,7 +84,7 @@ class ServedAudit:
         """Insert the rows in one transaction (blocking); AuditUnavailable when it cannot be done."""
         from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-        from serving.console.store import Store, StoreUnavailable
+        from serving.store.store import Store, StoreUnavailable
 
         try:
             if self._store is None:

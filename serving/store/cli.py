@@ -1,4 +1,4 @@
-"""The console's commands: `accounts add` and `accounts list` manage who can sign in, and `decisions
+"""The store's commands: `accounts add` and `accounts list` manage who can sign in, and `decisions
 export` writes every decision as a Parquet table for training (keyed by seller and as-of date).
 `serving.main` adds the two groups to `seller-risk`. Each command opens the database of
 `SELLER_RISK_DB` (default sqlite:///<data>/console.db) unless `--db` names another."""
@@ -37,7 +37,7 @@ def _decisions() -> None:
 
 def _open(db: str | None):
     from features.platform.settings import Settings
-    from serving.console.store import Store, StoreUnavailable
+    from serving.store.store import Store, StoreUnavailable
 
     try:
         url = db or Settings.from_env().db_url
@@ -57,8 +57,8 @@ def add_account(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Create a reviewer account; the password is asked twice without echo, or read from stdin."""
-    from serving.console.db import describe
-    from serving.console.store import ReviewerRefused
+    from serving.store.db import describe
+    from serving.store.store import ReviewerRefused
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -81,7 +81,7 @@ def add_account(
 @accounts.command("list")
 def list_accounts(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """Every reviewer account, by username."""
-    from serving.console.db import describe
+    from serving.store.db import describe
 
     store, url = _open(db)
     try:
@@ -130,7 +130,7 @@ def decisions_table(frame):
     """The export's Arrow table: sorted by seller_id, as_of, then decision id; as_of a date, decided_at UTC."""
     import pyarrow as pa
 
-    from serving.console.store import DECISION_COLUMNS
+    from serving.store.store import DECISION_COLUMNS
 
     schema = pa.schema([
         ("seller_id", pa.string()), ("as_of", pa.date32()), ("id", pa.int64()), ("record_id", pa.string()),

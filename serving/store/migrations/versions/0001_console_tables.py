@@ -22,6 +22,13 @@ REFUSAL = "decisions are append-only: record a correction (a new decision pointi
 
 
 def upgrade() -> None:
+    _create_reviewers()
+    _create_decisions()
+    _create_served_scores()
+    _make_decisions_append_only()
+
+
+def _create_reviewers() -> None:
     op.create_table(
         "reviewers",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -32,6 +39,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_reviewers"),
         sa.UniqueConstraint("username", name="uq_reviewers_username"),
     )
+
+
+def _create_decisions() -> None:
     op.create_table(
         "decisions",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -55,6 +65,9 @@ def upgrade() -> None:
     )
     for column in ("record_id", "seller_id", "as_of", "reviewer"):
         op.create_index(f"ix_decisions_{column}", "decisions", [column])
+
+
+def _create_served_scores() -> None:
     op.create_table(
         "served_scores",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -73,6 +86,9 @@ def upgrade() -> None:
     for column in ("record_id", "seller_id"):
         op.create_index(f"ix_served_scores_{column}", "served_scores", [column])
 
+
+def _make_decisions_append_only() -> None:
+    """A trigger refuses UPDATE and DELETE on decisions (and TRUNCATE on PostgreSQL)."""
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"""
             CREATE FUNCTION decisions_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

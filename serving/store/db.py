@@ -1,7 +1,7 @@
-"""The console's database: the tables reviewers' accounts, their decisions and the audit of served
+"""The decisions and audit database: the tables reviewers' accounts, their decisions and the audit of served
 score records live in, and how to connect to one. SQLite under data/ is the embedded default
 (nothing to start); PostgreSQL, through psycopg 3, when a team outgrows one machine. The tables
-are created and changed only by the Alembic migrations beside this module (serving/console/migrations);
+are created and changed only by the Alembic migrations beside this module (serving/store/migrations/);
 the models here say what the code expects, and a test holds the two equal.
 
 Decisions are append-only: a correction is a new row pointing at the one it corrects, and the
@@ -135,7 +135,7 @@ class ServedScoreRow(Base):
 
 
 def database_url(url: str | URL) -> URL:
-    """The URL the console connects with: `postgresql://` and `postgres://` mean psycopg 3 (the driver
+    """The URL the store connects with: `postgresql://` and `postgres://` mean psycopg 3 (the driver
     the package installs); SQLite and PostgreSQL are the backends it supports."""
     try:
         parsed = make_url(url)
@@ -155,7 +155,7 @@ def describe(url: str | URL) -> str:
 
 
 def create_db_engine(url: str | URL) -> Engine:
-    """An engine for the console's database. SQLite: the parent folder is created, the journal is a
+    """An engine for the decisions and audit database. SQLite: the parent folder is created, the journal is a
     write-ahead log (readers never wait for the writer), foreign keys are enforced, and a write
     transaction takes the write lock when it begins (`BEGIN IMMEDIATE`), so two processes writing at
     once wait for each other instead of failing half-way. PostgreSQL: psycopg 3, connections checked

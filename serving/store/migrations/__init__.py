@@ -1,5 +1,5 @@
-"""The Alembic migrations that create and change the console's database, run from code: `upgrade`
-brings a database to the newest revision when the console opens it, so users never need an
+"""The Alembic migrations that create and change the decisions and audit database, run from code: `upgrade`
+brings a database to the newest revision when `Store.open` opens it, so users never need an
 alembic.ini. A developer adding a revision points Alembic at this folder (`script_location`)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, text
 
-from serving.console.db import writer
+from serving.store.db import writer
 
 MIGRATIONS = Path(__file__).resolve().parent
 """env.py and versions/; shipped in the wheel as package data."""

@@ -1,0 +1,87 @@
+"""What every console page shares: `Console`, the app's state (settings, the tables reader, the
+decisions store opened on first use, the templates), with its ways to answer (a page, a problem page)
+and `guarded`, the door of every page but sign-in: a signed-in reviewer, a valid CSRF token on a POST,
+and bad input or an unknown week or seller answered with a 4xx page that says what was wrong."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+import jinja2
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from features.platform.settings import Settings
+from serving.console.errors import BadInput, NotFound
+from serving.console.sessions import csrf_ok, csrf_token, signed_in
+from serving.console.tables import Tables
+
+HERE = Path(__file__).parent
+
+
+class Console:
+    """The console's state: settings, the tables reader, the store (opened on first use), templates."""
+
+    def __init__(self, settings: Settings, store=None) -> None:
+        self.settings = settings
+        self.tables = Tables(settings.scores_dir, settings.features_dir, settings.events_dir, settings.policy)
+        self._store = store
+        self._lock = threading.Lock()
+        self.templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                                            undefined=jinja2.StrictUndefined)
+        self.templates.filters["pct"] = lambda v, d=1: "" if v is None or v != v else f"{v:.{d}%}"
+        self.templates.filters["num"] = lambda v, d=1: "" if v is None or v != v else f"{v:,.{d}f}"
+        self.templates.filters["words"] = lambda v: v.replace("_", " ") if isinstance(v, str) else ""  # NaN: none
+        self.templates.filters["path"] = lambda v: quote(str(v), safe="")
+
+    @property
+    def store(self):
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    from serving.store.store import Store
+
+                    self._store = Store.open(self.settings.db_url)
+        return self._store
+
+    def actions(self) -> tuple[str, ...]:
+        from serving.store.store import ACTIONS
+
+        return ACTIONS
+
+    def render(self, request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+        base = request.scope.get("root_path", "")
+        flash = request.session.pop("flash", None) if "session" in request.scope else None
+        html = self.templates.get_template(name).render(
+            base=base, user=request.session.get("user"), csrf=csrf_token(request), flash=flash, **context)
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def problem(self, request: Request, status: int, message: str) -> HTMLResponse:
+        return self.render(request, "problem.html", status=status, status_code=status, message=message)
+
+    async def guarded(self, request: Request, page: Page) -> Response:
+        """`page(console, request, user, form)` for a signed-in reviewer, in a worker thread (it reads
+        tables and the store); a POST's form must carry the session's CSRF token."""
+        user = signed_in(request)
+        if isinstance(user, Response):
+            return user
+        form = None
+        if request.method == "POST":
+            form = await request.form()
+            if not csrf_ok(request, form):
+                return self.problem(request, 403, "This form carried no valid CSRF token (it may be from an "
+                                                  "older session): reload the page and send it again.")
+        try:
+            return await run_in_threadpool(page, self, request, user, form)
+        except BadInput as err:
+            return self.problem(request, 400, str(err))
+        except NotFound as err:
+            return self.problem(request, 404, str(err))
+
+
+Page = Callable[[Console, Request, str, object], Response]
+"""A page behind sign-in: (console, request, the reviewer's username, the POST's form or None) -> response."""

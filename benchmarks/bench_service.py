@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_scoring import DEMO, demo_champion  # noqa: E402
 
 from features.platform import layout  # noqa: E402
+from serving.api.routes import READYZ, SCORE_SELLER  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -79,7 +80,7 @@ def serve(workers: int, threads: int, extra: str, port: int, log: Path) -> subpr
         if proc.poll() is not None:
             raise SystemExit(f"the service exited:\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{READYZ.path}", timeout=2) as r:
                 if r.status == 200:
                     return proc
         except OSError:
@@ -96,7 +97,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def wrk(url: str, ids: Path, concurrency: int, duration: float) -> dict:
-    """One wrk run (one thread: it needs little CPU, which the service needs more)."""
+    """One wrk run of score_seller.lua against `url` (one thread: it needs little CPU, which the service
+    needs more)."""
     out = subprocess.run([WRK, "-t1", f"-c{concurrency}", f"-d{duration:.0f}s", "--timeout", "10s",
                           "-s", str(HERE / "score_seller.lua"), url],
                          env={**os.environ, "IDS": str(ids)}, check=True, capture_output=True, text=True)
@@ -198,7 +200,7 @@ def main() -> None:
                 for c in LEVELS:
                     console.print(f"round {round_}/{args.rounds}: HTTP {setting}, {c} in flight for {args.duration:.0f} s")
                     since = log.stat().st_size
-                    r = wrk(f"http://127.0.0.1:{port}/score_seller", ids, c, args.duration)
+                    r = wrk(f"http://127.0.0.1:{port}{SCORE_SELLER.path}", ids, c, args.duration)
                     r["together"], _ = scored_with(log, since)
                     name = f"HTTP, {workers} worker(s) x {threads} thread(s){', ' + extra if extra else ''}"
                     runs.setdefault(f"{name}|{c}", []).append(r)

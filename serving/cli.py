@@ -176,15 +176,18 @@ def print_serving(scorer, snapshot, host: str, port: int) -> None:
     import json
     import shlex
 
+    from serving.api.routes import DOCS, READYZ, SCORE_SELLER
+
     ids = list(snapshot.index)  # in row order
     riskiest = int(scorer.model.probability(snapshot.X).argmax()) if ids else None
     seller = ids[riskiest] if riskiest is not None else "S0000000"
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    body = json.dumps({"seller_id": seller, "reasons": 5})
+    body = json.dumps(SCORE_SELLER.example(seller))
     console.print(f"Serving [bold]{scorer.ref.name} v{scorer.ref.version}[/] (policy {scorer.policy.version}, "
                   f"feature spec {scorer.spec.hash}) on {url}; features as of {snapshot.as_of} "
                   f"for {len(snapshot):,} sellers. Ctrl-C stops it.")
-    console.print(f"API docs: {url}/docs   ready when: curl -sf {url}/readyz")
+    console.print(f"API docs: {url}{DOCS.path}   ready when: curl -sf {url}{READYZ.path}")
     console.print("Try the riskiest seller of the snapshot:" if ids else "Try:", soft_wrap=True)
-    console.print(f"  curl -s -X POST {url}/score_seller -H 'Content-Type: application/json' -d {shlex.quote(body)}",
+    console.print(f"  curl -s -X {SCORE_SELLER.method} {url}{SCORE_SELLER.path} -H 'Content-Type: application/json' "
+                  f"-d {shlex.quote(body)}",
                   soft_wrap=True, highlight=False)

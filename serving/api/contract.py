@@ -2,22 +2,23 @@
 
 The document is built from the models that validate requests (serving/api/schema.py) and the score
 record (serving/records.py), so what it says is what the service enforces; and it lists, route by
-route, every status the service can answer with the body each carries. Categories are enums of the
-levels the served model knows (the validator takes any string; the service answers 422 for a level
-the model has never seen, and the document says so). It is OpenAPI 3.1, whose schemas are JSON
-Schema: pydantic's output goes in unchanged, nullable fields included.
+route from the table of routes (serving/api/routes.py), every status the service can answer with the
+body each carries. Categories are enums of the levels the served model knows (the validator takes any
+string; the service answers 422 for a level the model has never seen, and the document says so). It
+is OpenAPI 3.1, whose schemas are JSON Schema: pydantic's output goes in unchanged, nullable fields
+included.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.api.routes import DOCS, DOCS_JSON, ROUTES, SCORING, Route
 from serving.api.schema import RequestModels
-from serving.records import ScoreRecord
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -25,7 +26,6 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REF = "#/components/schemas/{model}"
-DOCS, DOCS_JSON = "/docs", "/docs.json"
 
 
 class ErrorDetail(BaseModel):
@@ -47,85 +47,22 @@ class Error(BaseModel):
     detail: list[ErrorDetail] | None = Field(None, description="A 400 for invalid fields: each problem apart.")
 
 
-STATUSES: dict[int, str] = {
-    400: "The body is not JSON, gives a key twice, is shorter than its Content-Length, or a field is unknown, "
-         "missing, of the wrong type or out of its bounds; `error` names each field, `detail` lists them.",
-    401: "The API key is missing or wrong (X-API-Key, or Authorization: Bearer).",
-    404: "The seller is not in the latest feature snapshot.",
-    408: "The body did not arrive in time: it paused for more than {gap:g} s or took more than {total:g} s.",
-    413: "The body is over the limit of {max_body:,} bytes; send fewer sellers per request.",
-    415: "The Content-Type is not application/json.",
-    422: "A category level the model does not know (the schema's enum lists those it does).",
-    500: "An unexpected error; the server log has it.",
-    503: "The score could not be written to the audit database, so it is not served; `error` names the database.",
-    504: "The request was not answered within {timeout:g} s.",
-}
-ROUTE_ERRORS = {"/score": (400, 401, 408, 413, 415, 422, 500, 503, 504),
-                "/score_seller": (400, 401, 404, 408, 413, 415, 500, 503, 504)}
-
-
 def openapi_document(models: RequestModels, levels: dict[str, list[str]], *, title: str, description: str,
-                     version: str, docs: dict[str, str], api_key: bool, telemetry: bool,
-                     limits: dict[str, float], example_seller: str | None = None) -> dict:
-    """The OpenAPI 3.1 document of the scoring service.
+                     version: str, api_key: bool, telemetry: bool, limits: dict[str, float],
+                     example_seller: str | None = None) -> dict:
+    """The OpenAPI 3.1 document of the scoring service: every route of serving/api/routes.py.
 
-    `docs`: each scoring route's description; `levels`: each category's levels the model knows;
-    `api_key`: whether scoring routes need one; `telemetry`: whether /metrics answers; `limits`:
-    the numbers the error descriptions quote (gap, total, max_body, timeout); `example_seller`: a
-    seller of the snapshot, for the page's example request."""
-    schemas: dict[str, Any] = {}
-    for model, mode in ((models.score, "validation"), (models.score_seller, "validation"),
-                        (ScoreRecord, "serialization"), (Error, "serialization")):
-        schema = model.model_json_schema(ref_template=REF, mode=mode)
-        schemas.update(schema.pop("$defs", {}))
-        schema.pop("root_input", None)
-        schemas[model.__name__] = schema
-    for name, known in levels.items():
-        _set_enum(schemas[models.features.__name__]["properties"][name], known)
-
-    def ref(name: str) -> dict:
-        return {"$ref": REF.format(model=name)}
-
-    def errors(route: str) -> dict:
-        return {str(s): {"description": STATUSES[s].format(**limits), "content": {"application/json": {"schema": ref("Error")}}}
-                for s in ROUTE_ERRORS[route] if api_key or s != 401}
-
-    def scoring(route: str, body: str, answer: dict, example: dict | None = None) -> dict:
-        media: dict[str, Any] = {"schema": ref(body), **({"example": example} if example else {})}
-        operation = {
-            "operationId": route.strip("/"), "summary": docs[route].splitlines()[0], "description": docs[route],
-            "tags": ["scoring"],
-            "requestBody": {"required": True, "content": {"application/json": media}},
-            "responses": {"200": {"description": "The score record(s).", "headers": {
-                "X-Model-Version": {"description": "Version of the registered model that scored.", "required": True,
-                                    "schema": {"type": "string"}},
-                "X-Request-ID": {"description": "The request's id in the service log (the caller's X-Request-ID if sent).",
-                                 "required": True, "schema": {"type": "string"}}},
-                "content": {"application/json": {"schema": answer}}}, **errors(route)},
-        }
-        if api_key:
-            operation["security"] = [{"apiKey": []}, {"bearer": []}]
-        return {"post": operation}
-
-    def plain(operation_id: str, summary: str, responses: dict[int, str], media: str = "text/plain",
-              tag: str = "infrastructure") -> dict:
-        schema = {"type": "object"} if media == "application/json" else {"type": "string"}
-        return {"get": {"operationId": operation_id, "summary": summary, "tags": [tag],
-                        "responses": {str(s): {"description": d, "content": {media: {"schema": schema}}}
-                                      for s, d in responses.items()}}}
-
-    paths = {
-        "/score": scoring("/score", models.score.__name__, {"type": "array", "items": ref("ScoreRecord")}),
-        "/score_seller": scoring("/score_seller", models.score_seller.__name__, ref("ScoreRecord"),
-                                 {"seller_id": example_seller, "reasons": 5} if example_seller else None),
-        "/readyz": plain("readyz", "Ready: the model and the feature snapshot are loaded.",
-                         {200: "Ready.", 503: "Still loading."}),
-        "/livez": plain("livez", "Live: the worker answers.", {200: "Live."}),
-        DOCS_JSON: plain("openapi", "This OpenAPI document.", {200: "The document."}, "application/json", "documentation"),
-        DOCS: plain("docs", "The API page (Swagger UI) for this document.", {200: "The page."}, "text/html", "documentation"),
-    }
-    if telemetry:
-        paths["/metrics"] = plain("metrics", "Prometheus metrics of the scoring routes.", {200: "Metrics in Prometheus' text format."})
+    `levels`: each category's levels the model knows; `api_key`: whether scoring routes need one;
+    `telemetry`: whether /metrics answers; `limits`: the numbers the statuses' descriptions quote
+    (gap, total, max_body, timeout); `example_seller`: a seller of the snapshot, for the page's
+    example request."""
+    paths = {}
+    for route in ROUTES:
+        if route.with_telemetry_only and not telemetry:
+            continue
+        operation = (_scoring(route, models, api_key, limits, example_seller) if route.body is not None
+                     else _plain(route, limits))
+        paths[route.path] = {route.method.lower(): operation}
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "description": description, "version": version},
@@ -133,13 +70,79 @@ def openapi_document(models: RequestModels, levels: dict[str, list[str]], *, tit
                  {"name": "infrastructure", "description": "Probes for an orchestrator."},
                  {"name": "documentation", "description": "This contract."}],
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": _schemas(models, levels)},
     }
     if api_key:
         document["components"]["securitySchemes"] = {
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             "bearer": {"type": "http", "scheme": "bearer", "description": "The same key as a bearer token."}}
     return document
+
+
+def _schemas(models: RequestModels, levels: dict[str, list[str]]) -> dict[str, Any]:
+    """The JSON Schemas of the scoring routes' bodies and answers and of the error body, each
+    category with the levels the model knows."""
+    answers = dict.fromkeys(_model(r.answer) for r in SCORING)
+    schemas: dict[str, Any] = {}
+    for model, mode in ([(models.body(r), "validation") for r in SCORING]
+                        + [(a, "serialization") for a in answers] + [(Error, "serialization")]):
+        schema = model.model_json_schema(ref_template=REF, mode=mode)
+        schemas.update(schema.pop("$defs", {}))
+        schema.pop("root_input", None)
+        schemas[model.__name__] = schema
+    for name, known in levels.items():
+        _set_enum(schemas[models.features.__name__]["properties"][name], known)
+    return schemas
+
+
+def _scoring(route: Route, models: RequestModels, api_key: bool, limits: dict[str, float],
+             example_seller: str | None) -> dict:
+    """A scoring route's operation: its JSON body, the score record(s) it answers with the headers
+    that carry, and each error with the error body."""
+    example = route.example(example_seller) if route.example and example_seller else None
+    media: dict[str, Any] = {"schema": _ref(models.body(route).__name__), **({"example": example} if example else {})}
+    operation = {
+        "operationId": route.name, "summary": route.doc.splitlines()[0], "description": route.doc,
+        "tags": [route.tag],
+        "requestBody": {"required": True, "content": {"application/json": media}},
+        "responses": {"200": {"description": route.statuses[200].format(**limits), "headers": {
+            "X-Model-Version": {"description": "Version of the registered model that scored.", "required": True,
+                                "schema": {"type": "string"}},
+            "X-Request-ID": {"description": "The request's id in the service log (the caller's X-Request-ID if sent).",
+                             "required": True, "schema": {"type": "string"}}},
+            "content": {route.media: {"schema": _answer(route.answer)}}},
+            **{str(s): {"description": route.statuses[s].format(**limits),
+                        "content": {"application/json": {"schema": _ref(Error.__name__)}}}
+               for s in route.statuses if s != 200 and (api_key or s != 401)}},
+    }
+    if api_key:
+        operation["security"] = [{"apiKey": []}, {"bearer": []}]
+    return operation
+
+
+def _plain(route: Route, limits: dict[str, float]) -> dict:
+    """A route answered by the server itself (probes, this document, metrics): each status with a
+    plain body of its media type."""
+    schema = {"type": "object"} if route.media == "application/json" else {"type": "string"}
+    return {"operationId": route.name, "summary": route.doc, "tags": [route.tag],
+            "responses": {str(s): {"description": d.format(**limits), "content": {route.media: {"schema": schema}}}
+                          for s, d in route.statuses.items()}}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": REF.format(model=name)}
+
+
+def _model(answer: object) -> Any:
+    """The model of an answer, the items' for a list."""
+    return get_args(answer)[0] if get_origin(answer) is list else answer
+
+
+def _answer(answer: object) -> dict:
+    """The schema of a 200's body: a reference to its model, or an array of them."""
+    if get_origin(answer) is list:
+        return {"type": "array", "items": _ref(_model(answer).__name__)}
+    return _ref(_model(answer).__name__)
 
 
 def _set_enum(prop: dict, known: list[str]) -> None:
@@ -149,16 +152,16 @@ def _set_enum(prop: dict, known: list[str]) -> None:
             branch["enum"] = list(known)
 
 
-PAGE = b"""<!DOCTYPE html>
+PAGE = f"""<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Seller risk scoring API</title>
 <link rel="stylesheet" href="/static_content/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/static_content/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "/docs.json", dom_id: "#swagger-ui", deepLinking: true});</script>
+<script>window.ui = SwaggerUIBundle({{url: "{DOCS_JSON.path}", dom_id: "#swagger-ui", deepLinking: true}});</script>
 </body>
 </html>
-"""
+""".encode()
 """The API page: BentoML's bundled Swagger UI (served at /static_content) over /docs.json; nothing
 is loaded from outside the service."""
 
@@ -174,12 +177,12 @@ class Contract:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")
-        if scope["type"] != "http" or path not in (DOCS, DOCS_JSON):
+        if scope["type"] != "http" or path not in (DOCS.path, DOCS_JSON.path):
             await self.app(scope, receive, send)
             return
         if scope["method"] not in ("GET", "HEAD"):
             body, media, status = json.dumps({"error": f"{path} takes GET"}).encode(), b"application/json", 405
-        elif path == DOCS:
+        elif path == DOCS.path:
             body, media, status = PAGE, b"text/html; charset=utf-8", 200
         else:
             if self._json is None:

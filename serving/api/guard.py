@@ -14,8 +14,10 @@ import random
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, NamedTuple
+
+from serving.api.routes import Route
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,7 +52,8 @@ class Refusal(NamedTuple):
 
 
 class Guard:
-    """Checks every request to `routes` before BentoML reads it, and logs every request to them.
+    """Checks every request to `routes` (the keyed ones of serving/api/routes.py) before BentoML reads
+    it, and logs every request to them.
 
     `recycle_every`: each answer asks the client to reconnect (`Connection: close`) with chance
     1/recycle_every. The workers share one listening socket, and whichever wakes first accepts a
@@ -59,9 +62,10 @@ class Guard:
     A reconnection goes to a worker that is waiting, usually the less busy one, so the connections
     even out within a second or two; the cost is one TCP handshake per ~recycle_every requests."""
 
-    def __init__(self, app: ASGIApp, routes: frozenset[str], max_body_bytes: int, api_key: str | None,
+    def __init__(self, app: ASGIApp, routes: Iterable[Route], max_body_bytes: int, api_key: str | None,
                  recycle_every: int = 0) -> None:
-        self.app, self.routes, self.max_body, self.api_key = app, routes, max_body_bytes, api_key
+        self.app, self.max_body, self.api_key = app, max_body_bytes, api_key
+        self.routes = {r.path: r for r in routes}
         self.recycle = 1.0 / recycle_every if recycle_every > 0 else 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -127,8 +131,9 @@ class Guard:
             given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not given or not hmac.compare_digest(given.encode(), self.api_key.encode()):
                 return Refusal(401, "missing or wrong API key: send it in the X-API-Key header")
-        if scope["method"] != "POST":
-            return Refusal(405, f"{scope['path']} takes POST with a JSON body", ((b"allow", b"POST"),))
+        method = self.routes[scope["path"]].method
+        if scope["method"] != method:
+            return Refusal(405, f"{scope['path']} takes {method} with a JSON body", ((b"allow", method.encode()),))
         media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if media != "application/json":
             return Refusal(415, f"Content-Type {media!r} is not accepted: send application/json")

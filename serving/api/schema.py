@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
 
 from features.pipeline.spec import Feature, FeatureSpec
+from serving.api.routes import Route
 
 MAX_SELLERS = 100
 """Sellers per /score request at most; larger batches belong to the weekly batch job."""
@@ -73,12 +74,18 @@ class _Body(IODescriptor):
 
 class RequestModels(NamedTuple):
     """The request schema of a feature spec: a seller's features, one seller sent with its features,
-    and the bodies of `/score` and `/score_seller`."""
+    and the body of each scoring route (serving/api/routes.py names its model by field)."""
 
     features: type[BaseModel]
     seller: type[BaseModel]
     score: type[IODescriptor]
     score_seller: type[IODescriptor]
+
+    def body(self, route: Route) -> type[IODescriptor]:
+        """The model that validates the route's JSON body."""
+        if route.body is None:
+            raise ValueError(f"{route.method} {route.path} takes no body")
+        return getattr(self, route.body)
 
 
 def request_models(spec: FeatureSpec) -> RequestModels:

@@ -32,7 +32,8 @@ from serving.api.schema import request_models
 from serving.api.coalesce import Coalescer
 from serving.api.contract import Contract, openapi_document
 from serving.api.guard import BODY_GAP_S, BODY_S, MODEL_VERSION_HEADER, SCORED_WITH_HEADER, SELLERS_HEADER, Guard
-from serving.audit import ServedAudit, sent_features, served_rows, snapshot_features
+from serving.api.routes import ROUTES, SCORE, SCORE_SELLER
+from serving.api.audit import ServedAudit, sent_features, served_rows, snapshot_features
 from serving.console.web import create_app as console_app
 from serving.records import ScoreRecord
 from serving.bands import CutoffsReader
@@ -60,7 +61,7 @@ connections.install()  # a request must arrive within 5 s (uvicorn sets no limit
     # Prometheus request metrics and OpenTelemetry spans cost more than scoring a seller (measured with
     # benchmarks/bench_service.py); SELLER_RISK_TELEMETRY=1 turns them on for the scoring routes
     metrics={"enabled": SETTINGS.telemetry},
-    tracing={"excluded_urls": [] if SETTINGS.telemetry else ["/score", "/score_seller"]},
+    tracing={"excluded_urls": [] if SETTINGS.telemetry else [r.path for r in ROUTES if r.traced]},
 )
 class SellerRisk:
     """Seller risk scores with reasons a reviewer can act on."""
@@ -97,10 +98,10 @@ class SellerRisk:
     def __is_ready__(self) -> bool:
         return self._ready
 
-    @bentoml.api(route="/score", input_spec=MODELS.score)  # the schema's model: unknown fields refused
+    @bentoml.api(route=SCORE.path, input_spec=MODELS.body(SCORE))  # the schema's model: unknown fields refused
     async def score(self, sellers: list[SellerRequest], reasons: int = 5,  # type: ignore[valid-type]
                     lowering_reasons: int = 0) -> list[ScoreRecord]:
-        """Score sellers from features the caller sends (missing optional features count as missing)."""
+        """SCORE: the sellers sent, scored together with others in flight, each record audited first."""
         features = [s.features.model_dump(exclude_none=True) for s in sellers]
         for i, f in enumerate(features):
             bad = self._unknown_level(f)
@@ -113,9 +114,9 @@ class SellerRisk:
             return _error(503, unaudited)
         return self._reply([r for r, _ in records], together)
 
-    @bentoml.api(route="/score_seller", input_spec=MODELS.score_seller)
+    @bentoml.api(route=SCORE_SELLER.path, input_spec=MODELS.body(SCORE_SELLER))
     async def score_seller(self, seller_id: str, reasons: int = 5, lowering_reasons: int = 0) -> ScoreRecord:
-        """Score one seller from the latest feature snapshot."""
+        """SCORE_SELLER: a seller of the snapshot, scored together with others in flight, audited first."""
         if seller_id not in self.snapshot.index:
             return _error(404, f"seller_id {seller_id!r} is not in the feature snapshot of {self.snapshot.as_of} "
                                f"({len(self.snapshot):,} active sellers)")
@@ -170,13 +171,12 @@ def _document() -> dict:
     return openapi_document(
         MODELS, service.levels, title="Seller risk scoring", description=SellerRisk.inner.__doc__ or "",
         version=f"{service.scorer.ref.uri} (feature spec {SPEC.hash})",
-        docs={"/score": SellerRisk.apis["score"].doc or "", "/score_seller": SellerRisk.apis["score_seller"].doc or ""},
         api_key=SETTINGS.api_key is not None, telemetry=SETTINGS.telemetry,
         limits={"gap": BODY_GAP_S, "total": BODY_S, "max_body": SETTINGS.max_body_bytes, "timeout": TIMEOUT_S},
         example_seller=next(iter(service.snapshot.index), None))
 
 
-SellerRisk.add_asgi_middleware(Guard, routes=frozenset({"/score", "/score_seller"}),
+SellerRisk.add_asgi_middleware(Guard, routes=[r for r in ROUTES if r.keyed],
                                max_body_bytes=SETTINGS.max_body_bytes, api_key=SETTINGS.api_key,
                                recycle_every=SETTINGS.recycle_every)
 SellerRisk.add_asgi_middleware(Contract, document=_document)

@@ -18,6 +18,7 @@ import requests
 from features.pipeline.spec import Feature
 from serving.api.connections import REQUEST_S
 from serving.api.guard import BODY_GAP_S
+from serving.api.routes import DOCS, DOCS_JSON, LIVEZ, METRICS, READYZ, SCORE, SCORE_SELLER
 from serving.api.schema import count_limit
 from serving.scoring import Scorer
 from tests.serving.test_service import API_KEY, Server, _features, _logged, latest, scorer  # noqa: F401 (fixtures)
@@ -46,34 +47,34 @@ def _error(r: requests.Response) -> str:
 ])
 def test_score_seller_refuses_unknown_fields_and_loose_types(contract_server: Server, seller: str,
                                                              body: dict, field: str) -> None:
-    r = contract_server.post("/score_seller", {"seller_id": seller, **body})
+    r = contract_server.post(SCORE_SELLER.path, {"seller_id": seller, **body})
     assert r.status_code == 400, r.text
     assert _error(r).startswith(f"{field}: ")
     assert isinstance(r.json()["detail"], list) and r.json()["detail"][0]["loc"] == [field]
 
 
 def test_a_whole_number_written_as_a_float_is_still_an_integer(contract_server: Server, seller: str) -> None:
-    r = contract_server.post("/score_seller", {"seller_id": seller, "reasons": 3.0})  # JSON Schema: 3.0 is an integer
+    r = contract_server.post(SCORE_SELLER.path, {"seller_id": seller, "reasons": 3.0})  # JSON Schema: 3.0 is an integer
     assert r.status_code == 200 and len(r.json()["reasons"]) == 3
 
 
 def test_a_key_given_twice_is_refused_naming_it(contract_server: Server, seller: str, latest: pd.DataFrame,  # noqa: F811
                                                 scorer: Scorer) -> None:  # noqa: F811
-    r = contract_server.post("/score_seller", data=f'{{"seller_id": "{seller}", "seller_id": "S9"}}'.encode())
+    r = contract_server.post(SCORE_SELLER.path, data=f'{{"seller_id": "{seller}", "seller_id": "S9"}}'.encode())
     assert r.status_code == 400 and _error(r).startswith("seller_id: ") and "more than once" in _error(r)
     features = json.dumps(_features(latest, scorer, 0))
     doubled = features[:-1] + ', "orders_7d": 0}'  # one feature twice, deep in the body
-    r = contract_server.post("/score", data=f'{{"sellers": [{{"seller_id": "S1", "features": {doubled}}}]}}'.encode())
+    r = contract_server.post(SCORE.path, data=f'{{"sellers": [{{"seller_id": "S1", "features": {doubled}}}]}}'.encode())
     assert r.status_code == 400 and _error(r).startswith("orders_7d: ")
 
 
 def test_counts_have_an_upper_bound(contract_server: Server, latest: pd.DataFrame, scorer: Scorer) -> None:  # noqa: F811
     features = _features(latest, scorer, 0)
-    r = contract_server.post("/score", {"sellers": [{"seller_id": "S1", "features": {**features, "cancellation_rate_volume": 1e308}}]})
+    r = contract_server.post(SCORE.path, {"sellers": [{"seller_id": "S1", "features": {**features, "cancellation_rate_volume": 1e308}}]})
     assert r.status_code == 400
     assert _error(r).startswith("sellers[0].features.cancellation_rate_volume: Input should be less than or equal to")
     limit = count_limit(scorer.spec["cancellation_rate_volume"])
-    r = contract_server.post("/score", {"sellers": [{"seller_id": "S1", "features": {**features, "cancellation_rate_volume": limit}}]})
+    r = contract_server.post(SCORE.path, {"sellers": [{"seller_id": "S1", "features": {**features, "cancellation_rate_volume": limit}}]})
     assert r.status_code == 200, r.text
 
 
@@ -91,21 +92,21 @@ def test_count_bounds_sit_far_above_every_seller_of_the_snapshot(latest: pd.Data
 
 
 def test_docs_is_the_api_page_over_docs_json(contract_server: Server) -> None:
-    page = requests.get(contract_server.url + "/docs", timeout=10)
+    page = requests.get(contract_server.url + DOCS.path, timeout=10)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "/docs.json" in page.text and "swagger-ui" in page.text
+    assert DOCS_JSON.path in page.text and "swagger-ui" in page.text
     assert "googletagmanager" not in page.text  # nothing loaded from outside the service
     for asset in ("/static_content/swagger-ui-bundle.js", "/static_content/swagger-ui.css"):
         assert requests.get(contract_server.url + asset, timeout=10).status_code == 200
-    document = requests.get(contract_server.url + "/docs.json", timeout=10).json()
-    assert {"/docs", "/docs.json", "/score", "/score_seller", "/readyz", "/livez"} == set(document["paths"])
+    document = requests.get(contract_server.url + DOCS_JSON.path, timeout=10).json()
+    assert {DOCS.path, DOCS_JSON.path, SCORE.path, SCORE_SELLER.path, READYZ.path, LIVEZ.path} == set(document["paths"])
 
 
 def test_every_status_a_scoring_route_answers_is_documented_with_its_body(contract_server: Server,
                                                                           scorer: Scorer) -> None:  # noqa: F811
-    document = requests.get(contract_server.url + "/docs.json", timeout=10).json()
-    for route, statuses in {"/score": {"200", "400", "401", "408", "413", "415", "422", "500", "503", "504"},
-                            "/score_seller": {"200", "400", "401", "404", "408", "413", "415", "500", "503", "504"}}.items():
+    document = requests.get(contract_server.url + DOCS_JSON.path, timeout=10).json()
+    for route, statuses in {SCORE.path: {"200", "400", "401", "408", "413", "415", "422", "500", "503", "504"},
+                            SCORE_SELLER.path: {"200", "400", "401", "404", "408", "413", "415", "500", "503", "504"}}.items():
         responses = document["paths"][route]["post"]["responses"]
         assert set(responses) == statuses, route
     error = document["components"]["schemas"]["Error"]
@@ -119,14 +120,14 @@ def test_every_status_a_scoring_route_answers_is_documented_with_its_body(contra
 
 
 def test_metrics_is_neither_documented_nor_served_with_telemetry_off(contract_server: Server) -> None:
-    document = requests.get(contract_server.url + "/docs.json", timeout=10).json()
-    assert "/metrics" not in document["paths"]
-    assert requests.get(contract_server.url + "/metrics", timeout=10).status_code == 404
+    document = requests.get(contract_server.url + DOCS_JSON.path, timeout=10).json()
+    assert METRICS.path not in document["paths"]
+    assert requests.get(contract_server.url + METRICS.path, timeout=10).status_code == 404
 
 
 @pytest.mark.parametrize("method, route, allow", [
-    ("GET", "/score", "POST"), ("PUT", "/score_seller", "POST"), ("TRACE", "/score", "POST"),
-    ("POST", "/docs.json", "GET, HEAD"), ("DELETE", "/docs", "GET, HEAD"), ("POST", "/readyz", "GET, HEAD"),
+    ("GET", SCORE.path, "POST"), ("PUT", SCORE_SELLER.path, "POST"), ("TRACE", SCORE.path, "POST"),
+    ("POST", DOCS_JSON.path, "GET, HEAD"), ("DELETE", DOCS.path, "GET, HEAD"), ("POST", READYZ.path, "GET, HEAD"),
 ])
 def test_a_method_a_route_does_not_take_is_405_with_allow(contract_server: Server, method: str, route: str,
                                                           allow: str) -> None:
@@ -153,7 +154,8 @@ def _raw(url: str, data: bytes, wait: float = 10) -> tuple[float, bytes]:
 
 def test_a_content_length_larger_than_the_body_is_a_prompt_400_logged_as_400(contract_server: Server) -> None:
     body = b'{"seller_id": "S1"}'
-    took, answer = _raw(contract_server.url, b"POST /score_seller HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    took, answer = _raw(contract_server.url, f"POST {SCORE_SELLER.path} HTTP/1.1\r\n".encode()
+                        + b"Host: x\r\nContent-Type: application/json\r\n"
                         b"X-API-Key: " + API_KEY.encode() + b"\r\nX-Request-ID: short-body\r\n"
                         b"Content-Length: 100\r\n\r\n" + body)
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
@@ -202,7 +204,7 @@ def test_connections_that_trickle_their_request_or_send_nothing_are_closed(contr
     for t in threads:
         t.start()
     time.sleep(1)
-    assert requests.get(contract_server.url + "/readyz", timeout=5).status_code == 200  # others still served
+    assert requests.get(contract_server.url + READYZ.path, timeout=5).status_code == 200  # others still served
     for t in threads:
         t.join(timeout=REQUEST_S + 10)
     assert len(closed_after) == 22, closed_after

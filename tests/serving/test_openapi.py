@@ -11,6 +11,8 @@ import collections
 import pytest
 import requests
 
+from serving.api.routes import DOCS_JSON, SCORE, SCORE_SELLER
+
 pytestmark = pytest.mark.server
 
 MAX_EXAMPLES, SEED = 15, 20260115
@@ -22,7 +24,7 @@ def test_the_service_keeps_every_promise_of_its_openapi_document(contract_server
 
     from tests.serving.test_service import API_KEY
 
-    document = requests.get(contract_server.url + "/docs.json", timeout=10).json()
+    document = requests.get(contract_server.url + DOCS_JSON.path, timeout=10).json()
     config = schemathesis.Config.from_dict({
         "seed": SEED, "workers": 1, "base-url": contract_server.url, "headers": {"X-API-Key": API_KEY},
         "generation": {"max-examples": MAX_EXAMPLES}})
@@ -47,4 +49,4 @@ def test_the_service_keeps_every_promise_of_its_openapi_document(contract_server
     assert not errors, errors[:3]
     assert not failures, "\n".join(failures[:10])
     assert set(cases) == operations  # every operation was exercised
-    assert cases["POST /score"] >= MAX_EXAMPLES and cases["POST /score_seller"] >= MAX_EXAMPLES
+    assert cases[f"POST {SCORE.path}"] >= MAX_EXAMPLES and cases[f"POST {SCORE_SELLER.path}"] >= MAX_EXAMPLES

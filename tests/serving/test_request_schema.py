@@ -10,8 +10,9 @@ from pydantic import ValidationError
 
 from features.policy.definition import Policy
 from features.pipeline.spec import feature_spec
-from serving.api.contract import ROUTE_ERRORS, openapi_document
+from serving.api.contract import openapi_document
 from serving.api.guard import _duplicate_key
+from serving.api.routes import METRICS, SCORE
 from serving.api.schema import MAX_ORDERS_PER_DAY, RequestModels, count_limit, request_models
 
 
@@ -61,11 +62,11 @@ def test_a_key_given_twice_is_found_at_any_depth() -> None:
 def test_the_document_describes_routes_errors_and_levels(models: RequestModels) -> None:
     levels = {"category": ["home", "toys"], "region": ["south"]}
     doc = openapi_document(models, levels, title="t", description="d", version="v",
-                           docs={"/score": "Score.", "/score_seller": "Score one."}, api_key=False, telemetry=False,
+                           api_key=False, telemetry=False,
                            limits={"gap": 0.5, "total": 3, "max_body": 1 << 20, "timeout": 5}, example_seller="S1")
-    assert doc["openapi"] == "3.1.0" and "/metrics" not in doc["paths"]
-    responses = doc["paths"]["/score"]["post"]["responses"]
-    assert set(responses) == {"200"} | {str(s) for s in ROUTE_ERRORS["/score"] if s != 401}  # no key: no 401
+    assert doc["openapi"] == "3.1.0" and METRICS.path not in doc["paths"]
+    responses = doc["paths"][SCORE.path]["post"]["responses"]
+    assert set(responses) == {"200"} | {str(s) for s in SCORE.statuses if s not in (200, 401)}  # no key: no 401
     assert doc["components"]["schemas"]["SellerFeatures"]["properties"]["category"]["enum"] == ["home", "toys"]
     assert doc["components"]["schemas"]["ScoreRequest"]["additionalProperties"] is False
     as_of = doc["components"]["schemas"]["ScoreRecord"]["properties"]["as_of"]

@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from features.platform import layout
+from serving.api.routes import DOCS_JSON, READYZ, SCORE, SCORE_SELLER
 from serving.api.schema import MAX_SELLERS
 from serving.scoring import Scorer
 from training.train import TrainResult
@@ -68,7 +69,7 @@ def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 12
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited:\n{log.read_text()[-3000:]}")
         try:
-            r = requests.get(url + "/readyz", timeout=2)
+            r = requests.get(url + READYZ.path, timeout=2)
             seen.append(r.status_code)
             if r.status_code == 200:
                 return seen
@@ -184,7 +185,7 @@ def test_a_snapshot_seller_scores_over_http_exactly_as_in_process(server: Server
     local = scorer.records(scorer.score_frame(latest, top=5, lowering=3))
     picks = list(np.argsort([-r["risk_score"] for r in local], kind="stable")[:5]) + [0, len(local) - 1]
     for i in picks:
-        r = server.post("/score_seller", {"seller_id": latest["seller_id"].iloc[i], "reasons": 5, "lowering_reasons": 3})
+        r = server.post(SCORE_SELLER.path, {"seller_id": latest["seller_id"].iloc[i], "reasons": 5, "lowering_reasons": 3})
         assert r.status_code == 200, r.text
         expected = json.loads(json.dumps(local[i], default=str))
         assert r.json() == expected  # floats survive JSON exactly: bit for bit
@@ -200,7 +201,7 @@ def test_requests_in_flight_together_are_scored_together_with_each_its_own_exact
 
     def ask(i: int) -> tuple[int, requests.Response]:
         k = 5 if i % 2 else 2
-        return i, server.post("/score_seller", {"seller_id": latest["seller_id"].iloc[i], "reasons": k,
+        return i, server.post(SCORE_SELLER.path, {"seller_id": latest["seller_id"].iloc[i], "reasons": k,
                                                 "lowering_reasons": 1}, headers={"X-Request-ID": f"together-{i}"})
 
     with ThreadPoolExecutor(32) as pool:
@@ -219,7 +220,7 @@ def test_kept_alive_connections_are_asked_to_reconnect_now_and_then(server: Serv
     workers get to share a client pool's connections; the client just reconnects."""
     seller = latest["seller_id"].iloc[3]
     with requests.Session() as session:
-        answers = [session.post(server.url + "/score_seller", json={"seller_id": seller},
+        answers = [session.post(server.url + SCORE_SELLER.path, json={"seller_id": seller},
                                 headers={"X-API-Key": API_KEY}, timeout=30) for _ in range(200)]
     assert all(r.status_code == 200 for r in answers)
     assert len({r.json()["risk_score"] for r in answers}) == 1
@@ -232,7 +233,7 @@ def test_sent_features_score_like_the_snapshot_and_reasons_add_up(server: Server
     rows = [0, 1, 2, 3]
     body = {"sellers": [{"seller_id": latest["seller_id"].iloc[i], "features": _features(latest, scorer, i)} for i in rows],
             "reasons": 81, "lowering_reasons": 81}
-    r = server.post("/score", body)
+    r = server.post(SCORE.path, body)
     assert r.status_code == 200, r.text
     local = scorer.records(scorer.score_frame(latest.iloc[rows], top=81, lowering=81))
     for got, want in zip(r.json(), local):
@@ -251,7 +252,7 @@ def test_missing_optional_features_are_missing_values(server: Server, scorer: Sc
     features = _features(latest, scorer, 5)
     optional = [n for n in scorer.spec.names if scorer.spec[n].optional and n in features]
     trimmed = {k: v for k, v in features.items() if k not in optional[:10]}
-    r = server.post("/score", {"sellers": [{"seller_id": "x", "features": trimmed}]})
+    r = server.post(SCORE.path, {"sellers": [{"seller_id": "x", "features": trimmed}]})
     assert r.status_code == 200, r.text
     frame = latest.iloc[[5]].copy()
     frame[optional[:10]] = np.nan
@@ -262,12 +263,12 @@ def test_one_structured_log_line_per_request_without_feature_values(server: Serv
                                                                    latest: pd.DataFrame) -> None:
     features = _features(latest, scorer, 7)
     features["gmv_30d"] = 98765.4321  # a value that must not reach the log
-    r = server.post("/score", {"sellers": [{"seller_id": "S-log-check", "features": features}]},
+    r = server.post(SCORE.path, {"sellers": [{"seller_id": "S-log-check", "features": features}]},
                     headers={"X-Request-ID": "req-log-check"})
     assert r.status_code == 200
     mine = _logged(server, lambda e: e.get("request_id") == "req-log-check", 1)
     assert len(mine) == 1
-    assert mine[0]["route"] == "/score" and mine[0]["status"] == 200 and mine[0]["sellers"] == 1
+    assert mine[0]["route"] == SCORE.path and mine[0]["status"] == 200 and mine[0]["sellers"] == 1
     assert mine[0]["model_version"] == scorer.ref.version and mine[0]["latency_ms"] > 0
     assert "98765" not in server.log.read_text()
 
@@ -328,7 +329,7 @@ def test_bad_input_is_a_4xx_naming_the_field(server: Server, scorer: Scorer, lat
         "not JSON": b'{"sellers": [',
     }
     assert bodies["NaN"] != _raw(_one(latest, scorer, cancellation_rate_30d=0.01))
-    r = server.post("/score", data=bodies[case])
+    r = server.post(SCORE.path, data=bodies[case])
     assert r.status_code == status, r.text
     assert names in r.json()["error"]  # the message itself names the field, not only a detail list
     if case == "fractional count":
@@ -338,37 +339,37 @@ def test_bad_input_is_a_4xx_naming_the_field(server: Server, scorer: Scorer, lat
 def test_pickle_and_other_content_types_are_refused(server: Server) -> None:
     import pickle
 
-    r = server.post("/score_seller", data=pickle.dumps({"seller_id": "S0000001"}),
+    r = server.post(SCORE_SELLER.path, data=pickle.dumps({"seller_id": "S0000001"}),
                     headers={"Content-Type": "application/vnd.bentoml+pickle"})
     assert r.status_code == 415 and "application/vnd.bentoml+pickle" in r.json()["error"]
-    r = server.post("/score_seller", data=b"seller_id=S0000001", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = server.post(SCORE_SELLER.path, data=b"seller_id=S0000001", headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415
 
 
 def test_a_body_over_the_limit_is_413(server: Server) -> None:
     big = json.dumps({"seller_id": "S" + "0" * (1 << 20)}).encode()
-    r = server.post("/score_seller", data=big)
+    r = server.post(SCORE_SELLER.path, data=big)
     assert r.status_code == 413 and "limit" in r.json()["error"]
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit still holds
         for _ in range(40):
             yield b" " * 65536
-    r = requests.post(server.url + "/score_seller", data=chunks(),
+    r = requests.post(server.url + SCORE_SELLER.path, data=chunks(),
                       headers={"Content-Type": "application/json", "X-API-Key": API_KEY}, timeout=30)
     assert r.status_code == 413
 
 
 def test_unknown_seller_is_404(server: Server) -> None:
-    r = server.post("/score_seller", {"seller_id": "S-does-not-exist"})
+    r = server.post(SCORE_SELLER.path, {"seller_id": "S-does-not-exist"})
     assert r.status_code == 404 and "S-does-not-exist" in r.json()["error"]
 
 
 def test_api_key_is_required_when_set(server: Server, latest: pd.DataFrame) -> None:
     seller = {"seller_id": latest["seller_id"].iloc[0]}
-    assert server.post("/score_seller", seller, key=None).status_code == 401
-    assert server.post("/score_seller", seller, key="wrong").status_code == 401
-    assert server.post("/score_seller", seller, headers={"Authorization": f"Bearer {API_KEY}"}, key=None).status_code == 200
-    assert requests.get(server.url + "/readyz", timeout=5).status_code == 200  # probes need no key
+    assert server.post(SCORE_SELLER.path, seller, key=None).status_code == 401
+    assert server.post(SCORE_SELLER.path, seller, key="wrong").status_code == 401
+    assert server.post(SCORE_SELLER.path, seller, headers={"Authorization": f"Bearer {API_KEY}"}, key=None).status_code == 200
+    assert requests.get(server.url + READYZ.path, timeout=5).status_code == 200  # probes need no key
 
 
 # ---------------------------------------------------------------------------- refusing a model at start
@@ -468,7 +469,7 @@ def test_the_batch_job_and_the_service_give_a_seller_the_same_record(server: Ser
     as_of = latest["as_of"].iloc[0]
     scores = server.log.parent / "scores"  # where the service reads the weekly cut-offs
     some = latest["seller_id"].iloc[0]
-    assert server.post("/score_seller", {"seller_id": some}).json()["risk_band"] in ("unranked", "recovery")
+    assert server.post(SCORE_SELLER.path, {"seller_id": some}).json()["risk_band"] in ("unranked", "recovery")
     run_batch(BatchConfig(scores, features_dir=feature_dir, as_of=as_of,
                           model_uri=f"models:/seller-risk/{trained.version}", models_dir=models_dir,
                           chunk_rows=700, log_mlflow=False))
@@ -479,13 +480,13 @@ def test_the_batch_job_and_the_service_give_a_seller_the_same_record(server: Ser
     ends = [lists.loc[lists["queue"] == q].sort_values("queue_rank")["seller_id"].iloc[i]
             for q in ("early_warning", "recovery") for i in (0, -1)]  # each list's first and last (the cut-off)
     deadline = time.monotonic() + 10  # the service looks at the score table at most once a second
-    while server.post("/score_seller", {"seller_id": ends[0]}).json()["risk_band"] == "unranked":
+    while server.post(SCORE_SELLER.path, {"seller_id": ends[0]}).json()["risk_band"] == "unranked":
         assert time.monotonic() < deadline, "the service never saw the batch run's cut-offs"
         time.sleep(0.1)
     nexts = lists.loc[lists["risk_band"] == "next", "seller_id"].iloc[:1].tolist()
     bands = set()
     for seller in [*latest["seller_id"].iloc[[0, 500, 1000]], *ends, *nexts]:
-        served = server.post("/score_seller", {"seller_id": seller, "reasons": 5}).json()
+        served = server.post(SCORE_SELLER.path, {"seller_id": seller, "reasons": 5}).json()
         batch = json.loads(json.dumps(read_record(scores, as_of, seller), default=str))
         same_record(batch, served)
         assert served["contributions"] and (served["recovery"] != []) == (served["population"] == "missing_now")
@@ -494,9 +495,9 @@ def test_the_batch_job_and_the_service_give_a_seller_the_same_record(server: Ser
 
 
 def test_the_openapi_page_documents_every_feature(server: Server, scorer: Scorer) -> None:
-    spec = requests.get(server.url + "/docs.json", timeout=10).json()
+    spec = requests.get(server.url + DOCS_JSON.path, timeout=10).json()
     text = json.dumps(spec)
     for name in scorer.spec.names:
         assert f'"{name}"' in text, name
     assert scorer.spec["on_time_delivery_rate_30d"].description in text
-    assert "/score" in spec["paths"] and "/score_seller" in spec["paths"]
+    assert SCORE.path in spec["paths"] and SCORE_SELLER.path in spec["paths"]

@@ -58,63 +58,102 @@ def _m(metrics: dict[str, float], model: str, key: str) -> float:
     return metrics.get(f"{model}.pooled.{key}", float("nan"))
 
 
+EW = "early_warning.pr_auc"  # the challenger is judged first on ranking the early-warning population
+
+
 def decide(metrics: dict[str, float], segments: pd.DataFrame, leaks: dict[str, float],
            champion_version: str | None, bounds: GateBounds = GateBounds(),
            reason_sources: dict[str, list[str]] | None = None) -> Gate:
-    """Whether the challenger (model `lightgbm` in the backtest) may replace the champion.
+    """Whether the challenger (model `lightgbm` in the backtest) may replace the champion: every
+    check below must pass, and each says what it compared.
 
     `reason_sources`: for each standard a reason can name, the roles of the features whose
     contributions make it (the model's `feature_groups`); anything but behaviour fails the gate."""
-    checks = []
+    checks = [
+        *_beats_baselines(metrics, bounds),
+        *_not_worse_than_champion(metrics, champion_version, bounds),
+        *_queue_beats_rule(metrics),
+        *_calibrated(metrics, bounds),
+        *_standards_calibrated(metrics, bounds),
+        *(_reasons_are_behaviour(reason_sources) if reason_sources is not None else []),
+        *_no_segment_collapses(segments, champion_version, bounds),
+        *_no_leaked_feature(leaks),
+    ]
+    return Gate(all(c["passed"] for c in checks), champion_version, checks)
 
-    def check(name: str, ok: bool, detail: str) -> None:
-        checks.append({"check": name, "passed": bool(ok), "detail": detail})
 
-    ew = "early_warning.pr_auc"
-    mine = _m(metrics, MODEL, ew)
-    best_name = max((LOGREG, RULE), key=lambda b: _m(metrics, b, ew) if not math.isnan(_m(metrics, b, ew)) else -1)
-    best = _m(metrics, best_name, ew)
+def _check(name: str, ok: bool, detail: str) -> list[dict]:
+    """One line of the gate's report."""
+    return [{"check": name, "passed": bool(ok), "detail": detail}]
+
+
+def _beats_baselines(metrics: dict[str, float], bounds: GateBounds) -> list[dict]:
+    """The challenger's early-warning PR AUC beats the best baseline by the margin."""
+    mine = _m(metrics, MODEL, EW)
+    best_name = max((LOGREG, RULE), key=lambda b: _m(metrics, b, EW) if not math.isnan(_m(metrics, b, EW)) else -1)
+    best = _m(metrics, best_name, EW)
     need = best * (1 + bounds.baseline_margin)
-    check("beats baselines", mine >= need,
-          f"early-warning PR AUC {mine:.4f} vs best baseline {best_name} {best:.4f} (needs >= {need:.4f})")
+    return _check("beats baselines", mine >= need,
+                  f"early-warning PR AUC {mine:.4f} vs best baseline {best_name} {best:.4f} (needs >= {need:.4f})")
 
-    if champion_version is not None and f"{CHAMPION}.pooled.{ew}" not in metrics:
-        check("not worse than champion", True,
-              f"champion v{champion_version} was built for another feature spec; compared with the baselines only")
-    elif champion_version is not None:
-        for key in (ew, "all.roc_auc"):
-            theirs = _m(metrics, CHAMPION, key)
-            check(f"not worse than champion ({key})", mine_ok := _m(metrics, MODEL, key) >= theirs - bounds.champion_tolerance,
-                  f"{key} {_m(metrics, MODEL, key):.4f} vs champion v{champion_version} {theirs:.4f} on the same backtest"
-                  + ("" if mine_ok else f" (more than {bounds.champion_tolerance} worse)"))
 
+def _not_worse_than_champion(metrics: dict[str, float], champion_version: str | None, bounds: GateBounds) -> list[dict]:
+    """Not worse than the champion on the same backtest, within tolerance (nothing to compare when
+    there is no champion; only the baselines when the champion was built for another feature spec)."""
+    if champion_version is None:
+        return []
+    if f"{CHAMPION}.pooled.{EW}" not in metrics:
+        return _check("not worse than champion", True,
+                      f"champion v{champion_version} was built for another feature spec; compared with the baselines only")
+    checks = []
+    for key in (EW, "all.roc_auc"):
+        theirs = _m(metrics, CHAMPION, key)
+        checks += _check(f"not worse than champion ({key})", mine_ok := _m(metrics, MODEL, key) >= theirs - bounds.champion_tolerance,
+                         f"{key} {_m(metrics, MODEL, key):.4f} vs champion v{champion_version} {theirs:.4f} on the same backtest"
+                         + ("" if mine_ok else f" (more than {bounds.champion_tolerance} worse)"))
+    return checks
+
+
+def _queue_beats_rule(metrics: dict[str, float]) -> list[dict]:
+    """The early-warning queue filled by the model is more precise at capacity than the rule's."""
     queue = "early_warning.precision_at_capacity"
     mine_q, rule_q, lr_q = (_m(metrics, m, queue) for m in (MODEL, RULE, LOGREG))
-    check("queue beats the rule", mine_q > rule_q,
-          f"early-warning queue precision at capacity {mine_q:.1%} vs the rule's {rule_q:.1%} "
-          f"(logistic regression {lr_q:.1%}; recall {_m(metrics, MODEL, 'early_warning.recall_at_capacity'):.1%} "
-          f"vs {_m(metrics, RULE, 'early_warning.recall_at_capacity'):.1%})")
+    return _check("queue beats the rule", mine_q > rule_q,
+                  f"early-warning queue precision at capacity {mine_q:.1%} vs the rule's {rule_q:.1%} "
+                  f"(logistic regression {lr_q:.1%}; recall {_m(metrics, MODEL, 'early_warning.recall_at_capacity'):.1%} "
+                  f"vs {_m(metrics, RULE, 'early_warning.recall_at_capacity'):.1%})")
 
+
+def _calibrated(metrics: dict[str, float], bounds: GateBounds) -> list[dict]:
+    """The risk is calibrated overall."""
     ece = _m(metrics, MODEL, "all.ece")
-    check("calibrated", ece <= bounds.max_ece, f"expected calibration error {ece:.4f} (bound {bounds.max_ece})")
+    return _check("calibrated", ece <= bounds.max_ece, f"expected calibration error {ece:.4f} (bound {bounds.max_ece})")
 
+
+def _standards_calibrated(metrics: dict[str, float], bounds: GateBounds) -> list[dict]:
+    """Each standard's risk is calibrated where enough early-warning breaches judge it."""
     prefix = f"{MODEL}.pooled.early_warning.standard."
     standards = sorted({k.removeprefix(prefix).split(".")[0] for k in metrics if k.startswith(prefix)})
     judged = [m for m in standards if metrics[f"{prefix}{m}.positives"] >= bounds.min_segment_positives]
     off = [f"{m}: {metrics[f'{prefix}{m}.ece']:.4f}" for m in judged
            if not metrics[f"{prefix}{m}.ece"] <= bounds.max_standard_ece]
-    check("each standard's risk calibrated", not off,
-          ("; ".join(off) + f" (bound {bounds.max_standard_ece})") if off else
-          f"{len(judged)} of {len(standards)} standards with >= {bounds.min_segment_positives} early-warning breaches "
-          f"have calibration error <= {bounds.max_standard_ece}")
+    return _check("each standard's risk calibrated", not off,
+                  ("; ".join(off) + f" (bound {bounds.max_standard_ece})") if off else
+                  f"{len(judged)} of {len(standards)} standards with >= {bounds.min_segment_positives} early-warning breaches "
+                  f"have calibration error <= {bounds.max_standard_ece}")
 
-    if reason_sources is not None:
-        wrong = [f"{m}: {', '.join(sorted(set(r) - {'behaviour'}))}" for m, r in reason_sources.items()
-                 if set(r) - {"behaviour"}]
-        check("reasons are behaviour", not wrong,
-              ("reasons would show " + "; ".join(wrong)) if wrong else
-              f"the reasons of all {len(reason_sources)} standards come from behaviour features only")
 
+def _reasons_are_behaviour(reason_sources: dict[str, list[str]]) -> list[dict]:
+    """Every standard's reasons come from behaviour features only."""
+    wrong = [f"{m}: {', '.join(sorted(set(r) - {'behaviour'}))}" for m, r in reason_sources.items()
+             if set(r) - {"behaviour"}]
+    return _check("reasons are behaviour", not wrong,
+                  ("reasons would show " + "; ".join(wrong)) if wrong else
+                  f"the reasons of all {len(reason_sources)} standards come from behaviour features only")
+
+
+def _no_segment_collapses(segments: pd.DataFrame, champion_version: str | None, bounds: GateBounds) -> list[dict]:
+    """No segment with enough breaches falls below the ROC AUC floor, or far below the champion's."""
     seg = segments[(segments["population"] == "all") & (segments["positives"] >= bounds.min_segment_positives)]
     mine_seg = seg[seg["model"] == MODEL].set_index(["segment_type", "segment"])["roc_auc"]
     theirs_seg = seg[seg["model"] == CHAMPION].set_index(["segment_type", "segment"])["roc_auc"]
@@ -126,12 +165,14 @@ def decide(metrics: dict[str, float], segments: pd.DataFrame, leaks: dict[str, f
             collapsed.append(f"{key[0]}={key[1]}: ROC AUC {auc:.3f} < {bounds.min_segment_auc}")
         elif champion_version is not None and key in theirs_seg.index and auc < theirs_seg[key] - bounds.segment_drop:
             collapsed.append(f"{key[0]}={key[1]}: ROC AUC {auc:.3f} vs champion {theirs_seg[key]:.3f}")
-    check("no segment collapses", not collapsed,
-          "; ".join(collapsed) if collapsed else f"{len(mine_seg)} segments with >= {bounds.min_segment_positives} breaches hold up")
+    return _check("no segment collapses", not collapsed,
+                  "; ".join(collapsed) if collapsed else f"{len(mine_seg)} segments with >= {bounds.min_segment_positives} breaches hold up")
 
-    check("no leaked feature", not leaks,
-          "; ".join(f"{k} alone has ROC AUC {v:.3f}" for k, v in leaks.items()) if leaks else "no feature alone separates breaches suspiciously well")
-    return Gate(all(c["passed"] for c in checks), champion_version, checks)
+
+def _no_leaked_feature(leaks: dict[str, float]) -> list[dict]:
+    """No single feature separates breaches suspiciously well (a leak from the future)."""
+    return _check("no leaked feature", not leaks,
+                  "; ".join(f"{k} alone has ROC AUC {v:.3f}" for k, v in leaks.items()) if leaks else "no feature alone separates breaches suspiciously well")
 
 
 # ------------------------------------------------------------------ registry moves (I/O)

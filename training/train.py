@@ -104,16 +104,9 @@ def _plots(bt: Backtest, model: RiskModel, data: TrainingSet, final: Fold, capac
 
 def _log(result_parts: dict, cfg: TrainConfig, data: TrainingSet, features_dir: Path) -> tuple[str, str]:
     """One MLflow run with everything a reviewer of the model needs; returns (run id, version)."""
-    import matplotlib.pyplot as plt
     import mlflow
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
 
-    bt: Backtest = result_parts["backtest"]
-    model: RiskModel = result_parts["model"]
-    size: ModelSize = result_parts["size"]
     gate: Gate = result_parts["gate"]
-    sr: SearchResult | None = result_parts["search"]
     exp = ensure_experiment(EXPERIMENT, cfg.models_dir)
     fingerprints = {"data_fingerprint": fingerprint(features_dir),
                     "events_fingerprint": data.manifest.get("events_fingerprint", "unknown")}
@@ -121,57 +114,89 @@ def _log(result_parts: dict, cfg: TrainConfig, data: TrainingSet, features_dir: 
         mlflow.set_tags({"feature_spec_hash": data.spec.hash, "policy_version": data.policy.version,
                          **fingerprints, "gate": "passed" if gate.passed else "failed",
                          "compared_with_champion": gate.champion_version or "none"})
-        mlflow.log_params({**{f"lgb.{k}": v for k, v in result_parts["params"].items()},
-                           "seed": cfg.seed, "search.trials_asked": cfg.n_trials, "search.budget_s": cfg.budget_s or "none",
-                           "search.cut_short": bool(sr and sr.cut_short),
-                           "search.trials_run": len(sr.trials) if sr else 0,
-                           "search.chosen_trial": sr.chosen.number if sr else "fixed",
-                           "folds": " ; ".join(f.describe() for f in result_parts["folds"]),
-                           "final": result_parts["final"].describe(), "labelled_rows": len(data.frame),
-                           "after_intervention_rows": int(data.frame["after_intervention"].sum()),
-                           "decisions": str(cfg.decisions) if cfg.decisions else "none",
-                           "features": len(data.spec.names), "features_dir": str(features_dir.resolve()),
-                           "events": data.manifest.get("events", "unknown")})
-        mlflow.log_metrics({k: float(v) for k, v in bt.metrics.items()})
-        mlflow.log_metrics({"model.trees": size.trees, "model.leaves": size.leaves, "model.max_depth": size.max_depth,
-                            "model.explanation_cost": size.explanation_cost})
-        mlflow.log_text(gate.to_json(), "gate.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            bt.segments.to_csv(tmp / "segments.csv", index=False)
-            bt.scored.to_parquet(tmp / "backtest_scores.parquet", index=False)
-            if sr:
-                sr.table().to_csv(tmp / "search_trials.csv", index=False)
-            (tmp / "leaks.json").write_text(json.dumps(bt.leaks, indent=2))
-            (tmp / layout.SPEC_FILE).write_text(data.spec.to_json())
-            mlflow.log_artifacts(str(tmp), "evaluation")
-        for path, fig in result_parts["figures"].items():
-            mlflow.log_figure(fig, path)
-            plt.close(fig)  # the SHAP summary is drawn through pyplot, which keeps its figures
-        example = model_frame(rows(data.frame, result_parts["final"].valid).head(5), data.spec)
-        example = example.astype({c: "object" for c in data.spec.categorical})  # as a caller sends them
-        signature = infer_signature(example, model.raw_score(model_frame(example, data.spec)))
-        # requirements named here: inferring them would load the model again in a subprocess. MLflow
-        # also tries the example through its generic pyfunc, which hands LightGBM text categories and
-        # fails with a warning; our scorers read the model through RiskModel, so that check is muted.
-        pyfunc_check = logging.getLogger("mlflow.models.model")
-        level = pyfunc_check.level
-        pyfunc_check.setLevel(logging.ERROR)
-        try:
-            with tempfile.TemporaryDirectory() as boosters:  # the per-standard boosters, in the same model version
-                info = mlflow.lightgbm.log_model(model.booster, name="model", signature=signature, metadata=model.metadata(),
-                                                 input_example=example, pip_requirements=[f"lightgbm=={lgb.__version__}", f"mlflow=={mlflow.__version__}"],
-                                                 extra_files=model.save_standards(Path(boosters)) or None,
-                                                 registered_model_name=MODEL_NAME)
-        finally:
-            pyfunc_check.setLevel(level)
-        version = str(info.registered_model_version)
+        mlflow.log_params(_run_params(result_parts, cfg, data, features_dir))
+        _log_evaluation(result_parts, data)
+        version = _log_model(result_parts["model"], data, result_parts["final"])
+    _tag_challenger(version, data, gate, fingerprints)
+    return run.info.run_id, version
+
+
+def _run_params(result_parts: dict, cfg: TrainConfig, data: TrainingSet, features_dir: Path) -> dict:
+    """How the model was made: LightGBM's parameters, the search, the splits, the data it read."""
+    sr: SearchResult | None = result_parts["search"]
+    return {**{f"lgb.{k}": v for k, v in result_parts["params"].items()},
+            "seed": cfg.seed, "search.trials_asked": cfg.n_trials, "search.budget_s": cfg.budget_s or "none",
+            "search.cut_short": bool(sr and sr.cut_short),
+            "search.trials_run": len(sr.trials) if sr else 0,
+            "search.chosen_trial": sr.chosen.number if sr else "fixed",
+            "folds": " ; ".join(f.describe() for f in result_parts["folds"]),
+            "final": result_parts["final"].describe(), "labelled_rows": len(data.frame),
+            "after_intervention_rows": int(data.frame["after_intervention"].sum()),
+            "decisions": str(cfg.decisions) if cfg.decisions else "none",
+            "features": len(data.spec.names), "features_dir": str(features_dir.resolve()),
+            "events": data.manifest.get("events", "unknown")}
+
+
+def _log_evaluation(result_parts: dict, data: TrainingSet) -> None:
+    """The backtest's metrics, the model's size, the gate, and the evaluation files and figures."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    bt: Backtest = result_parts["backtest"]
+    size: ModelSize = result_parts["size"]
+    sr: SearchResult | None = result_parts["search"]
+    mlflow.log_metrics({k: float(v) for k, v in bt.metrics.items()})
+    mlflow.log_metrics({"model.trees": size.trees, "model.leaves": size.leaves, "model.max_depth": size.max_depth,
+                        "model.explanation_cost": size.explanation_cost})
+    mlflow.log_text(result_parts["gate"].to_json(), "gate.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        bt.segments.to_csv(tmp / "segments.csv", index=False)
+        bt.scored.to_parquet(tmp / "backtest_scores.parquet", index=False)
+        if sr:
+            sr.table().to_csv(tmp / "search_trials.csv", index=False)
+        (tmp / "leaks.json").write_text(json.dumps(bt.leaks, indent=2))
+        (tmp / layout.SPEC_FILE).write_text(data.spec.to_json())
+        mlflow.log_artifacts(str(tmp), "evaluation")
+    for path, fig in result_parts["figures"].items():
+        mlflow.log_figure(fig, path)
+        plt.close(fig)  # the SHAP summary is drawn through pyplot, which keeps its figures
+
+
+def _log_model(model: RiskModel, data: TrainingSet, final: Fold) -> str:
+    """The model logged and registered under MODEL_NAME, with an input example and signature; returns its version."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = model_frame(rows(data.frame, final.valid).head(5), data.spec)
+    example = example.astype({c: "object" for c in data.spec.categorical})  # as a caller sends them
+    signature = infer_signature(example, model.raw_score(model_frame(example, data.spec)))
+    # requirements named here: inferring them would load the model again in a subprocess. MLflow
+    # also tries the example through its generic pyfunc, which hands LightGBM text categories and
+    # fails with a warning; our scorers read the model through RiskModel, so that check is muted.
+    pyfunc_check = logging.getLogger("mlflow.models.model")
+    level = pyfunc_check.level
+    pyfunc_check.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory() as boosters:  # the per-standard boosters, in the same model version
+            info = mlflow.lightgbm.log_model(model.booster, name="model", signature=signature, metadata=model.metadata(),
+                                             input_example=example, pip_requirements=[f"lightgbm=={lgb.__version__}", f"mlflow=={mlflow.__version__}"],
+                                             extra_files=model.save_standards(Path(boosters)) or None,
+                                             registered_model_name=MODEL_NAME)
+    finally:
+        pyfunc_check.setLevel(level)
+    return str(info.registered_model_version)
+
+
+def _tag_challenger(version: str, data: TrainingSet, gate: Gate, fingerprints: dict[str, str]) -> None:
+    """The new version made the challenger, tagged with what it was built from and the gate's verdict."""
+    from mlflow import MlflowClient
+
     client = MlflowClient()
     client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
     for k, v in {"feature_spec_hash": data.spec.hash, "policy_version": data.policy.version, **fingerprints,
                  "gate": "passed" if gate.passed else "failed"}.items():
         client.set_model_version_tag(MODEL_NAME, version, k, v)
-    return run.info.run_id, version
 
 
 def train(cfg: TrainConfig, report: Report | None = None) -> TrainResult:

@@ -163,47 +163,8 @@ def snapshot_sql(policy: Policy, spec: FeatureSpec, d: Dialect, last_grid_day: i
     and at t - 1 - W for each window W (the `probe_lags` table: lag 0 and every W). Those probe
     points are few (about four a week) and `point_flows` holds every seller at every one of them,
     so a single running sum per column over each seller's points serves every window."""
-    cols = columns(policy)
-    wcols = window_columns(cols)
-    source = _computed(policy)
     sep = ",\n  "
-    lags = sorted({w for _, w in wcols.values() if w is not None})
-    running = [f"CAST(SUM({c}) OVER running AS BIGINT) AS {c}" for c in dict.fromkeys(source.values())]
-    running.append("MAX(last_warning_day) OVER running AS last_warning_day")
-    windowed = []
-    for col, (name, w) in wcols.items():
-        src = source[name]
-        windowed.append(f"t.{src} AS {col}" if w is None else f"t.{src} - l{w}.{src} AS {col}")
-    lag_joins = "\n  ".join(
-        f"JOIN (SELECT * FROM probed WHERE lag = {w}) l{w} "
-        f"ON l{w}.seller_id = t.seller_id AND l{w}.as_of_day = t.as_of_day" for w in lags)
-
-    metric_cols, miss_cols = [], []
-    for m in policy.metrics.values():
-        num, den = metric_parts(m, m.window_days)
-        rate = f"CASE WHEN {den} > 0 THEN {num} / CAST({den} AS DOUBLE) END"
-        op = ">" if m.direction == "at_most" else "<"
-        metric_cols += [
-            f"{rate} AS rate_{m.name}",
-            f"{den} AS volume_{m.name}",
-            f"{den} >= {m.min_count} AS evaluated_{m.name}",
-            f"({den} >= {m.min_count} AND {rate} {op} {m.threshold}) AS miss_{m.name}",
-        ]
-        miss_cols.append(f"miss_{m.name}")
-    any_miss = " OR ".join(miss_cols)
-    h = policy.horizon_days
-    future = f"OVER (PARTITION BY seller_id ORDER BY as_of_day RANGE BETWEEN 1 FOLLOWING AND {h} FOLLOWING)"
-    label_cols = [f"MAX(CASE WHEN is_grid AND miss_{m} THEN 1 WHEN is_grid THEN 0 END) {future} AS fut_{m}"
-                  for m in policy.metrics]
-    defined = f"as_of_day + {h} <= {last_grid_day}"
-    breach_any = " OR ".join(f"fut_{m} = 1" for m in policy.metrics)
-    sql_type = {"float": "DOUBLE", "int": "BIGINT", "category": "STRING" if d.name == "spark" else "VARCHAR"}
-    feature_cols = sep.join(f"CAST({f.sql} AS {sql_type[f.dtype]}) AS {f.name}" for f in spec.features)
-    miss_names = ", ".join(f"CASE WHEN miss_{m} THEN '{m}' END" for m in policy.metrics)
-    breach_names = ", ".join(f"CASE WHEN fut_{m} = 1 THEN '{m}' END" for m in policy.metrics)
-    breach_each = sep.join(f"CASE WHEN {defined} THEN COALESCE(fut_{m} = 1, FALSE) END AS breach_{m}"
-                           for m in policy.metrics)
-    status_each = sep.join(f"evaluated_{m}, miss_{m}" for m in policy.metrics)
+    running, windowed, lag_joins = _window_parts(policy)
     return f"""
 WITH running AS (
   SELECT seller_id, point, onboarded_us,
@@ -226,14 +187,73 @@ windowed AS (
 ),
 at_t AS (
   SELECT w.*, {d.us('s.onboarded_at')} AS onboarded_us, s.category, s.region,
-  {sep.join(metric_cols)}
+  {sep.join(_metric_columns(policy))}
   FROM windowed w JOIN sellers s ON s.seller_id = w.seller_id
 ),
 ahead AS (
-  SELECT *, {sep.join(label_cols)}
+  SELECT *, {sep.join(_label_columns(policy))}
   FROM at_t
 )
-SELECT seller_id, {d.date_from_day.format("as_of_day")} AS as_of,
+{_final_select(policy, spec, d, last_grid_day)}"""
+
+
+def _window_parts(policy: Policy) -> tuple[list[str], list[str], str]:
+    """The running totals per seller, each window column as the difference of two of them, and the
+    joins that fetch the running total W days back for every window length W."""
+    wcols = window_columns(columns(policy))
+    source = _computed(policy)
+    lags = sorted({w for _, w in wcols.values() if w is not None})
+    running = [f"CAST(SUM({c}) OVER running AS BIGINT) AS {c}" for c in dict.fromkeys(source.values())]
+    running.append("MAX(last_warning_day) OVER running AS last_warning_day")
+    windowed = []
+    for col, (name, w) in wcols.items():
+        src = source[name]
+        windowed.append(f"t.{src} AS {col}" if w is None else f"t.{src} - l{w}.{src} AS {col}")
+    lag_joins = "\n  ".join(
+        f"JOIN (SELECT * FROM probed WHERE lag = {w}) l{w} "
+        f"ON l{w}.seller_id = t.seller_id AND l{w}.as_of_day = t.as_of_day" for w in lags)
+    return running, windowed, lag_joins
+
+
+def _metric_columns(policy: Policy) -> list[str]:
+    """Per standard at t: its rate, its volume, whether it is evaluated, whether it is missed."""
+    metric_cols = []
+    for m in policy.metrics.values():
+        num, den = metric_parts(m, m.window_days)
+        rate = f"CASE WHEN {den} > 0 THEN {num} / CAST({den} AS DOUBLE) END"
+        op = ">" if m.direction == "at_most" else "<"
+        metric_cols += [
+            f"{rate} AS rate_{m.name}",
+            f"{den} AS volume_{m.name}",
+            f"{den} >= {m.min_count} AS evaluated_{m.name}",
+            f"({den} >= {m.min_count} AND {rate} {op} {m.threshold}) AS miss_{m.name}",
+        ]
+    return metric_cols
+
+
+def _label_columns(policy: Policy) -> list[str]:
+    """Per standard: whether it is missed at some evaluation date in (t, t + horizon]."""
+    h = policy.horizon_days
+    future = f"OVER (PARTITION BY seller_id ORDER BY as_of_day RANGE BETWEEN 1 FOLLOWING AND {h} FOLLOWING)"
+    return [f"MAX(CASE WHEN is_grid AND miss_{m} THEN 1 WHEN is_grid THEN 0 END) {future} AS fut_{m}"
+            for m in policy.metrics]
+
+
+def _final_select(policy: Policy, spec: FeatureSpec, d: Dialect, last_grid_day: int) -> str:
+    """The snapshot's rows: the active sellers at each as-of date, with the spec's features, the policy
+    status at t and the labels, which are defined only where the whole horizon lies inside the data."""
+    sep = ",\n  "
+    any_miss = " OR ".join(f"miss_{m.name}" for m in policy.metrics.values())
+    defined = f"as_of_day + {policy.horizon_days} <= {last_grid_day}"
+    breach_any = " OR ".join(f"fut_{m} = 1" for m in policy.metrics)
+    sql_type = {"float": "DOUBLE", "int": "BIGINT", "category": "STRING" if d.name == "spark" else "VARCHAR"}
+    feature_cols = sep.join(f"CAST({f.sql} AS {sql_type[f.dtype]}) AS {f.name}" for f in spec.features)
+    miss_names = ", ".join(f"CASE WHEN miss_{m} THEN '{m}' END" for m in policy.metrics)
+    breach_names = ", ".join(f"CASE WHEN fut_{m} = 1 THEN '{m}' END" for m in policy.metrics)
+    breach_each = sep.join(f"CASE WHEN {defined} THEN COALESCE(fut_{m} = 1, FALSE) END AS breach_{m}"
+                           for m in policy.metrics)
+    status_each = sep.join(f"evaluated_{m}, miss_{m}" for m in policy.metrics)
+    return f"""SELECT seller_id, {d.date_from_day.format("as_of_day")} AS as_of,
   {feature_cols},
   NOT ({any_miss}) AS compliant_at_t,
   concat_ws(',', {miss_names}) AS misses_at_t,

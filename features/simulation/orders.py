@@ -24,6 +24,7 @@ REMORSE_REASONS = np.array([RETURN_REASONS.index(r) for r in ("no_longer_needed"
 MARKETPLACE_SCALE = np.array([0.05, 0.1, 0.5, 0.0, 0.3, 0.6, 1.0, 0.0])  # fulfilment network vs seller
 RATING_GOOD = np.array([0.01, 0.02, 0.06, 0.2, 0.71])
 RATING_BAD = np.array([0.30, 0.17, 0.18, 0.15, 0.20])
+TOPIC_CODE = {t: i for i, t in enumerate(CONTACT_TOPICS)}
 
 Table = dict[str, np.ndarray]
 
@@ -68,7 +69,27 @@ def simulate_week(
     cutoff: int,
     ledger: Ledger,
 ) -> Week:
-    """Draw the orders placed on `days` and their consequences, counting them in `ledger`."""
+    """Draw the orders placed on `days` and their consequences, counting them in `ledger`.
+
+    The steps below run in a fixed order and each draws from `rng` in a fixed order: that order is
+    part of the output's identity (same seed, same bytes), so a step is never reordered or skipped.
+    Each returns new columns over the week's orders (`o`), which later steps read."""
+    o = _placed(rng, s, b, days)
+    o |= _cancellations(rng, o)
+    o |= _fulfilment(rng, o)
+    o |= _returns(rng, o)
+    c = _contacts(rng, b, days, o)
+    o |= {k: c[k] for k in ("inr", "inr_at")}  # reported not received: refunds follow
+    r = _refunds(rng, o)
+    o |= _ratings_of(rng, o)
+    known = _extract(o, c, r, cutoff)
+    _count_week(ledger, o, c, r, known)
+    return _week(b, o, c, r, known)
+
+
+def _placed(rng: np.random.Generator, s: Sellers, b: Behaviour, days: np.ndarray) -> Table:
+    """The orders placed on `days`: who sold them, on which channel, when, for how much, and what
+    the seller promised (ship by the cut-off hour after handling, deliver by the end of the transit)."""
     counts = rng.poisson(b.expected_orders)
     flat = np.repeat(np.arange(counts.size), counts.ravel())
     si, di = flat // len(days), flat % len(days)
@@ -77,7 +98,6 @@ def simulate_week(
     mfn = rng.random(n) < s.mfn_share[si]
     p = b.propensity[:, si, di]
     p[:, mfn] *= MARKETPLACE_SCALE[:, None]
-    channel = mfn.astype(np.int8)
 
     ordered = _no_midnight(day * DAY + rng.integers(1, DAY, n))
     handling = np.where(mfn, 1, s.handling_days[si])
@@ -86,7 +106,13 @@ def simulate_week(
     deliver_by = (day + handling + transit + 1) * DAY - 1
     value = np.round(rng.lognormal(CATEGORY_LOG_PRICE[s.category[si]] + s.price_level[si], 0.6), 2)
     items = 1 + rng.poisson(0.35, n)
+    return {"si": si, "di": di, "mfn": mfn, "p": p, "channel": mfn.astype(np.int8), "ordered": ordered,
+            "ship_by": ship_by, "deliver_by": deliver_by, "value": value, "items": items}
 
+
+def _cancellations(rng: np.random.Generator, o: Table) -> Table:
+    """Orders the seller cancels (by propensity) or the buyer does, when and why."""
+    n, p, ordered = o["si"].size, o["p"], o["ordered"]
     seller_cancel = rng.random(n) < p[L["cancel"]]
     buyer_cancel = ~seller_cancel & (rng.random(n) < 0.012)
     cancelled = seller_cancel | buyer_cancel
@@ -95,8 +121,15 @@ def simulate_week(
     )
     cancelled_by = np.where(seller_cancel, 0, np.where(buyer_cancel, 1, -1))
     cancel_reason = np.where(seller_cancel, rng.choice(3, n, p=[0.7, 0.2, 0.1]), np.where(buyer_cancel, 3, -1))
+    return {"seller_cancel": seller_cancel, "buyer_cancel": buyer_cancel, "cancelled": cancelled,
+            "cancelled_at": cancelled_at, "cancelled_by": cancelled_by, "cancel_reason": cancel_reason}
 
-    active = ~cancelled
+
+def _fulfilment(rng: np.random.Generator, o: Table) -> Table:
+    """What happens to the orders not cancelled: shipped (late or not, with valid tracking or not),
+    handed to the carrier, lost or delivered (on time or late)."""
+    n, p, ordered, ship_by, deliver_by = o["si"].size, o["p"], o["ordered"], o["ship_by"], o["deliver_by"]
+    active = ~o["cancelled"]
     late_ship = active & (rng.random(n) < p[L["late_ship"]])
     shipped = np.where(
         late_ship,
@@ -115,7 +148,13 @@ def simulate_week(
     delivered = np.where(late_transit, late_arrival, on_time_arrival)
     is_delivered = active & ~lost
     late = is_delivered & (delivered > deliver_by)
+    return {"active": active, "shipped": shipped, "bad_tracking": bad_tracking, "handover": handover, "lost": lost,
+            "delivered": delivered, "is_delivered": is_delivered, "late": late}
 
+
+def _returns(rng: np.random.Generator, o: Table) -> Table:
+    """Delivered orders that turn out defective (some returned) or that the buyer returns anyway."""
+    n, p, delivered, is_delivered = o["si"].size, o["p"], o["delivered"], o["is_delivered"]
     defect = is_delivered & (rng.random(n) < p[L["defect"]])
     remorse = is_delivered & ~defect & (rng.random(n) < p[L["remorse_return"]])
     defect_reason = _choice(rng, DEFECT_REASONS, n, p=[0.35, 0.2, 0.3, 0.15])
@@ -124,26 +163,33 @@ def simulate_week(
     return_reason = np.where(defect, defect_reason, _choice(rng, REMORSE_REASONS, n, p=[0.5, 0.35, 0.15]))
     requested = np.where(defect, _between(rng, delivered + 6 * HOUR, delivered + 6 * DAY),
                          _between(rng, delivered + DAY, delivered + 14 * DAY))
+    return {"defect": defect, "remorse": remorse, "defect_reason": defect_reason, "returned_defect": returned_defect,
+            "returned": returned, "return_reason": return_reason, "requested": requested}
 
-    # customer contacts (marketplace-fulfilled orders are answered by the marketplace)
-    seller_run = ~mfn
+
+def _contacts(rng: np.random.Generator, b: Behaviour, days: np.ndarray, o: Table) -> Table:
+    """Customer contacts about the orders (marketplace-fulfilled orders are answered by the
+    marketplace) and about no order in particular, and when the seller answers, if ever; also
+    which orders were reported not received, and when (`inr`, `inr_at`), which refunds follow."""
+    n, si, di, lost, late = o["si"].size, o["si"], o["di"], o["lost"], o["late"]
+    deliver_by, delivered = o["deliver_by"], o["delivered"]
+    seller_run = ~o["mfn"]
     very_late = late & (delivered > deliver_by + 3 * DAY)
     inr = seller_run & ((lost & (rng.random(n) < 0.85)) | (very_late & (rng.random(n) < 0.25))
-                        | (bad_tracking & is_delivered & (rng.random(n) < 0.04)))
+                        | (o["bad_tracking"] & o["is_delivered"] & (rng.random(n) < 0.04)))
     inr_at = _between(rng, deliver_by + DAY, deliver_by + np.where(lost, 8, 3) * DAY)
     wismo = seller_run & (late | lost) & (rng.random(n) < 0.25)
-    damaged_msg = seller_run & defect & (rng.random(n) < 0.45)
-    return_msg = seller_run & remorse & (rng.random(n) < 0.2)
+    damaged_msg = seller_run & o["defect"] & (rng.random(n) < 0.45)
+    return_msg = seller_run & o["remorse"] & (rng.random(n) < 0.2)
     question = seller_run & (rng.random(n) < 0.03)
-    cancel_msg = seller_run & buyer_cancel & (rng.random(n) < 0.3)
-    topic_code = {t: i for i, t in enumerate(CONTACT_TOPICS)}
+    cancel_msg = seller_run & o["buyer_cancel"] & (rng.random(n) < 0.3)
     contact_parts = [
-        (inr, inr_at, topic_code["item_not_received"]),
-        (wismo, _between(rng, deliver_by + HOUR, deliver_by + 2 * DAY), topic_code["where_is_my_order"]),
-        (damaged_msg, _between(rng, delivered + HOUR, delivered + 3 * DAY), topic_code["damaged_item"]),
-        (return_msg, requested - _between(rng, HOUR, 20 * HOUR), topic_code["return_request"]),
-        (question, _between(rng, ordered + 60, ordered + 2 * DAY), topic_code["product_question"]),
-        (cancel_msg, cancelled_at - 300, topic_code["cancel_request"]),
+        (inr, inr_at, TOPIC_CODE["item_not_received"]),
+        (wismo, _between(rng, deliver_by + HOUR, deliver_by + 2 * DAY), TOPIC_CODE["where_is_my_order"]),
+        (damaged_msg, _between(rng, delivered + HOUR, delivered + 3 * DAY), TOPIC_CODE["damaged_item"]),
+        (return_msg, o["requested"] - _between(rng, HOUR, 20 * HOUR), TOPIC_CODE["return_request"]),
+        (question, _between(rng, o["ordered"] + 60, o["ordered"] + 2 * DAY), TOPIC_CODE["product_question"]),
+        (cancel_msg, o["cancelled_at"] - 300, TOPIC_CODE["cancel_request"]),
     ]
     c_order = np.concatenate([np.flatnonzero(m) for m, _, _ in contact_parts])
     c_opened = _no_midnight(np.concatenate([t[m] for m, t, _ in contact_parts]))
@@ -153,103 +199,131 @@ def simulate_week(
     w_flat = np.repeat(np.arange(walk_in.size), walk_in.ravel())
     w_si, w_di = w_flat // len(days), w_flat % len(days)
     w_opened = _no_midnight(days[w_di] * DAY + rng.integers(1, DAY, w_flat.size))
-    c_seller = np.concatenate([si[c_order], w_si])
-    c_day_idx = np.concatenate([di[c_order], w_di])
-    c_opened = np.concatenate([c_opened, w_opened])
-    c_topic = np.concatenate([c_topic, np.full(w_flat.size, topic_code["product_question"])])
-    c_order = np.concatenate([c_order, np.full(w_flat.size, -1)])
+    c = {"seller": np.concatenate([si[c_order], w_si]), "day_idx": np.concatenate([di[c_order], w_di]),
+         "opened": np.concatenate([c_opened, w_opened]),
+         "topic": np.concatenate([c_topic, np.full(w_flat.size, TOPIC_CODE["product_question"])]),
+         "order": np.concatenate([c_order, np.full(w_flat.size, -1)])}
+    return {**c, "response": _responses(rng, b, c), "inr": inr, "inr_at": inr_at}
+
+
+def _responses(rng: np.random.Generator, b: Behaviour, c: Table) -> np.ndarray:
+    """When the seller first answers each contact: most within 48 hours, the unanswered late or never (-1)."""
+    c_opened = c["opened"]
     m = c_opened.size
-    unanswered = rng.random(m) < b.propensity[L["no_response"], c_seller, c_day_idx]
+    unanswered = rng.random(m) < b.propensity[L["no_response"], c["seller"], c["day_idx"]]
     never = unanswered & (rng.random(m) < 0.5)
     answered = np.where(
         unanswered,
         c_opened + 48 * HOUR + _between(rng, np.full(m, HOUR), np.full(m, 5 * DAY)),
         c_opened + np.minimum(rng.exponential(6 * HOUR, m), 47.5 * HOUR) + 60,
     )
-    c_response = np.where(never, -1, _no_midnight(answered))
+    return np.where(never, -1, _no_midnight(answered))
 
-    # refunds: seller-caused returns, partial refunds for defects kept, refunds for parcels never received
-    kept_defect = defect & ~returned_defect & (rng.random(n) < 0.5)
-    inr_refund = inr & lost
+
+def _refunds(rng: np.random.Generator, o: Table) -> Table:
+    """Refunds: seller-caused returns, partial refunds for defects kept, refunds for parcels never received."""
+    n, defect, value, delivered = o["si"].size, o["defect"], o["value"], o["delivered"]
+    kept_defect = defect & ~o["returned_defect"] & (rng.random(n) < 0.5)
+    inr_refund = o["inr"] & o["lost"]
     refund_parts = [
-        (returned, _between(rng, requested + 4 * DAY, requested + 12 * DAY), value, defect, return_reason),
+        (o["returned"], _between(rng, o["requested"] + 4 * DAY, o["requested"] + 12 * DAY), value, defect,
+         o["return_reason"]),
         (kept_defect, _between(rng, delivered + DAY, delivered + 7 * DAY),
-         np.round(value * _between(rng, 0.2, 1.0), 2), np.ones(n, bool), defect_reason),
-        (inr_refund, inr_at + _between(rng, 2 * DAY, 7 * DAY), value, np.ones(n, bool),
+         np.round(value * _between(rng, 0.2, 1.0), 2), np.ones(n, bool), o["defect_reason"]),
+        (inr_refund, o["inr_at"] + _between(rng, 2 * DAY, 7 * DAY), value, np.ones(n, bool),
          np.full(n, REFUND_REASONS.index("not_received"))),
     ]
-    r_order = np.concatenate([np.flatnonzero(mask) for mask, *_ in refund_parts])
-    r_at = _no_midnight(np.concatenate([t[mask] for mask, t, *_ in refund_parts]))
-    r_amount = np.concatenate([a[mask] for mask, _, a, *_ in refund_parts])
-    r_resp = np.concatenate([resp[mask] for mask, _, _, resp, _ in refund_parts])
-    r_reason = np.concatenate([why[mask] for mask, *_, why in refund_parts])
+    return {
+        "order": np.concatenate([np.flatnonzero(mask) for mask, *_ in refund_parts]),
+        "at": _no_midnight(np.concatenate([t[mask] for mask, t, *_ in refund_parts])),
+        "amount": np.concatenate([a[mask] for mask, _, a, *_ in refund_parts]),
+        "resp": np.concatenate([resp[mask] for mask, _, _, resp, _ in refund_parts]),
+        "reason": np.concatenate([why[mask] for mask, *_, why in refund_parts]),
+    }
 
-    # ratings: bad experiences are rated more often and worse
-    bad = late | defect | lost | seller_cancel
-    rated = ~buyer_cancel & (rng.random(n) < np.where(bad, 0.25, 0.10))
-    experienced = np.where(cancelled, cancelled_at, np.where(lost, deliver_by + 7 * DAY, delivered))
+
+def _ratings_of(rng: np.random.Generator, o: Table) -> Table:
+    """Ratings: bad experiences are rated more often and worse."""
+    n, lost, cancelled = o["si"].size, o["lost"], o["cancelled"]
+    bad = o["late"] | o["defect"] | lost | o["seller_cancel"]
+    rated = ~o["buyer_cancel"] & (rng.random(n) < np.where(bad, 0.25, 0.10))
+    experienced = np.where(cancelled, o["cancelled_at"], np.where(lost, o["deliver_by"] + 7 * DAY, o["delivered"]))
     f_at = _no_midnight(experienced + _between(rng, np.full(n, 12 * HOUR), np.full(n, 14 * DAY)))
-    ratings = _ratings(rng, bad)
+    return {"rated": rated, "f_at": f_at, "ratings": _ratings(rng, bad)}
 
-    # what an extract at the cut-off knows
+
+def _extract(o: Table, c: Table, r: Table, cutoff: int) -> Table:
+    """What an extract at the cut-off knows: each event's time in whole seconds, and whether it
+    happened by the cut-off (a contact's answer after it is not known yet: -1)."""
     known = lambda t: t <= cutoff  # noqa: E731
-    shipped_t = _no_midnight(shipped)
-    handover_t = _no_midnight(handover)
-    delivered_t = _no_midnight(delivered)
-    cancelled_t = _no_midnight(cancelled_at)
-    requested_t = _no_midnight(requested)
-    has_ship = active & known(shipped_t)
-    has_handover = has_ship & ~bad_tracking & known(handover_t)
-    has_delivery = is_delivered & known(delivered_t)
-    has_cancel = cancelled & known(cancelled_t)
-    has_return = returned & known(requested_t)
-    c_keep = known(c_opened)
-    c_response = np.where(known(c_response), c_response, -1)
-    r_keep = known(r_at)
-    f_keep = rated & known(f_at)
+    k = {"shipped": _no_midnight(o["shipped"]), "handover": _no_midnight(o["handover"]),
+         "delivered": _no_midnight(o["delivered"]), "cancelled": _no_midnight(o["cancelled_at"]),
+         "requested": _no_midnight(o["requested"])}
+    has_ship = o["active"] & known(k["shipped"])
+    return {**k, "has_ship": has_ship,
+            "has_handover": has_ship & ~o["bad_tracking"] & known(k["handover"]),
+            "has_delivery": o["is_delivered"] & known(k["delivered"]),
+            "has_cancel": o["cancelled"] & known(k["cancelled"]),
+            "has_return": o["returned"] & known(k["requested"]),
+            "c_keep": known(c["opened"]), "c_response": np.where(known(c["response"]), c["response"], -1),
+            "r_keep": known(r["at"]), "f_keep": o["rated"] & known(o["f_at"])}
 
-    _count(ledger, channel, si, ordered, has_ship, shipped_t, ship_by, bad_tracking, has_delivery, delivered_t,
-           deliver_by, has_cancel & seller_cancel, cancelled_t, has_return, requested_t)
-    c_channel = np.zeros(m, np.int8)
-    inr_kept = c_keep & (c_topic == topic_code["item_not_received"])
+
+def _count_week(ledger: Ledger, o: Table, c: Table, r: Table, k: Table) -> None:
+    """The week's events counted in the ledger as the marketplace sees them at the cut-off."""
+    channel, si = o["channel"], o["si"]
+    _count(ledger, channel, si, o["ordered"], k["has_ship"], k["shipped"], o["ship_by"], o["bad_tracking"],
+           k["has_delivery"], k["delivered"], o["deliver_by"], k["has_cancel"] & o["seller_cancel"], k["cancelled"],
+           k["has_return"], k["requested"])
+    c_keep, c_response, c_opened, c_seller = k["c_keep"], k["c_response"], c["opened"], c["seller"]
+    c_channel = np.zeros(c_opened.size, np.int8)
+    inr_kept = c_keep & (c["topic"] == TOPIC_CODE["item_not_received"])
     ledger.add("item_not_received_reports", c_channel[inr_kept], c_seller[inr_kept], c_opened[inr_kept])
     due = np.where(c_response >= 0, np.minimum(c_response, c_opened + 48 * HOUR), c_opened + 48 * HOUR)
     ledger.add("contacts_due", c_channel[c_keep], c_seller[c_keep], due[c_keep])
     in_time = c_keep & (c_response >= 0) & (c_response <= c_opened + 48 * HOUR)
     ledger.add("contacts_answered_in_time", c_channel[in_time], c_seller[in_time], c_response[in_time])
-    refund_ok = r_keep & r_resp
-    ledger.add("seller_responsible_refunds", channel[r_order[refund_ok]], si[r_order[refund_ok]], r_at[refund_ok])
-    negative = f_keep & (ratings <= 2)
-    ledger.add("negative_feedback", channel[negative], si[negative], f_at[negative])
+    refund_ok = k["r_keep"] & r["resp"]
+    ledger.add("seller_responsible_refunds", channel[r["order"][refund_ok]], si[r["order"][refund_ok]],
+               r["at"][refund_ok])
+    negative = k["f_keep"] & (o["ratings"] <= 2)
+    ledger.add("negative_feedback", channel[negative], si[negative], o["f_at"][negative])
 
+
+def _week(b: Behaviour, o: Table, c: Table, r: Table, k: Table) -> Week:
+    """The rows the week adds to each table, as an extract at the cut-off holds them (-1: not yet)."""
+    si, di = o["si"], o["di"]
+    has_ship, has_cancel, has_return = k["has_ship"], k["has_cancel"], k["has_return"]
+    r_keep, f_keep, c_keep = k["r_keep"], k["f_keep"], k["c_keep"]
     return Week(
         orders={
-            "order": np.arange(n), "seller": si, "ordered_at": ordered, "channel": channel,
-            "order_value": value, "item_count": items, "promised_ship_by": ship_by, "promised_delivery_by": deliver_by,
-            "shipped_at": np.where(has_ship, shipped_t, -1),
-            "carrier_handover_at": np.where(has_handover, handover_t, -1),
+            "order": np.arange(o["si"].size), "seller": si, "ordered_at": o["ordered"], "channel": o["channel"],
+            "order_value": o["value"], "item_count": o["items"], "promised_ship_by": o["ship_by"],
+            "promised_delivery_by": o["deliver_by"],
+            "shipped_at": np.where(has_ship, k["shipped"], -1),
+            "carrier_handover_at": np.where(k["has_handover"], k["handover"], -1),
             "carrier": np.where(has_ship, b.carrier[si, di], -1),
-            "tracking_valid": np.where(has_ship, (~bad_tracking).astype(np.int8), -1),
-            "delivered_at": np.where(has_delivery, delivered_t, -1),
-            "cancelled_at": np.where(has_cancel, cancelled_t, -1),
-            "cancelled_by": np.where(has_cancel, cancelled_by, -1),
-            "cancel_reason": np.where(has_cancel, cancel_reason, -1),
+            "tracking_valid": np.where(has_ship, (~o["bad_tracking"]).astype(np.int8), -1),
+            "delivered_at": np.where(k["has_delivery"], k["delivered"], -1),
+            "cancelled_at": np.where(has_cancel, k["cancelled"], -1),
+            "cancelled_by": np.where(has_cancel, o["cancelled_by"], -1),
+            "cancel_reason": np.where(has_cancel, o["cancel_reason"], -1),
         },
         returns={
-            "order": np.flatnonzero(has_return), "seller": si[has_return], "requested_at": requested_t[has_return],
-            "reason": return_reason[has_return], "seller_responsible": defect[has_return],
+            "order": np.flatnonzero(has_return), "seller": si[has_return], "requested_at": k["requested"][has_return],
+            "reason": o["return_reason"][has_return], "seller_responsible": o["defect"][has_return],
         },
         refunds={
-            "order": r_order[r_keep], "seller": si[r_order[r_keep]], "refunded_at": r_at[r_keep],
-            "amount": r_amount[r_keep], "reason": r_reason[r_keep], "seller_responsible": r_resp[r_keep],
+            "order": r["order"][r_keep], "seller": si[r["order"][r_keep]], "refunded_at": r["at"][r_keep],
+            "amount": r["amount"][r_keep], "reason": r["reason"][r_keep], "seller_responsible": r["resp"][r_keep],
         },
         feedback={
-            "order": np.flatnonzero(f_keep), "seller": si[f_keep], "submitted_at": f_at[f_keep],
-            "rating": ratings[f_keep],
+            "order": np.flatnonzero(f_keep), "seller": si[f_keep], "submitted_at": o["f_at"][f_keep],
+            "rating": o["ratings"][f_keep],
         },
         contacts={
-            "order": c_order[c_keep], "seller": c_seller[c_keep], "opened_at": c_opened[c_keep],
-            "topic": c_topic[c_keep], "first_response_at": c_response[c_keep],
+            "order": c["order"][c_keep], "seller": c["seller"][c_keep], "opened_at": c["opened"][c_keep],
+            "topic": c["topic"][c_keep], "first_response_at": k["c_response"][c_keep],
         },
     )
 

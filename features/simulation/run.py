@@ -169,80 +169,118 @@ def _stack(weeks: list[Week], table: str) -> tuple[dict[str, np.ndarray], np.nda
     return cols, order
 
 
-def _tables(config: SimulationConfig, s: Sellers, weeks: list[Week], enf: Enforcement, policy: Policy,
-            chunk: int) -> dict[str, pa.Table]:
-    base = chunk * 10**9
-    seller_ids = _ids("S", s.ids, 7)
+@dataclass(frozen=True)
+class _Columns:
+    """How a chunk's simulated numbers become event columns: its sellers' ids, order and row ids
+    unique across chunks (offset by the chunk's `base`), timestamps, and tables in the event schema."""
 
-    def sellers_of(local: np.ndarray) -> pa.Array:
-        return pc.take(seller_ids, pa.array(local))
+    config: SimulationConfig
+    seller_ids: pa.Array
+    base: int
 
-    def order_ids(order: np.ndarray) -> pa.Array:
-        ids = _ids("O", base + np.maximum(order, 0))
+    def sellers_of(self, local: np.ndarray) -> pa.Array:
+        return pc.take(self.seller_ids, pa.array(local))
+
+    def order_ids(self, order: np.ndarray) -> pa.Array:
+        ids = _ids("O", self.base + np.maximum(order, 0))
         return pc.if_else(pa.array(order >= 0), ids, pa.nulls(len(order), pa.string()))
 
+    def row_ids(self, prefix: str, n: int) -> pa.Array:
+        return _ids(prefix, self.base + np.arange(n))
+
+    def ts(self, seconds: np.ndarray) -> pa.Array:
+        return _ts(self.config, seconds)
+
+    @staticmethod
     def make(name: str, columns: dict[str, pa.Array]) -> pa.Table:
         schema = TABLES[name].arrow_schema()
         return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
-    ts = lambda x: _ts(config, x)  # noqa: E731
-    o, o_num = _stack(weeks, "orders")
-    tables = {
-        "sellers": make("sellers", {
-            "seller_id": seller_ids,
-            "onboarded_at": _ts(config, s.onboard_day * DAY + 9 * 3600, nullable=False),
-            "category": _labels(s.category, CATEGORIES),
-            "region": _labels(s.region, REGIONS),
-        }),
-        "orders": make("orders", {
-            "order_id": order_ids(o_num),
-            "seller_id": sellers_of(o["seller"]),
-            "ordered_at": ts(o["ordered_at"]),
-            "fulfilment_channel": _labels(o["channel"], FULFILMENT_CHANNELS),
-            "order_value": pa.array(o["order_value"], pa.float64()),
-            "item_count": pa.array(o["item_count"], pa.int64()),
-            "promised_ship_by": ts(o["promised_ship_by"]),
-            "promised_delivery_by": ts(o["promised_delivery_by"]),
-            "shipped_at": ts(o["shipped_at"]),
-            "carrier_handover_at": ts(o["carrier_handover_at"]),
-            "carrier": _labels(o["carrier"], CARRIERS),
-            "tracking_valid": pa.array(o["tracking_valid"] == 1, pa.bool_(), mask=o["tracking_valid"] < 0),
-            "delivered_at": ts(o["delivered_at"]),
-            "cancelled_at": ts(o["cancelled_at"]),
-            "cancelled_by": _labels(o["cancelled_by"], CANCELLED_BY),
-            "cancel_reason": _labels(o["cancel_reason"], CANCEL_REASONS),
-        }),
+
+def _tables(config: SimulationConfig, s: Sellers, weeks: list[Week], enf: Enforcement, policy: Policy,
+            chunk: int) -> dict[str, pa.Table]:
+    """The chunk's event tables, in the canonical schema."""
+    c = _Columns(config, _ids("S", s.ids, 7), chunk * 10**9)
+    return {
+        "sellers": _sellers_table(c, s),
+        "orders": _orders_table(c, weeks),
+        "returns": _returns_table(c, weeks),
+        "refunds": _refunds_table(c, weeks),
+        "feedback": _feedback_table(c, weeks),
+        "contacts": _contacts_table(c, weeks),
+        "policy_actions": _actions_table(config, enf, policy, c.sellers_of, c.base, c.make),
     }
+
+
+def _sellers_table(c: _Columns, s: Sellers) -> pa.Table:
+    return c.make("sellers", {
+        "seller_id": c.seller_ids,
+        "onboarded_at": _ts(c.config, s.onboard_day * DAY + 9 * 3600, nullable=False),
+        "category": _labels(s.category, CATEGORIES),
+        "region": _labels(s.region, REGIONS),
+    })
+
+
+def _orders_table(c: _Columns, weeks: list[Week]) -> pa.Table:
+    o, o_num = _stack(weeks, "orders")
+    return c.make("orders", {
+        "order_id": c.order_ids(o_num),
+        "seller_id": c.sellers_of(o["seller"]),
+        "ordered_at": c.ts(o["ordered_at"]),
+        "fulfilment_channel": _labels(o["channel"], FULFILMENT_CHANNELS),
+        "order_value": pa.array(o["order_value"], pa.float64()),
+        "item_count": pa.array(o["item_count"], pa.int64()),
+        "promised_ship_by": c.ts(o["promised_ship_by"]),
+        "promised_delivery_by": c.ts(o["promised_delivery_by"]),
+        "shipped_at": c.ts(o["shipped_at"]),
+        "carrier_handover_at": c.ts(o["carrier_handover_at"]),
+        "carrier": _labels(o["carrier"], CARRIERS),
+        "tracking_valid": pa.array(o["tracking_valid"] == 1, pa.bool_(), mask=o["tracking_valid"] < 0),
+        "delivered_at": c.ts(o["delivered_at"]),
+        "cancelled_at": c.ts(o["cancelled_at"]),
+        "cancelled_by": _labels(o["cancelled_by"], CANCELLED_BY),
+        "cancel_reason": _labels(o["cancel_reason"], CANCEL_REASONS),
+    })
+
+
+def _returns_table(c: _Columns, weeks: list[Week]) -> pa.Table:
     r, r_num = _stack(weeks, "returns")
-    tables["returns"] = make("returns", {
-        "return_id": _ids("R", base + np.arange(len(r_num))),
-        "order_id": order_ids(r_num), "seller_id": sellers_of(r["seller"]),
-        "requested_at": ts(r["requested_at"]), "reason": _labels(r["reason"], RETURN_REASONS),
+    return c.make("returns", {
+        "return_id": c.row_ids("R", len(r_num)),
+        "order_id": c.order_ids(r_num), "seller_id": c.sellers_of(r["seller"]),
+        "requested_at": c.ts(r["requested_at"]), "reason": _labels(r["reason"], RETURN_REASONS),
         "seller_responsible": pa.array(r["seller_responsible"], pa.bool_()),
     })
+
+
+def _refunds_table(c: _Columns, weeks: list[Week]) -> pa.Table:
     f, f_num = _stack(weeks, "refunds")
-    tables["refunds"] = make("refunds", {
-        "refund_id": _ids("RF", base + np.arange(len(f_num))),
-        "order_id": order_ids(f_num), "seller_id": sellers_of(f["seller"]),
-        "refunded_at": ts(f["refunded_at"]), "amount": pa.array(f["amount"], pa.float64()),
+    return c.make("refunds", {
+        "refund_id": c.row_ids("RF", len(f_num)),
+        "order_id": c.order_ids(f_num), "seller_id": c.sellers_of(f["seller"]),
+        "refunded_at": c.ts(f["refunded_at"]), "amount": pa.array(f["amount"], pa.float64()),
         "reason": _labels(f["reason"], REFUND_REASONS),
         "seller_responsible": pa.array(f["seller_responsible"], pa.bool_()),
     })
+
+
+def _feedback_table(c: _Columns, weeks: list[Week]) -> pa.Table:
     fb, fb_num = _stack(weeks, "feedback")
-    tables["feedback"] = make("feedback", {
-        "feedback_id": _ids("F", base + np.arange(len(fb_num))),
-        "order_id": order_ids(fb_num), "seller_id": sellers_of(fb["seller"]),
-        "submitted_at": ts(fb["submitted_at"]), "rating": pa.array(fb["rating"], pa.int64()),
+    return c.make("feedback", {
+        "feedback_id": c.row_ids("F", len(fb_num)),
+        "order_id": c.order_ids(fb_num), "seller_id": c.sellers_of(fb["seller"]),
+        "submitted_at": c.ts(fb["submitted_at"]), "rating": pa.array(fb["rating"], pa.int64()),
     })
-    c, c_num = _stack(weeks, "contacts")
-    tables["contacts"] = make("contacts", {
-        "contact_id": _ids("C", base + np.arange(len(c_num))),
-        "seller_id": sellers_of(c["seller"]), "order_id": order_ids(c_num),
-        "opened_at": ts(c["opened_at"]), "topic": _labels(c["topic"], CONTACT_TOPICS),
-        "first_response_at": ts(c["first_response_at"]),
+
+
+def _contacts_table(c: _Columns, weeks: list[Week]) -> pa.Table:
+    t, t_num = _stack(weeks, "contacts")
+    return c.make("contacts", {
+        "contact_id": c.row_ids("C", len(t_num)),
+        "seller_id": c.sellers_of(t["seller"]), "order_id": c.order_ids(t_num),
+        "opened_at": c.ts(t["opened_at"]), "topic": _labels(t["topic"], CONTACT_TOPICS),
+        "first_response_at": c.ts(t["first_response_at"]),
     })
-    tables["policy_actions"] = _actions_table(config, enf, policy, sellers_of, base, make)
-    return tables
 
 
 def _actions_table(config: SimulationConfig, enf: Enforcement, policy: Policy, sellers_of: Callable,

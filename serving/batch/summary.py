@@ -4,7 +4,7 @@ next horizon (the case volume staffing plans need) and how sure that figure is, 
 risk the weekly reviewer capacity covers, who rose most since last week, and whether the scored
 population still looks like the one the model was trained on (population stability index).
 
-No I/O here: the batch job (`serving.batch.job`) reads and writes, these functions compute."""
+No I/O here: the batch job (`serving.batch.job` and its steps) reads and writes, these functions compute."""
 
 from __future__ import annotations
 

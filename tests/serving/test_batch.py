@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from features.platform import layout
 from features.platform.atomic import staged
 from features.policy.definition import ReviewCapacity
-from serving.batch.job import BATCH_ARROW, BATCH_FILE_ARROW, read_record, read_scores
+from serving.batch.table import BATCH_ARROW, BATCH_FILE_ARROW, read_record, read_scores
 from serving.main import app
 from serving.batch.summary import (Bins, capacity_coverage, expected_breaches, psi, psi_level, reference_bins, risers)
 
@@ -84,7 +84,7 @@ def rows_without_run(partition: Path) -> pd.DataFrame:
 def same_record(batch: dict, served: dict) -> None:
     """A batch record equals the scorer's (the service's) bit for bit, but for band_meaning of a seller
     in this week's lists: the batch says so first, then the band's own meaning."""
-    from serving.batch.job import QUEUE_WORDS
+    from serving.batch.table import QUEUE_WORDS
 
     if batch["band_meaning"] != served["band_meaning"]:
         assert batch["band_meaning"].endswith(f": {served['band_meaning']}")
@@ -377,9 +377,10 @@ def test_an_interrupted_run_leaves_the_previous_partition_intact(sig, first_run,
     from mlflow import MlflowClient
 
     from models.registry import ensure_experiment, use_store
-    from serving.batch.job import SCORING_EXPERIMENT, _clean_stale, close_dead_runs
+    from serving.batch.table import clear_stale_staging
+    from serving.batch.tracking import SCORING_EXPERIMENT, close_dead_runs
 
-    _clean_stale(part)
+    clear_stale_staging(part)
     assert not tmp.exists()
     use_store(models_dir)
     experiment = ensure_experiment(SCORING_EXPERIMENT, models_dir)
@@ -395,7 +396,7 @@ def test_an_interrupted_run_leaves_the_previous_partition_intact(sig, first_run,
 def test_an_interrupt_python_swallowed_still_stops_the_run(sig) -> None:
     """A signal that lands in a finalizer is only printed as "Exception ignored": the run checks again
     between chunks, so it still stops (seen once in CI: a SIGINTed run finished and exited 0)."""
-    from serving.batch.job import stop_signals
+    from serving.batch.signals import stop_signals
 
     before = signal.getsignal(sig)
     with stop_signals() as check:

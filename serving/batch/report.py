@@ -1,0 +1,63 @@
+"""The run summary the job writes beside the week's rows (`_summary.json`) and logs to MLflow,
+assembled from the week's figures (`summary`), last week's scores, the drift counts and the run's
+own facts. JSON-ready: plain dicts, lists and numbers."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from serving.batch.drift import DriftCounts, Reference
+from serving.batch.ranking import RankedWeek
+from serving.batch.summary import (PSI_ALERT, PSI_WATCH, band_counts, capacity_coverage, drift_table,
+                                   expected_breaches, queue_summary, risers)
+from serving.batch.table import Stamp, Written
+from serving.scoring import Scorer
+
+
+def summarise(scorer: Scorer, current: pd.DataFrame, as_of: date, previous: pd.DataFrame | None, previous_source: str,
+              reference: Reference | None, counts: dict) -> dict:
+    """The run summary (JSON-ready) from the week's scores, last week's and the drift counts."""
+    policy = scorer.policy
+    p = current["risk_score"].to_numpy()
+    eb = expected_breaches(p, 0.90)
+    cov = capacity_coverage(p, policy.review_capacity)
+    rise = risers(current, previous) if previous is not None else pd.DataFrame()
+    drift = drift_table(reference.bins, counts) if reference is not None else pd.DataFrame()
+    return {
+        "as_of": str(as_of),
+        "model": {"name": scorer.ref.name, "version": scorer.ref.version, "run_id": scorer.ref.run_id},
+        "policy_version": policy.version,
+        "feature_spec_hash": scorer.spec.hash,
+        "sellers_scored": int(len(p)),
+        "bands": band_counts(p, current["risk_band"].to_numpy(), policy).to_dict("records"),
+        "expected_breaches": {"horizon_days": policy.horizon_days, "expected": eb.expected, "std": eb.std,
+                              "interval_level": eb.level, "low": eb.low, "high": eb.high},
+        "review_capacity": {"sellers": cov.capacity, "expected_breaches_in_queue": cov.expected_in_queue,
+                            "share_of_expected_breaches": cov.share_of_expected,
+                            "lowest_score_in_queue": cov.lowest_score_in_queue,
+                            "rule": policy.review_capacity.model_dump(exclude_none=True)},
+        "risers": {"compared_with": previous_source, "sellers": rise.to_dict("records")},
+        "drift": {"reference": reference.source if reference else "none: no training or earlier snapshots found",
+                  "watch": PSI_WATCH, "alert": PSI_ALERT, "variables": drift.to_dict("records")},
+    }
+
+
+def week_summary(scorer: Scorer, as_of: date, written: Written, ranked: RankedWeek,
+                 previous: tuple[pd.DataFrame | None, str], drift: DriftCounts) -> dict:
+    """What the week means for the people who plan and work the queue: the summary's figures, the
+    weekly lists, and the band cut-offs the service places a seller of this week by."""
+    scores = written.scores["risk_score"].to_numpy()
+    counts = drift.with_scores(scores)
+    summary = summarise(scorer, written.scores, as_of, *previous, drift.reference, counts)
+    summary.update(queue_summary(scores, ranked.queues, ranked.week.missed_by_standard))
+    summary["band_cutoffs"] = ranked.cutoffs.to_json()
+    return summary
+
+
+def run_facts(stamp: Stamp, source: str, partition: Path, files: int, seconds: float) -> dict:
+    """The run's own facts: its id, when it scored, where the snapshot came from, what it wrote, how long."""
+    return {"run_id": stamp.run_id, "scored_at": stamp.scored_at.isoformat(), "snapshot": source,
+            "partition": str(partition), "files": files, "seconds": round(seconds, 2)}

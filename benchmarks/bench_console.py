@@ -7,7 +7,7 @@ first reads and caches the week).
     .venv/bin/python benchmarks/bench_console.py --sellers 20000 --requests 50
 
 The data is synthetic but shaped as the real tables are: the score table in the batch job's file
-schema (serving.batch.job.BATCH_FILE_ARROW: reasons, context and recovery as lists of structs, with
+schema (serving.batch.table.BATCH_FILE_ARROW: reasons, context and recovery as lists of structs, with
 texts as long as real ones), `--score-weeks` weeks of it, and `--snapshot-weeks` weeks of feature
 snapshots with the columns the seller page reads (each standard's volume, gap and trend, labels,
 category, region), plus the events' policy_actions. Made once under benchmarks/out/ (git-ignored).
@@ -34,7 +34,7 @@ from rich.table import Table
 from features.platform import layout
 from features.policy.definition import load_policy
 from features.platform.settings import Settings
-from serving.batch.job import BATCH_FILE_ARROW
+from serving.batch.table import BATCH_FILE_ARROW
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "console"

@@ -28,7 +28,8 @@ def score(
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=1, help="Sellers scored per chunk (bounds memory)."),
 ) -> None:
     """Score and explain every active seller of a week, write the partition whole, print and log the summary."""
-    from serving.batch.job import BatchConfig, BatchError, run_batch
+    from serving.batch.job import BatchConfig, run_batch
+    from serving.batch.snapshot import BatchError
     from features.platform.terminal import progress_bar
     from models.registry import RegistryError, store_errors
 

@@ -23,7 +23,9 @@ import pytest
 
 from features.platform import layout
 from features.platform.atomic import clean_stale, replaced_whole, staged
-from serving.batch.job import BatchConfig, _clean_stale, _sample, read_scores, run_batch
+from serving.batch.drift import sample_weeks
+from serving.batch.job import BatchConfig, run_batch
+from serving.batch.table import clear_stale_staging, read_scores
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ def test_spark_reads_both_tables_as_one_table_each(killed_run, score_table, snap
 
 
 def test_the_next_run_clears_a_killed_runs_staging(killed_run, scores, weeks, score_table) -> None:
-    _clean_stale(layout.score_partition(scores, weeks[1]))
+    clear_stale_staging(layout.score_partition(scores, weeks[1]))
     assert not killed_run.exists() and not layout.staging_dir(scores).exists()
     assert layout.features_cache(scores).is_dir()  # side data stays
     check(read_duckdb(score_table.folder, score_table.value), score_table, "DATE")
@@ -249,9 +251,9 @@ def test_a_quote_in_a_path_is_just_a_character(tmp_path: Path) -> None:
     folder = tmp_path / "o'brien's features'); SELECT 1; --"
     weeks = [date(2025, 1, 6) + timedelta(days=7 * i) for i in range(3)]
     _tiny_snapshots(folder, weeks)
-    sample = _sample(folder, weeks[0], weeks[1], ["seller_id", "orders_30d"], 100)
+    sample = sample_weeks(folder, weeks[0], weeks[1], ["seller_id", "orders_30d"], 100)
     assert sorted(sample["orders_30d"]) == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]
-    assert _sample(folder, weeks[2] + timedelta(days=1), weeks[2] + timedelta(days=2), ["seller_id"], 100).empty
+    assert sample_weeks(folder, weeks[2] + timedelta(days=1), weeks[2] + timedelta(days=2), ["seller_id"], 100).empty
     one = read_snapshots(folder, weeks[2])
     assert one["orders_30d"].tolist() == [20, 21, 22, 23, 24] and set(one["as_of"].dt.date) == {weeks[2]}
     assert len(read_snapshots(folder)) == 15

@@ -49,12 +49,6 @@ from serving.batch.table import Stamp, clear_stale_staging, write_summary, write
 from serving.batch.tracking import log_summary, scoring_run
 from serving.scoring import DEFAULT_MODEL_URI, Scorer
 
-# Kept importable from here for the code that imports them from the job today (tests/test_tables.py,
-# tests/serving/test_service.py, tests/serving/test_replay.py, benchmarks/bench_console.py).
-from serving.batch.drift import sample_weeks as _sample  # noqa: F401
-from serving.batch.table import BATCH_FILE_ARROW, read_record, read_scores  # noqa: F401
-from serving.batch.table import clear_stale_staging as _clean_stale  # noqa: F401
-
 CHUNK_ROWS = 50_000
 """Sellers per chunk: big enough that LightGBM's threads stay busy, small enough that a chunk's
 contributions, reasons and Arrow table stay in the tens of megabytes."""

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features.platform import layout
-from serving.batch.job import read_scores
+from serving.batch.table import read_scores
 from serving.main import app
 
 pytestmark = pytest.mark.server  # the HTTP records come from a real `bentoml serve`; the batch ones need the model

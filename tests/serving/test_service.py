@@ -463,7 +463,8 @@ def test_the_batch_job_and_the_service_give_a_seller_the_same_record(server: Ser
     """The weekly batch job and the HTTP service, on the same snapshot: same score, same band, reasons,
     standings, context, contributions and recovery, bit for bit (a queued seller's band_meaning also names
     its list). The service places sellers by the cut-offs the batch run wrote, read without a restart."""
-    from serving.batch.job import BatchConfig, read_record, run_batch
+    from serving.batch.job import BatchConfig, run_batch
+    from serving.batch.table import read_record
 
     models_dir = Path(trained.tracking_uri.removeprefix("sqlite:///")).parent
     as_of = latest["as_of"].iloc[0]
@@ -473,7 +474,7 @@ def test_the_batch_job_and_the_service_give_a_seller_the_same_record(server: Ser
     run_batch(BatchConfig(scores, features_dir=feature_dir, as_of=as_of,
                           model_uri=f"models:/seller-risk/{trained.version}", models_dir=models_dir,
                           chunk_rows=700, log_mlflow=False))
-    from serving.batch.job import read_scores
+    from serving.batch.table import read_scores
     from tests.serving.test_batch import same_record
 
     lists = read_scores(scores, as_of, ["seller_id", "queue", "queue_rank", "risk_band"]).to_pandas()

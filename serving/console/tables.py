@@ -24,13 +24,14 @@ from features.platform import layout
 from features.policy.definition import Policy, PolicyError, load_policy
 from serving.batch.summary import EARLY_WARNING
 from serving.console.errors import BadInput, NotFound
+from serving.records import queue_columns
 from serving.console.rates import CHART_WEEKS, RATE_INPUTS, RateCube, Rates, rates_of
 
-QUEUE_COLUMNS = ["seller_id", "risk_score", "risk_band", "population", "standards_missed_now", "reasons", "recovery",
-                 "model_name", "model_version", "policy_version", "feature_spec_hash", "run_id", "scored_at",
-                 "queue", "queue_rank", "band_meaning", "context", "standard_at_risk", "risk_by_standard"]
-"""What a week's queued rows are read with (plus `record_id` when the table has it; columns the table lacks
-are skipped). The seller page shows a queued seller's record from these, so they hold all it shows."""
+QUEUE_COLUMNS = [*queue_columns(), "run_id", "scored_at", "queue", "queue_rank"]
+"""What a week's queued rows are read with: the score record's fields the console reads
+(`serving.records.queue_columns`, declared with the record) and the batch job's own columns; columns
+the table lacks (an older table's) are skipped. The seller page shows a queued seller's record from
+these, so they hold all it shows."""
 HISTORY_COLUMNS = ["risk_score", "risk_band", "queue", "queue_rank", "model_version"]
 
 
@@ -258,7 +259,7 @@ def read_week(as_of: date, files: list[Path], snapshot: list[Path]) -> Week:
     dataset = ds.dataset(files, format="parquet")
     names = dataset.schema.names
     has_id = "record_id" in names
-    columns = [c for c in (["record_id"] if has_id else []) + QUEUE_COLUMNS if c in names]
+    columns = [c for c in QUEUE_COLUMNS if c in names]
     table = dataset.to_table(columns=columns, filter=ds.field("queue").is_valid())
     sellers = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     table = table.take(_list_order(table))

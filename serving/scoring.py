@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from datetime import date, datetime
 from pathlib import Path
 
@@ -21,19 +22,15 @@ from models.explain import (Groups, StandardReasons, ValuesAt, context_texts, di
 from features.platform import layout
 from features.policy.definition import Policy, load_policy
 from features.platform.settings import CHAMPION_URI, MODELS_DIR
-from features.policy.standing import Standing, back_by, reason_texts, recovery_texts, standings
+from features.policy.standing import Standing, back_by, standing_inputs, standings
+from models.reasons.words import reason_texts, recovery_texts
 from models.registry import ModelRef, load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, RiskModel
 from features.pipeline.spec import FeatureSpec, feature_spec
 from serving.bands import QueueCutoffs, assign_bands
-from serving.records import (CONTEXT_ARROW, CONTRIBUTION_ARROW, REASON_ARROW, RECOVERY_ARROW, SCORE_ARROW,
-                             STANDARD_RISK_ARROW)
+from serving.records import Lists, Nullable, RecordColumns, Repeated
 
 DEFAULT_MODEL_URI = CHAMPION_URI
-
-
-STANDING_COLUMNS = ("volume", "gap", "trend")
-"""The features a standing is read from (features.policy.standing), per standard: `<metric>_<column>`."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +154,7 @@ class Scorer:
         """Where each row stands against every standard, read from the model inputs (so a seller
         scored over HTTP and in the batch stands exactly the same)."""
         at = {n: j for j, n in enumerate(self.spec.names)}
-        cols = {f"{m}_{c}": X[:, at[f"{m}_{c}"]] for m in self.policy.metrics for c in STANDING_COLUMNS}
+        cols = {c: X[:, at[c]] for c in standing_inputs(self.policy)}
         return standings(pd.DataFrame(cols, copy=False), self.policy)
 
     def score_matrix(self, X: np.ndarray, values_at: ValuesAt, seller_id: Sequence[str],
@@ -204,95 +201,67 @@ class Scorer:
 
     # ------------------------------------------------------------------ the record, two ways
 
-    def standard_at_risk(self, scored: Scored) -> list[str | None]:
+    def standard_at_risk(self, scored: Scored) -> np.ndarray:
         """Per row, the standard with the highest risk (None when the model has no per-standard risks)."""
         if scored.standard_risk.shape[1] == 0:
-            return [None] * len(scored)
-        names = np.asarray(self.model.standard_names, dtype=object)
-        return names[np.argmax(scored.standard_risk, axis=1)].tolist()
+            return np.full(len(scored), None, dtype=object)
+        return np.asarray(self._standards[0], dtype=object)[np.argmax(scored.standard_risk, axis=1)]
+
+    @cached_property
+    def _standards(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The model's standards (the order of its per-standard risks) and their labels."""
+        standards = tuple(self.model.standard_names)
+        return standards, tuple(self.policy.metrics[m].label for m in standards)
+
+    @cached_property
+    def _metrics(self) -> np.ndarray:
+        """The policy's standards in policy order (the order of `Scored.missing`'s columns)."""
+        return np.asarray(list(self.policy.metrics), dtype=object)
 
     def _common(self) -> dict[str, str]:
         return {"model_name": self.ref.name, "model_version": self.ref.version,
                 "policy_version": self.policy.version, "feature_spec_hash": self.spec.hash}
 
-    def records(self, scored: Scored) -> list[dict]:
-        """Score records as JSON-ready dicts (the HTTP response)."""
-        common = self._common()
+    def columns(self, scored: Scored) -> RecordColumns:
+        """Every field of the score record (serving.records.ScoreRecord), computed once and column-wise:
+        the HTTP records and the batch table are two views of these."""
         n = len(scored)
-        up = _reason_lists(scored.reasons, n)
-        down = _reason_lists(scored.lowering_reasons, n)
-        recovery = _recovery_lists(scored.recovery, n)
-        names = list(self.policy.metrics)
-        g = scored.groups
-        others = [(j, g.names[j]) for j in range(g.standards, len(g.names))]
-        standards = self.model.standard_names
-        labels = [self.policy.metrics[m].label for m in standards]
-        at_risk = self.standard_at_risk(scored)
-        out = []
-        for i in range(n):
-            missed = [names[j] for j in np.flatnonzero(scored.missing[i])]
-            contrib = scored.by_group[i]
-            out.append({
-                "record_id": str(scored.record_id[i]),
-                "seller_id": str(scored.seller_id[i]), "as_of": scored.as_of[i],
-                "risk_score": float(scored.risk_score[i]), "standard_at_risk": at_risk[i],
-                "risk_by_standard": [{"standard": m, "label": lab, "risk": float(r)}
-                                     for m, lab, r in zip(standards, labels, scored.standard_risk[i], strict=True)],
-                "risk_band": str(scored.risk_band[i]),
-                "band_meaning": str(scored.band_meaning[i]),
-                "population": "missing_now" if missed else "compliant_now", "standards_missed_now": missed,
-                "base_log_odds": scored.base_log_odds, **common, "reasons": up[i], "lowering_reasons": down[i],
-                "context": [{"group": name, "contribution": float(contrib[j]),
-                             "features": str(scored.context[i, k])} for k, (j, name) in enumerate(others)],
-                "contributions": [{"group": name, "contribution": float(c)} for name, c in zip(g.names, contrib)],
-                "recovery": recovery[i]})
-        return out
-
-    def table(self, scored: Scored) -> pa.Table:
-        """Score records as an Arrow table (the batch job's Parquet rows), built column-wise."""
-        n = len(scored)
-        common = {k: pa.repeat(pa.scalar(v, pa.string()), n) for k, v in self._common().items()}
         g = scored.groups
         rows, cols = np.nonzero(scored.missing)
-        missed = pa.ListArray.from_arrays(
-            pa.array(np.searchsorted(rows, np.arange(n + 1)).astype("int32")),
-            pa.array(np.asarray(list(self.policy.metrics), dtype=object)[cols], pa.string()))
-        others = len(g.names) - g.standards
-        context = pa.StructArray.from_arrays(
-            [pa.array(np.tile(np.asarray(g.names[g.standards:], dtype=object), n), pa.string()),
-             pa.array(scored.by_group[:, g.standards:].ravel(), pa.float64()),
-             pa.array(scored.context.ravel(), pa.string())], fields=list(CONTEXT_ARROW))
-        contributions = pa.StructArray.from_arrays(
-            [pa.array(np.tile(np.asarray(g.names, dtype=object), n), pa.string()),
-             pa.array(scored.by_group.ravel(), pa.float64())], fields=list(CONTRIBUTION_ARROW))
-        standards = self.model.standard_names
-        k = len(standards)
-        by_standard = pa.StructArray.from_arrays(
-            [pa.array(np.tile(np.asarray(standards, dtype=object), n), pa.string()),
-             pa.array(np.tile(np.asarray([self.policy.metrics[m].label for m in standards], dtype=object), n),
-                      pa.string()),
-             pa.array(scored.standard_risk.ravel(), pa.float64())], fields=list(STANDARD_RISK_ARROW))
-        columns = {
-            "record_id": pa.array(scored.record_id, pa.string()),
-            "seller_id": pa.array(scored.seller_id, pa.string()),
-            "as_of": pa.array(scored.as_of, pa.date32()),
-            "risk_score": pa.array(scored.risk_score, pa.float64()),
-            "standard_at_risk": pa.array(self.standard_at_risk(scored), pa.string()),
-            "risk_by_standard": pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype="int32") * k), by_standard),
-            "risk_band": pa.array(scored.risk_band, pa.string()),
-            "band_meaning": pa.array(scored.band_meaning, pa.string()),
-            "population": pa.array(np.where(scored.missing_now, "missing_now", "compliant_now"), pa.string()),
-            "standards_missed_now": missed,
-            "base_log_odds": pa.array(np.full(n, scored.base_log_odds), pa.float64()),
-            **common,
-            "reasons": _reason_list_array(scored.reasons, n),
-            "lowering_reasons": _reason_list_array(scored.lowering_reasons, n),
-            "context": pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype="int32") * others), context),
-            "contributions": pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype="int32") * len(g.names)),
-                                                      contributions),
-            "recovery": _recovery_list_array(scored.recovery, n),
-        }
-        return pa.table([columns[name] for name in SCORE_ARROW.names], schema=SCORE_ARROW)
+        standards, labels = self._standards
+        others = slice(g.standards, None)
+        return RecordColumns(n, {
+            "record_id": scored.record_id,
+            "seller_id": scored.seller_id,
+            "as_of": scored.as_of,
+            "risk_score": scored.risk_score,
+            "standard_at_risk": self.standard_at_risk(scored),
+            "risk_by_standard": Lists({
+                "standard": Repeated(standards, n), "label": Repeated(labels, n),
+                "risk": scored.standard_risk.ravel()}, width=len(standards)),
+            "risk_band": scored.risk_band,
+            "band_meaning": scored.band_meaning,
+            "population": np.where(scored.missing_now, "missing_now", "compliant_now"),
+            "standards_missed_now": Lists(self._metrics[cols], rows),
+            "base_log_odds": Repeated((scored.base_log_odds,), n),
+            **{k: Repeated((v,), n) for k, v in self._common().items()},
+            "reasons": _reason_lists(scored.reasons),
+            "lowering_reasons": _reason_lists(scored.lowering_reasons),
+            "context": Lists({"group": Repeated(tuple(g.names[others]), n),
+                              "contribution": scored.by_group[:, others].ravel(), "features": scored.context.ravel()},
+                             width=len(g.names[others])),
+            "contributions": Lists({"group": Repeated(tuple(g.names), n), "contribution": scored.by_group.ravel()},
+                                   width=len(g.names)),
+            "recovery": _recovery_lists(scored.recovery),
+        })
+
+    def records(self, scored: Scored) -> list[dict]:
+        """Score records as JSON-ready dicts (the HTTP response)."""
+        return self.columns(scored).rows()
+
+    def table(self, scored: Scored) -> pa.Table:
+        """Score records as an Arrow table (the batch job's Parquet rows)."""
+        return self.columns(scored).table()
 
 
 @dataclass(frozen=True)
@@ -429,52 +398,18 @@ def _recovery_rows(missing: np.ndarray, stand: dict[str, Standing], as_of: np.nd
     return RecoveryRows(rows, np.asarray(names, dtype=object)[cols], needed, back, text)
 
 
-def _or_none(x: float) -> float | None:
-    return None if x != x else float(x)
-
-
-def _reason_lists(r: ReasonRows, n: int) -> list[list[dict]]:
-    out: list[list[dict]] = [[] for _ in range(n)]
+def _reason_lists(r: ReasonRows) -> Lists:
+    """Reasons (sorted by row, then rank) as one list per seller; no value without volume, no headroom
+    when missing the standard now or not judged."""
     x = r.reasons
-    for k in range(len(r)):
-        out[int(x.row[k])].append({
-            "rank": int(x.rank[k]), "standard": str(x.standard[k]), "label": str(r.label[k]),
-            "contribution": float(x.contribution[k]), "probability_change": float(x.probability_change[k]),
-            "direction": x.direction, "value": _or_none(r.value[k]), "volume": int(r.volume[k]),
-            "headroom": None if r.headroom[k] < 0 else int(r.headroom[k]), "text": str(r.text[k])})
-    return out
+    return Lists({
+        "rank": x.rank, "standard": x.standard, "label": r.label, "contribution": x.contribution,
+        "probability_change": x.probability_change, "direction": Repeated((x.direction,), len(r)),
+        "value": Nullable(r.value, np.isnan(r.value)), "volume": r.volume,
+        "headroom": Nullable(r.headroom, r.headroom < 0), "text": r.text}, x.row)
 
 
-def _recovery_lists(r: RecoveryRows, n: int) -> list[list[dict]]:
-    out: list[list[dict]] = [[] for _ in range(n)]
-    back = r.back_by.astype(object)  # datetime.date, None for NaT
-    for k in range(len(r)):
-        out[int(r.row[k])].append({"standard": str(r.standard[k]),
-                                   "needed": None if r.needed[k] < 0 else int(r.needed[k]), "back_by": back[k],
-                                   "text": str(r.text[k])})
-    return out
-
-
-def _offsets(row: np.ndarray, n: int) -> pa.Array:
-    return pa.array(np.searchsorted(row, np.arange(n + 1), side="left").astype("int32"), pa.int32())
-
-
-def _reason_list_array(r: ReasonRows, n: int) -> pa.ListArray:
-    """Reasons (sorted by row, then rank) as one list of structs per seller."""
-    x = r.reasons
-    struct = pa.StructArray.from_arrays(
-        [pa.array(x.rank, pa.int32()), pa.array(x.standard, pa.string()), pa.array(r.label, pa.string()),
-         pa.array(x.contribution, pa.float64()), pa.array(x.probability_change, pa.float64()),
-         pa.repeat(pa.scalar(x.direction, pa.string()), len(r)),
-         pa.array(r.value, pa.float64(), from_pandas=True),
-         pa.array(r.volume, pa.int64()), pa.array(r.headroom, pa.int64(), mask=r.headroom < 0),
-         pa.array(r.text, pa.string())],
-        fields=list(REASON_ARROW))
-    return pa.ListArray.from_arrays(_offsets(x.row, n), struct)
-
-
-def _recovery_list_array(r: RecoveryRows, n: int) -> pa.ListArray:
-    struct = pa.StructArray.from_arrays(
-        [pa.array(r.standard, pa.string()), pa.array(r.needed, pa.int64(), mask=r.needed < 0),
-         pa.array(r.back_by, pa.date32()), pa.array(r.text, pa.string())], fields=list(RECOVERY_ARROW))
-    return pa.ListArray.from_arrays(_offsets(r.row, n), struct)
+def _recovery_lists(r: RecoveryRows) -> Lists:
+    """Each seller's way back, one item per standard missed now (no `needed` when no run suffices alone)."""
+    return Lists({"standard": r.standard, "needed": Nullable(r.needed, r.needed < 0), "back_by": r.back_by,
+                  "text": r.text}, r.row)

@@ -1,6 +1,8 @@
 """Where a seller stands against each standard: headroom and recovery counts, the days until a missed
-standard is back and the evaluation it lands on, checked on hand-worked numbers and, for sellers of the
-simulated marketplace, recounted by hand from the events."""
+standard is no longer missed (back within it, or no longer judged) and the evaluation it lands on,
+checked on hand-worked numbers, against a day-by-day recount and, for sellers of the simulated
+marketplace, recounted by hand from the events. The words are tested with the reasons
+(tests/models/test_words.py)."""
 
 from __future__ import annotations
 
@@ -15,18 +17,25 @@ import pytest
 
 from features.policy.definition import Policy
 from features.pipeline.snapshots import read_snapshots
-from features.policy.standing import back_by, missed_now, reason_text, recovery_text, standing, standings
+from features.policy.standing import back_by, counts_orders, missed_now, standing, standing_inputs, standings
 from tests.reference import measure_events, read_tables
 
 
-def _frame(metric, counts_volumes: list[tuple[int, int]], trend: float = 0.009) -> pd.DataFrame:
-    """Request-like features for a metric from (count, volume) pairs, computed as the pipeline does."""
+def _frame(metric, counts_volumes: list[tuple[int, int]], trend: float = 0.009,
+           orders_7d: list[float] | None = None, recent: list[float] | None = None) -> pd.DataFrame:
+    """Request-like features for a metric from (count, volume) pairs, computed as the pipeline does;
+    the seller's orders of the last 7 days and the 30-day rate only when given."""
     rows = []
     for count, volume in counts_volumes:
         rate = count / volume if volume else np.nan
         gap = (rate - metric.threshold) if metric.direction == "at_most" else -(rate - metric.threshold)
         rows.append({f"{metric.name}_volume": volume, f"{metric.name}_gap": gap, f"{metric.name}_trend": trend})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if orders_7d is not None:
+        frame["orders_7d"] = orders_7d
+    if recent is not None:
+        frame[f"{metric.name}_30d"] = recent
+    return frame
 
 
 def test_cancellations_hand_worked(policy: Policy) -> None:
@@ -36,13 +45,7 @@ def test_cancellations_hand_worked(policy: Policy) -> None:
     assert s.missing.tolist() == [False, False, True, False, False]
     assert s.headroom.tolist() == [1, 2, -1, -1, -1]  # 1 of 50: a 2nd reaches 4% > 2%; 1 of 100: 2 more make 3%
     assert s.recovery.tolist() == [-1, -1, 50, -1, -1]  # 3 of 100: 3/150 = 2% needs 50 clean orders
-    assert reason_text(s, 1) == ("Seller cancellations 1.0% of 100 orders in the last 30 days (standard: at most 2%), "
-                                 "up 0.9 points on the 30 days before; 2 more cancellations at this volume would miss it")
-    assert reason_text(s, 3).endswith("at this rate it would miss it once 50 orders are judged")
-    assert recovery_text(s, 2, date(2025, 12, 29)) == (
-        "Seller cancellations 3.0% of 100 orders in the last 30 days (standard: at most 2%), up 0.9 points on the "
-        "30 days before: missing it; back within 2% by the evaluation of 2026-01-12 if every order from now on is "
-        "good (its 3 cancellations leave the 30-day window by 2026-01-28 at the latest)")
+    assert np.isnan(s.recent).all() and s.pace.tolist() == s.volume.tolist() and (s.pace_days == 30).all()
 
 
 def test_on_time_deliveries_hand_worked(policy: Policy) -> None:
@@ -51,17 +54,30 @@ def test_on_time_deliveries_hand_worked(policy: Policy) -> None:
     assert s.missing.tolist() == [False, False, True, False]
     assert s.headroom.tolist() == [6, 1, -1, 1]  # 95 of 100: 6 late ones make 89%; exactly 90%: one more misses
     assert s.recovery.tolist() == [-1, -1, 50, -1]  # 85 of 100: (85 + 50) / 150 = 90%
-    assert "down 3.1 points" in reason_text(s, 0) and "6 more late deliveries at this volume" in reason_text(s, 0)
-    assert "1 more late delivery at this volume" in reason_text(s, 1)
 
 
-def _days_back(m, bad: int, volume: int, run: int | None) -> int:
-    """Whole days until back if every outcome from t is good, by Fractions: the window turning over
-    (bad outcomes spread evenly leave it: d >= W * (1 - T * volume / bad), T the share of bad allowed)
-    or the good run at the window's daily volume, whichever is sooner (at least a day)."""
+def _days_back(m, bad: int, volume: int, run: int | None, pace: int | None = None,
+               pace_days: int | None = None) -> tuple[int, bool]:
+    """Whole days until no longer missed if every outcome from t is good, and whether by leaving
+    judgement, recounted day by day with Fractions: after d days the window holds volume * (W - d) / W
+    old outcomes (bad * (W - d) / W of them bad) and pace * d / pace_days new good ones (pace: the
+    window's own volume per W days unless given); back once the bad share is within the standard, no
+    longer judged once at most min_count - 1 outcomes remain; the good run takes run * pace_days / pace
+    days. The soonest, at least a day; back when tied."""
+    w = m.window_days
+    pace, pace_days = (volume, w) if pace is None else (pace, pace_days)
     allowed = Fraction(repr(m.threshold)) if m.direction == "at_most" else 1 - Fraction(repr(m.threshold))
-    turnover = max(1, ceil(m.window_days * (1 - allowed * volume / bad)))
-    return turnover if run is None else min(turnover, max(1, ceil(Fraction(run * m.window_days, volume))))
+    never = 10**9
+    turnover = leave = never
+    for d in range(1, w + 1):
+        held = Fraction(volume * (w - d), w) + Fraction(pace * d, pace_days)
+        if turnover == never and held > 0 and Fraction(bad * (w - d), w) <= allowed * held:
+            turnover = d
+        if leave == never and held <= m.min_count - 1:
+            leave = d
+    good_run = never if run is None or pace == 0 else max(1, ceil(Fraction(run * pace_days, pace)))
+    back = min(turnover, good_run)
+    return min(back, leave), leave < back
 
 
 def test_recovery_when_the_window_turns_over_sooner(policy: Policy) -> None:
@@ -70,18 +86,11 @@ def test_recovery_when_the_window_turns_over_sooner(policy: Policy) -> None:
     d >= 10: back at the evaluation 14 days on, and the 3 leave the window 30 days on at the latest."""
     m = policy.metrics["cancellation_rate"]
     s = standing(_frame(m, [(3, 100)], trend=np.nan), m)
-    assert (s.recovery[0], s.recovery_days[0], bool(s.recovery_by_run[0])) == (50, 10, False)
+    assert (s.recovery[0], s.recovery_days[0], bool(s.recovery_by_run[0]), bool(s.recovery_unjudged[0])) == (
+        50, 10, False, False)
     t = date(2026, 11, 29)
     assert back_by(s.recovery_days, np.array([t]), 7).astype(object).tolist() == [date(2026, 12, 13)]
     assert back_by(s.recovery_days, np.array([None]), 7).astype(object).tolist() == [None]
-    assert recovery_text(s, 0, t, 7) == (
-        "Seller cancellations 3.0% of 100 orders in the last 30 days (standard: at most 2%): missing it; back within "
-        "2% by the evaluation of 2026-12-13 if every order from now on is good (its 3 cancellations leave the "
-        "30-day window by 2026-12-29 at the latest)")
-    assert recovery_text(s, 0) == (  # features sent by a caller: no as-of date, so days
-        "Seller cancellations 3.0% of 100 orders in the last 30 days (standard: at most 2%): missing it; back within "
-        "2% in about 1 week if every order from now on is good (its 3 cancellations leave the 30-day window within "
-        "30 days at the latest)")
 
 
 def test_recovery_when_the_good_run_is_as_soon(policy: Policy) -> None:
@@ -91,10 +100,6 @@ def test_recovery_when_the_good_run_is_as_soon(policy: Policy) -> None:
     m = policy.metrics["cancellation_rate"]
     s = standing(_frame(m, [(61, 3000)], trend=np.nan), m)
     assert (s.recovery[0], s.recovery_days[0], bool(s.recovery_by_run[0])) == (50, 1, True)
-    assert recovery_text(s, 0, date(2026, 11, 29), 7) == (
-        "Seller cancellations 2.0% of 3,000 orders in the last 30 days (standard: at most 2%): missing it; needs 50 "
-        "orders without a cancellation in a row, about 1 day at 700 orders a week: back by the evaluation of "
-        "2026-12-06")
 
 
 def test_recovery_of_an_at_least_standard(policy: Policy) -> None:
@@ -108,11 +113,6 @@ def test_recovery_of_an_at_least_standard(policy: Policy) -> None:
     t = date(2026, 11, 29)
     assert back_by(s.recovery_days, np.array([t] * 3), 7).astype(object).tolist() == [
         date(2026, 12, 13), date(2026, 12, 20), None]
-    assert recovery_text(s, 0, t, 7) == (
-        "On-time deliveries 85.0% of 100 delivered orders in the last 30 days (standard: at least 90%), down 3.1 "
-        "points on the 30 days before: missing it; back to at least 90% by the evaluation of 2026-12-13 if every "
-        "delivered order from now on is good (its 15 late deliveries leave the 30-day window by 2026-12-29 at the "
-        "latest)")
 
 
 def test_recovery_when_no_good_run_helps(policy: Policy) -> None:
@@ -121,26 +121,68 @@ def test_recovery_when_no_good_run_helps(policy: Policy) -> None:
     m = policy.metrics["cancellation_rate"].model_copy(update={"threshold": 0.0})
     s = standing(_frame(m, [(1, 100)], trend=np.nan), m)
     assert (s.recovery[0], s.recovery_days[0], bool(s.recovery_by_run[0])) == (-1, 30, False)
-    assert recovery_text(s, 0, date(2026, 11, 29), 7) == (
-        "Seller cancellations 1.0% of 100 orders in the last 30 days (standard: at most 0%): missing it; back within "
-        "0% by the evaluation of 2027-01-03 if every order from now on is good (its 1 cancellation leaves the 30-day "
-        "window by 2026-12-29 at the latest); no number of orders without a cancellation in a row brings it back "
-        "while they are in the window")
+
+
+def test_a_seller_that_stopped_selling_is_no_longer_judged(policy: Policy) -> None:
+    """3 cancellations of 100 orders and no orders in the last 7 days: with none coming the bad share
+    stays 3% as the window empties (never back), and 100 * (30 - d) / 30 <= 49 orders remain once
+    d >= 30 * 51 / 100 = 15.3: no longer judged 16 days on (50 orders remain on day 15), the evaluation
+    of 21 days on. No orders, yet the pace of a messages standard stays its window's."""
+    m = policy.metrics["cancellation_rate"]
+    s = standing(_frame(m, [(3, 100)], trend=np.nan, orders_7d=[0]), m)
+    assert (s.pace[0], s.pace_days[0]) == (0, 7)
+    assert (s.recovery[0], s.recovery_days[0], bool(s.recovery_by_run[0]), bool(s.recovery_unjudged[0])) == (
+        50, 16, False, True)
+    assert back_by(s.recovery_days, np.array([date(2026, 12, 29)]), 7).astype(object).tolist() == [date(2027, 1, 19)]
+    r = policy.metrics["seller_response_rate"]
+    assert not counts_orders(r) and counts_orders(m) and counts_orders(policy.metrics["on_time_delivery_rate"])
+    s = standing(_frame(r, [(18, 30)], orders_7d=[0]), r)
+    assert (s.pace[0], s.pace_days[0], bool(s.recovery_unjudged[0])) == (30, 30, False)
+
+
+def test_recovery_at_the_sellers_recent_pace(policy: Policy) -> None:
+    """3 cancellations of 100 orders at 70 orders in the last 7 days (10 a day, three times the window's):
+    the 50 clean orders take 5 days; after 5 days 2.5 of 83.3 old + 50 new orders = 1.9% (2.05% after 4),
+    so the window is back on day 5 too: by the run. 10 of 100 at 7 orders a week: within 2% once
+    d >= 30 * 7 * 400 / (7 * 400 + 30 * 7) = 27.9, but 100 * (30 - d) / 30 + d <= 49 orders remain once
+    d >= 30 * 7 * 51 / (700 - 210) = 21.9: no longer judged on day 22."""
+    m = policy.metrics["cancellation_rate"]
+    s = standing(_frame(m, [(3, 100), (10, 100)], trend=np.nan, orders_7d=[70, 7]), m)
+    assert s.recovery_days.tolist() == [5, 22]
+    assert s.recovery_by_run.tolist() == [True, False] and s.recovery_unjudged.tolist() == [False, True]
+
+
+def test_the_recent_rate_and_the_inputs(policy: Policy) -> None:
+    """The 30-day rate is read when given (NaN otherwise); a standing's inputs are every standard's
+    volume, gap, trend and 30-day rate, then the recent orders, all features of the spec."""
+    from features.pipeline.spec import feature_spec
+
+    m = policy.metrics["negative_feedback_rate"]
+    s = standing(_frame(m, [(3, 188), (0, 0)], recent=[0.028, np.nan]), m)
+    assert s.recent[0] == 0.028 and np.isnan(s.recent[1])
+    inputs = standing_inputs(policy)
+    assert set(inputs) <= set(feature_spec(policy).names) and inputs[-1] == "orders_7d"
+    assert len(inputs) == 4 * len(policy.metrics) + 1
 
 
 @pytest.mark.parametrize("threshold_case", range(200))
 def test_counts_are_the_least_that_cross(policy: Policy, threshold_case: int) -> None:
-    """Brute force: the headroom is the least k that misses, the recovery the least g that recovers."""
+    """Brute force: the headroom is the least k that misses, the recovery the least g that recovers, and
+    its days are the day-by-day recount's at the seller's recent pace (or the window's without it)."""
     rng = np.random.default_rng(threshold_case)
     m = policy.metrics[list(policy.metrics)[threshold_case % len(policy.metrics)]]
     volume = int(rng.integers(m.min_count, 400))
     count = int(rng.integers(0, volume + 1))
-    s = standing(_frame(m, [(count, volume)]), m)
+    recent = [np.nan, 0.0, float(rng.integers(1, 60)), float(rng.integers(60, 400))][threshold_case % 4]
+    s = standing(_frame(m, [(count, volume)], orders_7d=[recent]), m)
     bad = m.direction == "at_most"
     if s.missing[0]:
         g = next(g for g in range(10**6) if not m.misses((count + (0 if bad else g)) / (volume + g)))
         assert s.recovery[0] == g
-        assert s.recovery_days[0] == _days_back(m, count if bad else volume - count, volume, g)
+        pace = (volume, m.window_days) if np.isnan(recent) or not counts_orders(m) else (int(recent), 7)
+        assert (s.pace[0], s.pace_days[0]) == pace
+        days, unjudged = _days_back(m, count if bad else volume - count, volume, g, *pace)
+        assert (s.recovery_days[0], bool(s.recovery_unjudged[0])) == (days, unjudged)
     else:
         k = next(k for k in range(1, volume + 2) if m.misses((count + k if bad else count - k) / volume))
         assert s.headroom[0] == k
@@ -149,8 +191,9 @@ def test_counts_are_the_least_that_cross(policy: Policy, threshold_case: int) ->
 def test_recovery_and_headroom_recounted_from_the_events(marketplace, feature_dir: Path, policy: Policy) -> None:
     """For sellers of the latest snapshot, the counts behind the sentences equal the events counted by
     hand over the standard's window, and missed-now equals the pipeline's own miss flags. For every
-    seller missing a standard, the way back is recomputed from those counts: the good run, the days
-    until back if every outcome from t is good, and the evaluation date that lands on."""
+    seller missing a standard, the way back is recomputed from those counts and its orders of the last
+    7 days: the good run, the days until no longer missed if every outcome from t is good (back, or no
+    longer judged), and the evaluation date that lands on."""
     snap = read_snapshots(feature_dir)
     t = snap["as_of"].max()
     latest = snap[snap["as_of"] == t].reset_index(drop=True)
@@ -191,11 +234,11 @@ def test_recovery_and_headroom_recounted_from_the_events(marketplace, feature_di
             assert (s.count[i], s.volume[i]) == (n, v), (name, seller)
             bad = n if m.direction == "at_most" else v - n
             g = next(g for g in range(10**6) if not m.misses((n + (0 if m.direction == "at_most" else g)) / (v + g)))
-            days = _days_back(m, bad, v, g)
+            pace = (int(latest.loc[i, "orders_7d"]), 7) if counts_orders(m) else (v, m.window_days)
+            days, unjudged = _days_back(m, bad, v, g, *pace)
             back = day + timedelta(days=ceil(days / every) * every)
-            assert (s.recovery[i], s.recovery_days[i]) == (g, days), (name, seller)
+            assert (s.recovery[i], s.recovery_days[i], bool(s.recovery_unjudged[i])) == (g, days, unjudged), (
+                name, seller)
             assert back_by(s.recovery_days[[i]], np.array([day]), every).astype(object).tolist() == [back]
-            text = recovery_text(s, i, day, every)
-            assert f"by the evaluation of {back}" in text, text
             recovered += 1
     assert recovered > 20

@@ -16,9 +16,10 @@ import pytest
 
 from features.platform import layout
 from features.policy.definition import ReviewCapacity
-from features.policy.standing import reason_text, recovery_text, standings
+from features.policy.standing import standings
+from models.reasons.words import reason_text, recovery_text
 from serving.batch.summary import EARLY_WARNING, RECOVERY, weekly_queues
-from serving.records import ScoreRecord
+from serving.records import SCORE_ARROW, ScoreRecord
 
 # ------------------------------------------------------------------ the weekly lists, in memory
 
@@ -67,8 +68,21 @@ def snapshot(feature_dir: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def records(scorer, snapshot) -> list[dict]:
-    return scorer.records(scorer.score_frame(snapshot, top=5, lowering=3))
+def scored(scorer, snapshot):
+    return scorer.score_frame(snapshot, top=5, lowering=3)
+
+
+@pytest.fixture(scope="module")
+def records(scorer, scored) -> list[dict]:
+    return scorer.records(scored)
+
+
+def test_the_http_records_are_the_batch_tables_rows(records, scorer, scored) -> None:
+    """One computation (`Scorer.columns`), two views: every value of every record, nested ones included,
+    is the batch table's, and the table has the score files' schema."""
+    table = scorer.table(scored)
+    assert table.schema.equals(SCORE_ARROW, check_metadata=True)
+    assert table.to_pylist() == records
 
 
 def test_every_record_is_a_valid_score_record_whose_groups_add_up_to_the_score(records, scorer) -> None:
@@ -135,13 +149,20 @@ def test_a_hand_checked_seller_missing_its_cancellations(records, snapshot, scor
     assert rec["needed"] == g
     s = standings(snapshot.iloc[[i]].reset_index(drop=True), scorer.policy)["cancellation_rate"]
     assert rec["text"] == recovery_text(s, 0, r["as_of"], scorer.policy.evaluation_every_days)
-    # back if every order from now is good: the run at the window's daily volume, or the cancellations
-    # (spread evenly) leaving the window, whichever is sooner; then the next evaluation
-    w, every = metric.window_days, scorer.policy.evaluation_every_days
-    turnover = max(1, math.ceil(w * (1 - threshold * volume / cancelled)))
-    run = max(1, math.ceil(Fraction(g * w, volume)))
-    assert rec["back_by"] == date.fromordinal(r["as_of"].toordinal() + math.ceil(min(run, turnover) / every) * every)
-    assert (f"needs {g:,} order" if run <= turnover
+    # no longer missed if every order from now is good, new orders coming at its pace of the last 7 days
+    # (features.policy.standing): the run, or the cancellations (spread evenly) leaving the window,
+    # whichever is sooner, unless too few orders remain in the window to judge it before; then the
+    # next evaluation
+    w, every, o7, never = metric.window_days, scorer.policy.evaluation_every_days, int(row["orders_7d"]), 10**9
+    over = threshold.denominator * cancelled - threshold.numerator * volume
+    turnover = max(1, math.ceil(Fraction(w * 7 * over, 7 * over + threshold.numerator * w * o7))) if o7 else never
+    run = max(1, math.ceil(Fraction(g * 7, o7))) if o7 else never
+    shrinks = volume * 7 - o7 * w
+    leave = max(1, math.ceil(Fraction(w * 7 * (volume - metric.min_count + 1), shrinks))) if shrinks > 0 else never
+    days = min(run, turnover, leave)
+    assert rec["back_by"] == date.fromordinal(r["as_of"].toordinal() + math.ceil(days / every) * every)
+    assert (f"by the evaluation of {rec['back_by']} and it is no longer judged" if leave < min(run, turnover)
+            else f"needs {g:,} order" if run <= turnover
             else f"by the evaluation of {rec['back_by']} if every order from now on is good") in rec["text"]
     for x in r["reasons"] + r["lowering_reasons"]:
         st = standings(snapshot.iloc[[i]].reset_index(drop=True), scorer.policy)[x["standard"]]

@@ -56,7 +56,7 @@ demo: install
 	$(BIN)/seller-risk promote
 	$(BIN)/seller-risk score --events $(DATA)/events --features $(DATA)/features --out $(DATA)/scores
 	@SELLER_RISK_DATA=$(DATA) $(BIN)/seller-risk accounts list 2>/dev/null | grep -qw demo || \
-	  printf 'demo-reviewer\n' | SELLER_RISK_DATA=$(DATA) $(BIN)/seller-risk accounts add demo --name "Demo reviewer" --password-stdin
+	  printf 'demo-reviewer\n' | SELLER_RISK_DATA=$(DATA) $(BIN)/seller-risk accounts add demo --name "Demo reviewer" --role leader --password-stdin
 	@echo "console: http://$(HOST):$(PORT)/console/  (sign in as demo / demo-reviewer)"
 	@if [ "$(SERVE)" != "0" ]; then $(MAKE) --no-print-directory serve; fi
 

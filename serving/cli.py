@@ -62,6 +62,9 @@ def serve(
     from serving.scoring import Scorer, Snapshot
     from serving.api.launch import bentoml_command
 
+    problem = exposed_secret(db)
+    if problem:
+        fail(f"refusing to serve: {problem}")
     try:  # refuse here, with one clear line, what every worker would refuse at start
         with store_errors():
             scorer = Scorer.load(model, models)
@@ -73,6 +76,25 @@ def serve(
     import os
 
     os.execve(command[0], command, env)  # Ctrl-C goes straight to BentoML, which stops its workers
+
+
+def exposed_secret(db: str | None) -> str | None:
+    """The first file holding secrets (the SQLite database with its password hashes and sessions, its
+    write-ahead log, the console's session key) that group or others can read, as one line saying how to
+    fix it; None when all are private."""
+    from features.platform.settings import Settings
+    from serving.console.sessions import KEY_FILE
+    from serving.store.db import exposed, sqlite_file
+
+    settings = Settings.from_env()
+    try:
+        database = sqlite_file(db or settings.db_url)
+    except ValueError as err:
+        return str(err)
+    paths = [] if database is None else [database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))]
+    if not settings.secret_key:
+        paths.append(settings.data / KEY_FILE)
+    return next((problem for problem in map(exposed, paths) if problem), None)
 
 
 @commands.command()

@@ -58,6 +58,9 @@ class Settings(BaseModel):
     db: str | None = Field(None, description="Decisions and audit database, a SQLAlchemy URL (default sqlite:///<data>/console.db; "
                                              "PostgreSQL: postgresql+psycopg://user:pass@host/db).")
     secret_key: str | None = Field(None, description="Signs console sessions and forms (default: a random key kept in <data>/console.key).")
+    session_idle_minutes: int = Field(30, ge=1, description="A console session unused this long ends (sign in again).")
+    session_hours: int = Field(12, ge=1, description="A console session ends this long after sign-in, however used.")
+    behind_https: bool = Field(False, description="The service is reached over HTTPS (e.g. behind a proxy): session cookies are `Secure`.")
     # the tracking store
     tracking_timeout: float = Field(5.0, gt=0, allow_inf_nan=False,
                                     description="Seconds one request to a tracking server may wait (3 tries).")

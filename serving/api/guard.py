@@ -40,6 +40,9 @@ from another service comes in one burst of TCP segments, far closer together tha
 BODY_S = 3.0
 """Longest a request body may take in all (at 1 MiB, about 350 KB/s), so a client trickling bytes
 just faster than BODY_GAP_S cannot hold a worker's request slot either."""
+MAX_URL_BYTES = 4096
+"""Longest path and query string accepted, on every route (the console's too): a longer URL is refused
+at once with 414 (nothing the service offers needs one)."""
 _CLOSE = ((b"connection", b"close"),)  # what is left of a refused body must not be read as the next request
 
 
@@ -69,6 +72,9 @@ class Guard:
         self.recycle = 1.0 / recycle_every if recycle_every > 0 else 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _url_bytes(scope) > MAX_URL_BYTES:  # any route, the console's too
+            await _reply(send, _too_long(scope))
+            return
         if scope["type"] != "http" or scope["path"] not in self.routes:
             await self.app(scope, receive, send)
             return
@@ -231,6 +237,16 @@ def _field(loc: list) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "body"
+
+
+def _too_long(scope: Scope) -> Refusal:
+    return Refusal(414, f"the URL is {_url_bytes(scope):,} bytes long, over the limit of {MAX_URL_BYTES:,}", _CLOSE)
+
+
+def _url_bytes(scope: Scope) -> int:
+    """Bytes of the request's path (as sent) and query string."""
+    path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    return len(path) + len(scope.get("query_string") or b"")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

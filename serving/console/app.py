@@ -1,7 +1,12 @@
 """What every console page shares: `Console`, the app's state (settings, the tables reader, the
 decisions store opened on first use, the templates), with its ways to answer (a page, a problem page)
-and `guarded`, the door of every page but sign-in: a signed-in reviewer, a valid CSRF token on a POST,
-and bad input or an unknown week or seller answered with a 4xx page that says what was wrong."""
+and `guarded`, the door of every page but sign-in: a live server-side session, a role allowed on the
+page (403 otherwise), a valid CSRF token on a POST, and bad input or an unknown week or seller answered
+with a 4xx page that says what was wrong.
+
+Roles: a reviewer works the queue and sellers and records decisions (REVIEWING); a leader does too, and
+sees the leader page and exports (LEADING); an administrator manages accounts, sessions and sign-in locks
+(ADMINISTERING) and nothing else."""
 
 from __future__ import annotations
 
@@ -17,10 +22,16 @@ from starlette.responses import HTMLResponse, Response
 
 from features.platform.settings import Settings
 from serving.console.errors import BadInput, NotFound
-from serving.console.sessions import csrf_ok, csrf_token, signed_in
+from serving.console.sessions import SESSION_ID, account, csrf_ok, csrf_token, lifetimes, to_sign_in
 from serving.console.tables import Tables
 
 HERE = Path(__file__).parent
+
+REVIEWING = ("reviewer", "leader")
+LEADING = ("leader",)
+ADMINISTERING = ("administrator",)
+HOME = {"reviewer": "/", "leader": "/", "administrator": "/admin"}
+"""Where each role lands after signing in, when it asked for no page."""
 
 
 class Console:
@@ -56,19 +67,36 @@ class Console:
     def render(self, request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
         base = request.scope.get("root_path", "")
         flash = request.session.pop("flash", None) if "session" in request.scope else None
+        signed = account(request)
         html = self.templates.get_template(name).render(
-            base=base, user=request.session.get("user"), csrf=csrf_token(request), flash=flash, **context)
+            base=base, user=signed.username if signed else None, role=signed.role if signed else None,
+            csrf=csrf_token(request), flash=flash, REVIEWING=REVIEWING, LEADING=LEADING, ADMINISTERING=ADMINISTERING,
+            **context)
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
     def problem(self, request: Request, status: int, message: str) -> HTMLResponse:
         return self.render(request, "problem.html", status=status, status_code=status, message=message)
 
-    async def guarded(self, request: Request, page: Page) -> Response:
-        """`page(console, request, user, form)` for a signed-in reviewer, in a worker thread (it reads
-        tables and the store); a POST's form must carry the session's CSRF token."""
-        user = signed_in(request)
-        if isinstance(user, Response):
-            return user
+    def signed(self, request: Request):
+        """The live session the request's cookie names (`ConsoleSession`), else None; kept on the request."""
+        token = request.session.get(SESSION_ID)
+        if not token:
+            return None
+        found = self.store.session(token, *lifetimes(self.settings))
+        request.state.account = found
+        return found
+
+    async def guarded(self, request: Request, page: Page, roles: tuple[str, ...] = REVIEWING) -> Response:
+        """`page(console, request, user, form)` for a signed-in account whose role is one of `roles`, in a
+        worker thread (it reads tables and the store); a POST's form must carry the session's CSRF token."""
+        signed = await run_in_threadpool(self.signed, request)
+        if signed is None:
+            request.session.pop(SESSION_ID, None)
+            return to_sign_in(request)
+        if signed.role not in roles:
+            return self.problem(request, 403, f"This page is not for the {signed.role} role: it is for "
+                                              f"{' and '.join(r + 's' for r in roles)}.")
+        user = signed.username
         form = None
         if request.method == "POST":
             form = await request.form()

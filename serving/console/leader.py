@@ -1,6 +1,9 @@
 """The leader page (/console/leader): per scored week, expected breaches among early-warning sellers
 (with a 95% interval) against capacity, decisions made, queue coverage, time to decision, and for past
-weeks how many queued sellers did breach; and decisions per reviewer."""
+weeks how many queued sellers did breach; and decisions per reviewer. A corrected decision is not counted:
+a seller's standing decision (the latest; a correction is newer than what it corrects) is, marked
+"corrected" when it is a correction. Leaders only, as is the export of every decision
+(/console/leader/decisions.parquet, what `seller-risk decisions export` writes)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serving.batch.summary import EARLY_WARNING, RECOVERY, expected_breaches
-from serving.console.app import Console
+from serving.console.app import LEADING, Console
 from serving.console.errors import NotFound
 from serving.console.tables import Week
 
@@ -32,11 +35,13 @@ class LeaderWeek:
     median_hours: float | None  # scored_at -> decided_at, per seller's first decision
     breached: int | None  # early-warning sellers that did breach (None: labels not known yet)
     labelled: int | None
+    corrected: int = 0  # of the standing decisions, how many are corrections
 
 
 def leader_week(week: Week, decisions: pd.DataFrame, labels: pd.Series | None) -> LeaderWeek:
-    """A week's staffing and quality figures. `decisions` holds the decisions on this week's records
-    (columns seller_id, decided_at, reviewer, action); `labels` the early-warning sellers' breach labels."""
+    """A week's staffing and quality figures. `decisions` holds the standing decisions on this week's
+    records (columns seller_id, decided_at, reviewer, action; `corrects` when known); `labels` the
+    early-warning sellers' breach labels."""
     early = week.queued[week.queued["queue"] == EARLY_WARNING]
     forecast = expected_breaches(early["risk_score"].to_numpy(dtype="float64"), level=0.95)
     ew_ids = set(early["seller_id"])
@@ -44,7 +49,8 @@ def leader_week(week: Week, decisions: pd.DataFrame, labels: pd.Series | None) -
         if len(decisions) else 0
     hours = None
     if len(decisions) and week.scored_at is not None:
-        first = decisions.groupby("seller_id")["decided_at"].min()
+        when = decisions["first_decided_at"] if "first_decided_at" in decisions else decisions["decided_at"]
+        first = when.groupby(decisions["seller_id"]).min()
         delta = (pd.to_datetime(first, utc=True) - pd.Timestamp(week.scored_at)).dt.total_seconds() / 3600
         hours = float(delta.median())
     breached = labelled = None
@@ -53,7 +59,8 @@ def leader_week(week: Week, decisions: pd.DataFrame, labels: pd.Series | None) -
         labelled, breached = int(len(known)), int(known.astype(bool).sum())
     return LeaderWeek(week.as_of, len(early), int((week.queued["queue"] == RECOVERY).sum()), forecast.expected,
                       forecast.low, forecast.high, int(len(decisions)), covered,
-                      covered / len(early) if len(early) else float("nan"), hours, breached, labelled)
+                      covered / len(early) if len(early) else float("nan"), hours, breached, labelled,
+                      int(decisions["corrects"].notna().sum()) if "corrects" in decisions else 0)
 
 
 def per_reviewer(decisions: pd.DataFrame) -> list[dict]:
@@ -68,12 +75,23 @@ def per_reviewer(decisions: pd.DataFrame) -> list[dict]:
             for r, row in counts.iterrows()]
 
 
+def standing(frame: pd.DataFrame) -> pd.DataFrame:
+    """The decisions no later decision corrects (one per correction chain), each with `first_decided_at`:
+    when the seller was first decided on that week, before any correction (time to decision counts that)."""
+    if frame is None or frame.empty or "corrects" not in frame:
+        return frame
+    first = frame.groupby(["seller_id", "as_of"])["decided_at"].transform("min")
+    kept = ~frame["id"].isin(frame["corrects"].dropna().astype("int64"))
+    return frame.assign(first_decided_at=first)[kept]
+
+
 def decisions_table_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The store's decisions frame with the columns the leader page reads: as_of a date, decided_at UTC."""
-    cols = ["seller_id", "as_of", "record_id", "action", "reviewer", "decided_at"]
+    """The store's decisions frame with the columns the leader page reads: as_of a date, decided_at UTC;
+    decisions since corrected left out."""
+    cols = ["seller_id", "as_of", "record_id", "action", "reviewer", "decided_at", "corrects"]
     if frame is None or frame.empty:
         return pd.DataFrame(columns=cols)
-    out = frame.copy()
+    out = standing(frame).copy()
     out["as_of"] = pd.to_datetime(out["as_of"]).dt.date
     out["decided_at"] = pd.to_datetime(out["decided_at"], utc=True)
     return out
@@ -95,8 +113,26 @@ def leader_page(console: Console, request: Request, user: str, form) -> Response
                           isnan=math.isnan)
 
 
+def export(console: Console, request: Request, user: str, form) -> Response:
+    """Every decision as the Parquet table `seller-risk decisions export` writes (corrections included)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from serving.store.cli import decisions_table
+
+    buffer = io.BytesIO()
+    pq.write_table(decisions_table(console.store.decisions_frame()), buffer)
+    return Response(buffer.getvalue(), media_type="application/vnd.apache.parquet",
+                    headers={"Content-Disposition": 'attachment; filename="decisions.parquet"',
+                             "Cache-Control": "no-store"})
+
+
 def routes(console: Console) -> list[Route]:
     async def leader(request: Request) -> Response:
-        return await console.guarded(request, leader_page)
+        return await console.guarded(request, leader_page, LEADING)
 
-    return [Route("/leader", leader, methods=["GET"])]
+    async def decisions(request: Request) -> Response:
+        return await console.guarded(request, export, LEADING)
+
+    return [Route("/leader", leader, methods=["GET"]), Route("/leader/decisions.parquet", decisions, methods=["GET"])]

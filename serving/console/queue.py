@@ -66,7 +66,8 @@ def paged(frame: pd.DataFrame, page: int, size: int, decided: dict[str, object])
     rows = []
     for r in part.to_dict("records"):
         d = decided.get(r["seller_id"])
-        r["status"] = "open" if d is None else f"decided: {d.action.replace('_', ' ')}"
+        r["status"] = "open" if d is None else \
+            f"decided: {d.action.replace('_', ' ')}" + (" (corrected)" if d.corrects is not None else "")
         r["decided_by"] = "" if d is None else d.reviewer
         r["path"] = quote(r["seller_id"], safe="")
         r["risk"] = f"{r['risk_score']:.1%}"

@@ -1,7 +1,9 @@
 """The seller page (/console/sellers/<id>): each standard's rate week by week against its threshold,
 the score history, the risk of each standard and its reasons with the context beside them, the recovery
 path, the marketplace's warnings and suspensions, every past decision, and the decision form. A POST
-records a decision bound to the exact score record shown (record id, model version, spec hash, week)."""
+records a decision bound to the exact score record shown (record id, model version, spec hash, week);
+with `corrects` (the form each reviewer is offered under their own decisions not corrected yet), a
+correction of that decision, on the record it was made on."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from starlette.routing import Route
 
 from features.policy.definition import Policy
 from serving.console.app import Console
+from serving.console.errors import BadInput
 from serving.console.rates import Rates
 
 @dataclass(frozen=True)
@@ -152,12 +155,13 @@ def show_seller(console: Console, request: Request, seller_id: str, as_of: date,
     history = console.tables.history(seller_id)
     rates = console.tables.rates(seller_id, policy, as_of)
     actions = console.tables.actions(seller_id)
+    decisions = console.store.decisions_for_seller(seller_id)
     return console.render(
         request, "seller.html", status=status, as_of=as_of, seller_id=seller_id, record=record_view(record),
         charts=rate_charts(rates, policy), history=history_rows(history),
         history_chart=history_chart(history), actions=actions.to_dict("records"),
-        decisions=console.store.decisions_for_seller(seller_id), choices=console.actions(), error=error,
-        note=note, policy=policy)
+        decisions=decisions, corrected={d.corrects for d in decisions if d.corrects is not None},
+        choices=console.actions(), error=error, note=note, policy=policy)
 
 
 def decide(console: Console, request: Request, user: str, form) -> Response:
@@ -169,6 +173,7 @@ def decide(console: Console, request: Request, user: str, form) -> Response:
     as_of = console.tables.pick_week(str(form.get("week", "")) or None)
     action, note = str(form.get("action", "")), str(form.get("note", ""))
     record_id = str(form.get("record_id", ""))
+    corrects = _decision_id(form.get("corrects"))
     record = console.tables.record(as_of, seller_id)
 
     def again(message: str) -> Response:
@@ -186,14 +191,25 @@ def decide(console: Console, request: Request, user: str, form) -> Response:
                     model_name=record["model_name"], model_version=record["model_version"],
                     feature_spec_hash=record["feature_spec_hash"], risk_score=float(record["risk_score"]))
     try:
-        decision = console.store.record_decision(ref, user, action, note)
+        decision = console.store.record_decision(ref, user, action, note, corrects)
     except DecisionRefused as err:
         return again(str(err))
-    request.session["flash"] = (f"Decision recorded: {action.replace('_', ' ')} on {seller_id} "
+    what = "Decision recorded" if corrects is None else f"Correction of decision #{corrects} recorded"
+    request.session["flash"] = (f"{what}: {action.replace('_', ' ')} on {seller_id} "
                                 f"(record {decision.record_id}, {as_of}).")
     base = request.scope.get("root_path", "")
     return RedirectResponse(f"{base}/sellers/{quote(seller_id, safe='')}?{urlencode({'week': str(as_of)})}",
                             status_code=303)
+
+
+def _decision_id(value) -> int | None:
+    """The form's `corrects`: empty for a new decision, else the id of the decision it corrects."""
+    if value in (None, ""):
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        raise BadInput(f"corrects {str(value)!r} is not a decision id") from None
 
 
 def routes(console: Console) -> list[Route]:

@@ -1,6 +1,7 @@
-"""The store's commands: `accounts add` and `accounts list` manage who can sign in, and `decisions
-export` writes every decision as a Parquet table for training (keyed by seller and as-of date).
-`serving.main` adds the two groups to `seller-risk`. Each command opens the database of
+"""The store's commands: `accounts add`, `list`, `revoke-sessions` and `unlock` manage who can sign in,
+`decisions export` writes every decision as a Parquet table for training (keyed by seller and as-of
+date), and `audit verify` checks the hash chains of decisions and served records and the append-only
+triggers. `serving.main` adds the three groups to `seller-risk`. Each command opens the database of
 `SELLER_RISK_DB` (default sqlite:///<data>/console.db) unless `--db` names another."""
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ accounts = typer.Typer(help="Reviewer accounts of the console: who can sign in a
                        no_args_is_help=True)
 decisions = typer.Typer(help="Reviewers' decisions, kept append-only in the console's database.",
                         no_args_is_help=True)
-groups = (("accounts", accounts), ("decisions", decisions))
+audit = typer.Typer(help="The tamper-evident audit: decisions and served records, hash-chained.", no_args_is_help=True)
+groups = (("accounts", accounts), ("decisions", decisions), ("audit", audit))
 """(name, typer app) of each command group, for the composition root: `app.add_typer(group, name=name)`."""
 
 DB_HELP = "The console's database, a SQLAlchemy URL (default: SELLER_RISK_DB, else sqlite:///<data>/console.db)."
@@ -33,6 +35,11 @@ def _accounts() -> None:
 @decisions.callback()
 def _decisions() -> None:
     """Reviewers' decisions, kept append-only in the console's database."""
+
+
+@audit.callback()
+def _audit() -> None:
+    """The tamper-evident audit: decisions and served records, hash-chained."""
 
 
 def _open(db: str | None):
@@ -52,6 +59,9 @@ def _open(db: str | None):
 def add_account(
     username: str = typer.Argument(..., help="Sign-in name: 1 to 64 lowercase letters, digits, '.', '_' or '-'."),
     name: str | None = typer.Option(None, "--name", help="Display name shown on decisions (default: the username)."),
+    role: str = typer.Option("reviewer", "--role", help="reviewer (queue, sellers, decisions), leader (also the "
+                                                        "leader page and exports) or administrator (accounts, "
+                                                        "sessions, locks)."),
     password_stdin: bool = typer.Option(False, "--password-stdin",
                                         help="Read the password from standard input (first line) instead of a prompt."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
@@ -66,7 +76,7 @@ def add_account(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     store, url = _open(db)
     try:
-        reviewer = store.add_reviewer(username, password, name)
+        reviewer = store.add_reviewer(username, password, name, role)
     except ReviewerRefused as err:
         fail(str(err))
     finally:
@@ -74,6 +84,7 @@ def add_account(
     print_facts("Reviewer added", (
         ("username", reviewer.username),
         ("display name", reviewer.display_name),
+        ("role", reviewer.role),
         ("database", describe(url)),
     ))
 
@@ -85,18 +96,70 @@ def list_accounts(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> 
 
     store, url = _open(db)
     try:
-        reviewers = store.reviewers()
+        reviewers, sessions = store.reviewers(), store.open_sessions()
     finally:
         store.close()
     if not reviewers:
         console.print(f"No reviewer accounts in {describe(url)} yet: `seller-risk accounts add USERNAME` creates one.")
         return
     table = Table(title=f"Reviewers ({describe(url)})")
-    for column in ("username", "display name", "created (UTC)"):
+    for column in ("username", "display name", "role", "created (UTC)", "open sessions", "sign-in"):
         table.add_column(column)
     for r in reviewers:
-        table.add_row(r.username, r.display_name, f"{r.created_at:%Y-%m-%d %H:%M}")
+        table.add_row(r.username, r.display_name, r.role, f"{r.created_at:%Y-%m-%d %H:%M}",
+                      str(sessions.get(r.username, 0)), "locked" if r.locked else "")
     console.print(table)
+
+
+@accounts.command("revoke-sessions")
+def revoke_sessions(username: str = typer.Argument(..., help="The account whose sessions end now."),
+                    db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """End every console session of an account: its cookies no longer open any page."""
+    store, _ = _open(db)
+    try:
+        if username not in {r.username for r in store.reviewers()}:
+            fail(f"no account {username!r}: `seller-risk accounts list` shows them")
+        ended = store.revoke_sessions(username)
+    finally:
+        store.close()
+    console.print(f"{ended} session(s) of {username} ended.")
+
+
+@accounts.command("unlock")
+def unlock_account(username: str = typer.Argument(..., help="The account locked after failed sign-ins."),
+                   db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """Clear an account's sign-in lock (set after too many wrong passwords) and its failures so far."""
+    store, _ = _open(db)
+    try:
+        found = store.unlock(username)
+    finally:
+        store.close()
+    if not found:
+        fail(f"no account {username!r}: `seller-risk accounts list` shows them")
+    console.print(f"{username} may sign in again.")
+
+
+@audit.command("verify")
+def verify_audit(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """Walk the hash chains of decisions and served records in id order and check the append-only triggers.
+
+    Exit 0: intact (the head hashes are printed: keep them elsewhere to anchor the chains); 1: the first
+    row of each chain that does not match (a changed, replaced or deleted row), and any trigger gone."""
+    from serving.store.db import describe
+
+    store, url = _open(db)
+    try:
+        verdict = store.verify()
+    finally:
+        store.close()
+    for table, rows in verdict.rows.items():
+        console.print(f"{table}: {rows:,} rows intact in order, last hash {verdict.heads[table] or '(empty)'}",
+                      highlight=False)
+    if verdict.problems:
+        for line in verdict.problems:
+            console.print(f"TAMPERED: {line}", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(code=1)
+    console.print(f"The audit of {describe(url)} is intact.", highlight=False)
 
 
 @decisions.command("export")

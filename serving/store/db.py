@@ -4,16 +4,22 @@ score records live in, and how to connect to one. SQLite under data/ is the embe
 are created and changed only by the Alembic migrations beside this module (serving/store/migrations/);
 the models here say what the code expects, and a test holds the two equal.
 
-Decisions are append-only: a correction is a new row pointing at the one it corrects, and the
-migration adds a trigger that refuses UPDATE and DELETE on `decisions`, so no statement, the
-application's or one typed by hand, rewrites history."""
+Decisions and served records are append-only and tamper-evident: a correction is a new row pointing at
+the one it corrects; triggers refuse UPDATE, DELETE and REPLACE on `decisions` and `served_scores`, so no
+statement, the application's or one typed by hand, rewrites history; and each row carries a hash chained to
+the row before it (serving.store.chain), so an edit made around the triggers is found by `audit verify`.
+
+Console sessions live here too (`console_sessions`, only a hash of each session's id), with every sign-in
+attempt (`signin_attempts`)."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -34,6 +40,10 @@ from sqlalchemy.types import TypeDecorator
 
 ACTIONS = ("no_action", "contact_seller", "formal_warning", "escalate")
 """What a reviewer can decide about a seller, mildest first."""
+
+ROLES = ("reviewer", "leader", "administrator")
+"""What an account may do: a reviewer works the queue and records decisions; a leader also sees the leader
+page and exports; an administrator manages accounts, sessions and locks (and nothing else)."""
 
 SQLITE_BUSY_SECONDS = 30.0
 """How long a SQLite writer waits for another process's write to finish before giving up."""
@@ -85,6 +95,12 @@ class ReviewerRow(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     """An argon2id hash (argon2-cffi's PHC string), never the password."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    role: Mapped[str] = mapped_column(String(16), server_default="reviewer")
+    """One of ROLES."""
+    locked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    """Set after too many failed sign-ins; only an administrator clears it (`accounts unlock`)."""
+    cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    """When an administrator last cleared a lock: failures before it no longer count."""
 
 
 class DecisionRow(Base):
@@ -111,6 +127,9 @@ class DecisionRow(Base):
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime())
     corrects_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("decisions.id"), unique=True)
     """The decision this one corrects; unique, so a decision is corrected once and history stays a chain."""
+    prev_hash: Mapped[str] = mapped_column(String(64), server_default="")
+    row_hash: Mapped[str] = mapped_column(String(64), server_default="")
+    """sha256 of prev_hash and the row's content (serving.store.chain): the tamper-evident chain."""
 
 
 class ServedScoreRow(Base):
@@ -132,6 +151,48 @@ class ServedScoreRow(Base):
     """Feature name -> value as JSON text; Python writes each float's shortest exact repr, so every
     value reads back bit for bit (a JSON column would not promise that on every backend)."""
     served_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    prev_hash: Mapped[str] = mapped_column(String(64), server_default="")
+    row_hash: Mapped[str] = mapped_column(String(64), server_default="")
+
+
+class ChainHeadRow(Base):
+    """The last link of each hash chain (`decisions`, `served_scores`): writers lock this row to append one
+    at a time, and `audit verify` finds rows removed from the end of a chain by it."""
+
+    __tablename__ = "audit_chain_heads"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class SessionRow(Base):
+    """A signed-in console session. The browser holds a random id; the database only its sha256, so
+    reading the database does not let anyone ride a session."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(64), ForeignKey("reviewers.username"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    address: Mapped[str] = mapped_column(String(64))
+
+
+class SignInAttemptRow(Base):
+    """Every sign-in attempt, as it was answered: ok, wrong (password or account), throttled or locked."""
+
+    __tablename__ = "signin_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    success: Mapped[bool] = mapped_column(Boolean)
 
 
 def database_url(url: str | URL) -> URL:
@@ -165,6 +226,7 @@ def create_db_engine(url: str | URL) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        _create_private(Path(url.database))
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
 
     @event.listens_for(engine, "connect")
@@ -182,6 +244,36 @@ def create_db_engine(url: str | URL) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.get_execution_options().get("writes") else "BEGIN")
 
     return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty SQLite file readable by its owner only (it holds password hashes); SQLite gives
+    its -wal and -shm files the database file's mode. An existing file is left as it is."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The database file of a SQLite URL; None for PostgreSQL or an in-memory database."""
+    url = database_url(url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" \
+            or url.database.startswith("file:"):
+        return None
+    return Path(url.database)
+
+
+def exposed(path: Path) -> str | None:
+    """What is wrong with a file that must be private to its owner (group or others may read or write
+    it), as one line saying how to fix it; None when it is private or absent."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return None
+    if mode & 0o077:
+        return f"{path} can be read by group or others (mode {mode:04o}) and holds secrets: chmod 600 {path}"
+    return None
 
 
 def writer(engine: Engine) -> Engine:

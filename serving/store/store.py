@@ -6,7 +6,11 @@ the console's pages, the store's commands, the API's audit and `replay` reach th
 Decisions are append-only. A decision is bound to the exact score record it was made on (record id,
 model version, feature spec hash, snapshot date, score); a correction is a new decision pointing at
 the one it corrects, made by the same reviewer; nothing here updates or deletes one, and the
-database refuses it too (a trigger, see the migrations).
+database refuses it too (triggers, see the migrations). Each decision and served record is appended
+to a hash chain (serving.store.chain) that `audit verify` checks.
+
+Console sessions are kept here, server-side, so signing out and an administrator can end them; each
+sign-in attempt is written down and counted (serving.store.access: throttling and locks).
 
 Passwords are hashed with argon2id through argon2-cffi, the maintained binding of the Password
 Hashing Competition's winner (RFC 9106 parameters by default); the hash, never the password, is stored.
@@ -14,31 +18,38 @@ Hashing Competition's winner (RFC 9106 parameters by default); the hash, never t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, exists, select
+from sqlalchemy import Engine, exists, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from serving.store import access, chain
 from serving.store.db import (
     ACTIONS,
+    ROLES,
     DecisionRow,
     ReviewerRow,
     ServedScoreRow,
+    SessionRow,
+    SignInAttemptRow,
     create_db_engine,
     describe,
     writer,
 )
 
-__all__ = ["ACTIONS", "Decision", "DecisionRefused", "RecordRef", "Reviewer", "ReviewerRefused", "Store",
-           "StoreUnavailable"]
+__all__ = ["ACTIONS", "ROLES", "ConsoleSession", "Decision", "DecisionRefused", "RecordRef", "Reviewer",
+           "ReviewerRefused", "SignIn", "Store", "StoreUnavailable"]
 
 USERNAME = re.compile(r"[a-z0-9._-]{1,64}")
 MIN_PASSWORD = 8
@@ -84,6 +95,32 @@ class Reviewer:
     username: str
     display_name: str
     created_at: datetime
+    role: str = "reviewer"  # one of ROLES
+    locked: bool = False  # after too many failed sign-ins, until an administrator clears it
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A signed-in console session, as the server keeps it."""
+
+    username: str
+    role: str
+    csrf: str  # the token every form of the session carries
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """How a sign-in attempt was answered: the reviewer when it succeeded; else `refused` says why
+    ("wrong", "throttled": retry after `retry_after` seconds, "locked": an administrator must clear it)."""
+
+    reviewer: Reviewer | None
+    refused: str | None = None
+    retry_after: int = 0
+
+
+SESSION_TOUCH = timedelta(seconds=60)
+"""A session's last-seen time is written at most this often (the idle timeout is minutes)."""
 
 
 DECISION_COLUMNS = tuple(Decision.__dataclass_fields__)
@@ -102,10 +139,13 @@ class StoreUnavailable(RuntimeError):
 
 
 class Store:
-    """Reviewers, decisions and served records in one database (SQLite file or PostgreSQL)."""
+    """Reviewers, decisions, served records and console sessions in one database (SQLite file or
+    PostgreSQL). `clock`: what "now" is (tests move it on to reach timeouts and throttling delays)."""
 
-    def __init__(self, engine: Engine, hasher: PasswordHasher | None = None) -> None:
+    def __init__(self, engine: Engine, hasher: PasswordHasher | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self._engine = engine
+        self._clock = clock or _now
         # objects stay readable after their transaction ends: they are turned into frozen dataclasses
         self._reading = sessionmaker(engine, expire_on_commit=False)
         self._writing = sessionmaker(writer(engine), expire_on_commit=False)
@@ -136,8 +176,11 @@ class Store:
 
     # reviewers
 
-    def add_reviewer(self, username: str, password: str, display_name: str | None = None) -> Reviewer:
+    def add_reviewer(self, username: str, password: str, display_name: str | None = None,
+                     role: str = "reviewer") -> Reviewer:
         """Create an account; the username is the reviewer's name on every decision they make."""
+        if role not in ROLES:
+            raise ReviewerRefused(f"role {role!r}: one of {', '.join(ROLES)}")
         if not isinstance(username, str) or not USERNAME.fullmatch(username):
             raise ReviewerRefused(f"username {username!r}: use 1 to 64 lowercase letters, digits, '.', '_' or '-'")
         if not isinstance(password, str) or len(password) < MIN_PASSWORD:
@@ -146,7 +189,7 @@ class Store:
         if len(display_name) > 200:
             raise ReviewerRefused("display name: at most 200 characters")
         row = ReviewerRow(username=username, display_name=display_name, password_hash=self._hasher.hash(password),
-                          created_at=_now())
+                          created_at=self._clock(), role=role)
         try:
             with self._writing() as session, session.begin():
                 if session.scalar(select(exists().where(ReviewerRow.username == username))):
@@ -170,6 +213,97 @@ class Store:
             with self._writing() as session, session.begin():
                 session.get(ReviewerRow, row.id).password_hash = self._hasher.hash(password)
         return _reviewer(row)
+
+    def sign_in(self, username: str, password: str, address: str) -> SignIn:
+        """Check a sign-in from `address`, throttled per account and per address (serving.store.access),
+        and write the attempt down whatever its outcome."""
+        now = self._clock()
+        with self._writing() as session, session.begin():
+            verdict = access.gate(session, username, address, now)
+        if verdict.refused:
+            self._attempt(username, address, verdict.refused, now)
+            return SignIn(None, verdict.refused, verdict.retry_after)
+        reviewer = self.authenticate(username, password)
+        self._attempt(username, address, "ok" if reviewer else "wrong", now)
+        return SignIn(reviewer, None if reviewer else "wrong")
+
+    def _attempt(self, username: str, address: str, outcome: str, now: datetime) -> None:
+        with self._writing() as session, session.begin():
+            session.add(SignInAttemptRow(at=now, username=username[:64], address=address[:64], outcome=outcome,
+                                         success=outcome == "ok"))
+            if outcome == "wrong":
+                access.lock_when_due(session, username, now)
+
+    def attempts(self, username: str | None = None) -> list[dict]:
+        """The sign-in attempts (of one account), oldest first: at, username, address, outcome, success."""
+        query = select(SignInAttemptRow).order_by(SignInAttemptRow.id)
+        if username is not None:
+            query = query.where(SignInAttemptRow.username == username)
+        with self._reading() as session:
+            return [{"at": a.at, "username": a.username, "address": a.address, "outcome": a.outcome,
+                     "success": a.success} for a in session.scalars(query)]
+
+    def unlock(self, username: str) -> bool:
+        """Clear an account's sign-in lock and its failures so far; False when there is no such account."""
+        with self._writing() as session, session.begin():
+            done = session.execute(update(ReviewerRow).where(ReviewerRow.username == username)
+                                   .values(locked_at=None, cleared_at=self._clock()))
+        return done.rowcount > 0
+
+    # console sessions
+
+    def open_session(self, username: str, address: str) -> tuple[str, ConsoleSession]:
+        """A new session for `username`: (its id, for the cookie only; the session). The database keeps
+        only a hash of the id."""
+        token, now = secrets.token_urlsafe(32), self._clock()
+        with self._writing() as session, session.begin():
+            role = session.scalar(select(ReviewerRow.role).where(ReviewerRow.username == username))
+            if role is None:
+                raise ReviewerRefused(f"username {username!r}: no such account")
+            row = SessionRow(token_hash=_token_hash(token), username=username, csrf=secrets.token_urlsafe(32),
+                             created_at=now, last_seen_at=now, address=address[:64])
+            session.add(row)
+        return token, ConsoleSession(username, role, row.csrf, now)
+
+    def session(self, token: str, idle: timedelta, lifetime: timedelta) -> ConsoleSession | None:
+        """The live session with this id (not revoked, used within `idle`, younger than `lifetime`), its
+        last-seen time moved on; None otherwise."""
+        if not isinstance(token, str) or not token:
+            return None
+        now = self._clock()
+        query = (select(SessionRow.id, SessionRow.username, ReviewerRow.role, SessionRow.csrf, SessionRow.created_at,
+                        SessionRow.last_seen_at)
+                 .join(ReviewerRow, ReviewerRow.username == SessionRow.username)
+                 .where(SessionRow.token_hash == _token_hash(token), SessionRow.revoked_at.is_(None)))
+        with self._reading() as session:
+            row = session.execute(query).first()
+        if row is None or now - row.created_at >= lifetime or now - row.last_seen_at >= idle:
+            return None
+        if now - row.last_seen_at >= SESSION_TOUCH:
+            with self._writing() as session, session.begin():
+                session.execute(update(SessionRow).where(SessionRow.id == row.id).values(last_seen_at=now))
+        return ConsoleSession(row.username, row.role, row.csrf, row.created_at)
+
+    def end_session(self, token: str) -> None:
+        """Sign-out: the session with this id is revoked."""
+        with self._writing() as session, session.begin():
+            session.execute(update(SessionRow).where(SessionRow.token_hash == _token_hash(token),
+                                                     SessionRow.revoked_at.is_(None)).values(revoked_at=self._clock()))
+
+    def revoke_sessions(self, username: str) -> int:
+        """End every open session of an account (an administrator's action); how many there were."""
+        with self._writing() as session, session.begin():
+            done = session.execute(update(SessionRow).where(SessionRow.username == username,
+                                                            SessionRow.revoked_at.is_(None))
+                                   .values(revoked_at=self._clock()))
+        return done.rowcount
+
+    def open_sessions(self) -> dict[str, int]:
+        """Per account, how many sessions are not revoked (some may have timed out)."""
+        query = (select(SessionRow.username, func.count()).where(SessionRow.revoked_at.is_(None))
+                 .group_by(SessionRow.username))
+        with self._reading() as session:
+            return {u: n for u, n in session.execute(query)}
 
     def reviewers(self) -> list[Reviewer]:
         """Every account, by username."""
@@ -210,8 +344,9 @@ class Store:
                 row = DecisionRow(record_id=ref.record_id, seller_id=ref.seller_id, as_of=ref.as_of,
                                   model_name=ref.model_name, model_version=ref.model_version,
                                   feature_spec_hash=ref.feature_spec_hash, risk_score=float(ref.risk_score),
-                                  action=action, note=note, reviewer=reviewer, decided_at=_now(),
+                                  action=action, note=note, reviewer=reviewer, decided_at=self._clock(),
                                   corrects_id=corrects)
+                chain.link(session, "decisions", [row])
                 session.add(row)
                 session.flush()
                 decision = _decision(row)
@@ -257,7 +392,13 @@ class Store:
             return
         objects = [_served_row(r) for r in rows]
         with self._writing() as session, session.begin():
+            chain.link(session, "served_scores", objects)
             session.add_all(objects)
+
+    def verify(self) -> chain.Verdict:
+        """Walk the decisions' and served records' hash chains and check the append-only triggers."""
+        with self._engine.connect() as connection:
+            return chain.verify(connection)
 
     def served(self, record_id: str) -> dict | None:
         """The served record with this id (the latest, should it have been served more than once), with
@@ -289,7 +430,11 @@ def _now() -> datetime:
 
 
 def _reviewer(row: ReviewerRow) -> Reviewer:
-    return Reviewer(row.username, row.display_name, row.created_at)
+    return Reviewer(row.username, row.display_name, row.created_at, row.role, row.locked_at is not None)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 _DECISION_SELECT = (DecisionRow.id, DecisionRow.record_id, DecisionRow.seller_id, DecisionRow.as_of,

@@ -69,7 +69,7 @@ def service(trained, feature_dir, marketplace, tmp_path_factory) -> Iterator[Ser
     data = folder / "data"
     db = f"sqlite:///{data / 'console.db'}"
     store = Store.open(db)
-    store.add_reviewer("rita", PASSWORD, "Rita Reviewer")
+    store.add_reviewer("rita", PASSWORD, "Rita Reviewer", role="leader")  # also opens the leader page
     store.close()
     env = _env(trained, feature_dir, f"models:/seller-risk/{trained.version}", SELLER_RISK_DATA=str(data),
                SELLER_RISK_SCORES=str(scores), SELLER_RISK_EVENTS=str(marketplace[0]), SELLER_RISK_DB=db)

@@ -103,7 +103,7 @@ def settings(scored, feature_dir, marketplace, tmp_path_factory) -> Settings:
 @pytest.fixture(scope="module")
 def store(settings: Settings):
     store = Store.open(settings.db_url)
-    store.add_reviewer("rita", PASSWORD, "Rita Reviewer")
+    store.add_reviewer("rita", PASSWORD, "Rita Reviewer", role="leader")  # also opens the leader page
     store.add_reviewer("sam", PASSWORD)
     yield store
     store.close()

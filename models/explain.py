@@ -1,8 +1,9 @@
-"""Reasons in a reviewer's words: the one place where TreeSHAP contributions become reasons. The
-features partition into groups (each standard's behaviour, then history, exposure and context); a
-reason is a standard whose behaviour pushes the risk, never a feature's value on its own. The HTTP
-service, the batch job and the notebooks all go through `serving.scoring.Scorer`, which calls these,
-so a seller gets the same reasons wherever they are looked at.
+"""The any-standard model's explanation: scores, exact TreeSHAP contributions, and how the features
+partition into groups (each standard's behaviour, then history, exposure and context) whose
+contributions add up to the score's log-odds, with the short words shown beside the reasons. The
+reasons themselves come from each standard's own model (`models.reasons`). The HTTP service, the
+batch job and the notebooks all go through `serving.scoring.Scorer`, which calls these, so a seller
+gets the same answer wherever it is looked at.
 
 Contributions come from exact TreeSHAP (`RiskModel.contributions`, `models.treeshap`: LightGBM's
 `pred_contrib` values, computed faster) in raw log-odds. The calibration is Platt scaling
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,6 @@ import pandas as pd
 from models.risk_model import RiskModel, sigmoid
 from features.pipeline.spec import FeatureSpec
 
-Direction = Literal["raises", "lowers"]
 
 
 @dataclass(frozen=True)
@@ -124,13 +123,6 @@ def feature_groups(spec: FeatureSpec, standards: Sequence[str]) -> Groups:
     return Groups(names, np.asarray(of, dtype=np.intp), len(standards))
 
 
-def reason_sources(spec: FeatureSpec, groups: Groups) -> dict[str, list[str]]:
-    """For each standard a reason can name, the roles of the features summed into it (the promotion
-    gate refuses a model whose reasons would carry anything but behaviour)."""
-    return {groups.names[g]: sorted({spec.features[j].role for j in np.flatnonzero(groups.of_feature == g)})
-            for g in range(groups.standards)}
-
-
 def group_contributions(ex: Explanation, groups: Groups) -> np.ndarray:
     """Rows x groups: each group's contribution to the calibrated log-odds (with the base they add up
     to the score's log-odds). Summed column by column in spec order, so a row's sums never depend on
@@ -141,46 +133,6 @@ def group_contributions(ex: Explanation, groups: Groups) -> np.ndarray:
     for j, g in enumerate(groups.of_feature):
         out[:, g] += c[:, j]
     return out
-
-
-@dataclass(frozen=True)
-class StandardReasons:
-    """Reasons by standard for a batch of rows, column-wise, sorted by row then rank: row, rank,
-    standard, contribution (the standard's behaviour features together, calibrated log-odds),
-    probability_change (the score minus the score without them), direction. A standard is a reason
-    only when its behaviour pushes the risk that way."""
-
-    row: np.ndarray
-    rank: np.ndarray
-    standard: np.ndarray  # object: policy metric names
-    contribution: np.ndarray
-    probability_change: np.ndarray
-    direction: Direction
-
-    def __len__(self) -> int:
-        return len(self.row)
-
-
-def standard_reasons(ex: Explanation, by_group: np.ndarray, groups: Groups, top: int = 3,
-                     direction: Direction = "raises") -> StandardReasons:
-    """Per row, the `top` standards whose behaviour raises (or lowers) the risk most, strongest first."""
-    c = by_group[:, :groups.standards]
-    k = max(0, min(top, c.shape[1]))
-    if k == 0 or len(c) == 0:
-        e = np.empty(0, dtype=np.int64)
-        return StandardReasons(e, e, np.empty(0, dtype=object), np.empty(0), np.empty(0), direction)
-    signed = c if direction == "raises" else -c
-    order = np.argsort(-signed, axis=1, kind="stable")[:, :k]
-    rows = np.repeat(np.arange(len(c)), k)
-    cols = order.ravel()
-    keep = signed[rows, cols] > 0
-    rows, cols = rows[keep], cols[keep]
-    contribution = c[rows, cols]
-    logit = ex.logit[rows]
-    change = sigmoid(logit) - sigmoid(logit - contribution)
-    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") + 1
-    names = np.asarray(groups.names, dtype=object)[cols]
-    return StandardReasons(rows, rank, names, contribution, change, direction)
 
 
 def context_texts(ex: Explanation, groups: Groups, spec: FeatureSpec, values_at: ValuesAt,

@@ -89,6 +89,31 @@ class StandardModel:
         extra = {"num_threads": threads} if threads else {}
         return self.calibration(self.booster.predict(X, raw_score=True, **extra))
 
+    def own_contributions(self, X: np.ndarray, features: np.ndarray, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """For model-ready rows (a `RiskModel.matrix`): the summed exact TreeSHAP contribution of the
+        features at positions `features` to this standard's calibrated log-odds (slope times the raw
+        contributions), and the calibrated log-odds themselves (zero contribution for a constant model)."""
+        if self.booster is None or len(X) == 0:
+            return np.zeros(len(X)), np.full(len(X), self.calibration.intercept)
+        tables = self.shap_tables
+        contributions = tables.contributions(X, threads)
+        # summed column by column, so a row's sums never depend on the other rows explained with it (a
+        # reduction's blocking does): the HTTP service and the batch job agree bit for bit
+        own, raw = np.zeros(len(X)), np.full(len(X), tables.expected)
+        for j in range(contributions.shape[1]):
+            raw += contributions[:, j]
+        for j in features:
+            own += contributions[:, j]
+        slope = self.calibration.slope
+        return slope * own, slope * raw + self.calibration.intercept
+
+    @cached_property
+    def shap_tables(self) -> Tables:
+        """The standard's booster flattened for TreeSHAP, built on first use."""
+        from models.treeshap import Tables
+
+        return Tables.from_booster(self.booster)
+
     def metadata(self) -> dict:
         return {"standard": self.standard, "file": self.file,
                 "calibration": {"slope": self.calibration.slope, "intercept": self.calibration.intercept}}

@@ -39,21 +39,26 @@ NOT_QUEUED = Stored(queued=False)
 
 
 class Reason(BaseModel):
-    """One standard at risk (or keeping the risk down): its behaviour's push on the score and where the
-    seller stands against it, in a reviewer's words. Exposure, context and history are never reasons:
-    they are shown beside (`ScoreRecord.context`)."""
+    """One standard that accounts for a material part of the risk (or keeps it down), from that standard's
+    own model: what the seller does about it and where the seller stands against it, in a reviewer's words.
+    Never a standard at a perfect rate, never one below the policy's minimum effect, never one not judged
+    yet unless its rate already misses. General exposure, context and history are never reasons: they are
+    shown beside (`ScoreRecord.context`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     rank: Annotated[int, Stored(arrow=pa.int32())] = Field(  # int32 in the weekly score files
-        description="1 = the strongest reason in its direction.")
+        description="1 = the first reason: ordered by the standard's share of the risk (the first is "
+                    "standard_at_risk when it has a reason).")
     standard: str = Field(description="The policy metric (standard), e.g. 'cancellation_rate'.")
     label: str = Field(description="The standard's name for a reviewer, e.g. 'Seller cancellations'.")
     contribution: float = Field(
-        description="Push of the standard's behaviour features together on the calibrated log-odds of a breach.")
+        description="Push of the standard's own features (its behaviour and its volume) on the calibrated log-odds "
+                    "of missing it, by the exact TreeSHAP of the standard's own model.")
     probability_change: float = Field(
-        description="Approximate change in risk_score due to this standard's behaviour: the score minus the "
-                    "score without it.")
+        description="The part of risk_score this standard's own features account for (negative when they "
+                    "keep it down): the standard's share times the part of its own risk they add; at least "
+                    "the policy's minimum effect.")
     direction: str = Field(description="'raises' or 'lowers' the risk.")
     value: float | None = Field(description="The seller's rate over the standard's window (null: no volume).")
     volume: int = Field(description="What the rate is judged on over the window (orders, delivered orders, messages).")
@@ -105,6 +110,10 @@ class StandardRisk(BaseModel):
     risk: float = Field(description="Calibrated probability that the seller misses this standard at an evaluation "
                                     "within the horizon (consistent with risk_score: none above it, together "
                                     "at least it).")
+    share: float = Field(description="How much of risk_score this standard accounts for (probability): the Shapley "
+                                     "value over the standards of the chance of missing any of them were they "
+                                     "independent, scaled to risk_score, so the shares add up to it exactly and the "
+                                     "largest is standard_at_risk.")
 
 
 class ScoreRecord(BaseModel):
@@ -118,9 +127,13 @@ class ScoreRecord(BaseModel):
     as_of: Annotated[date | None, NOT_QUEUED] = Field(  # a week's folder names it
         description="As-of date of the features (null when the caller sent the features).")
     risk_score: float = Field(description="Calibrated probability that the seller misses a standard within the horizon.")
-    standard_at_risk: str | None = Field(description="The standard the seller is most likely to miss "
-                                                     "(highest risk_by_standard; null without per-standard risks).")
-    risk_by_standard: list[StandardRisk] = Field(description="The risk of missing each standard, in policy order.")
+    standard_at_risk: str | None = Field(description="The standard that accounts for most of the risk (the "
+                                                     "largest share in risk_by_standard, which is also the highest "
+                                                     "risk); for a seller missing standards now, the missed one with "
+                                                     "the largest share; null without per-standard risks. For a "
+                                                     "compliant seller its reason, when it has one, is the first.")
+    risk_by_standard: list[StandardRisk] = Field(description="The risk of missing each standard and its share of "
+                                                             "risk_score, in policy order.")
     risk_band: str = Field(description="The seller's place relative to the week's early-warning queue (the policy's "
                                        "bands: 'recovery' when missing a standard now; for a compliant seller 'review' "
                                        "within this week's queue, 'next' within two queues' worth, 'watch' within "

@@ -17,8 +17,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from models.explain import (Groups, StandardReasons, ValuesAt, context_texts, display_value, explain,
-                            feature_groups, frame_values, group_contributions, record_values, standard_reasons)
+from models.explain import (Groups, ValuesAt, context_texts, display_value, explain, feature_groups, frame_values,
+                            group_contributions, record_values)
+from models.reasons.choose import REASONS_SHOWN, StandardReasons, at_risk, choose_reasons
+from models.reasons.shares import standard_shares
 from features.platform import layout
 from features.policy.definition import Policy, load_policy
 from features.platform.settings import CHAMPION_URI, MODELS_DIR
@@ -77,6 +79,7 @@ class Scored:
     as_of: np.ndarray  # datetime.date or None per row
     risk_score: np.ndarray
     standard_risk: np.ndarray  # rows x model standards: the risk of missing each, consistent with risk_score
+    shares: np.ndarray  # rows x model standards: each one's share of risk_score (they add up to it)
     risk_band: np.ndarray
     band_meaning: np.ndarray
     base_log_odds: float
@@ -158,7 +161,7 @@ class Scorer:
         return standings(pd.DataFrame(cols, copy=False), self.policy)
 
     def score_matrix(self, X: np.ndarray, values_at: ValuesAt, seller_id: Sequence[str],
-                     as_of: Sequence[date | None], top: int = 5, lowering: int = 0) -> Scored:
+                     as_of: Sequence[date | None], top: int = REASONS_SHOWN, lowering: int = 0) -> Scored:
         """Score model-ready rows (`RiskModel.matrix`), give the standards at risk each way (up to
         `top` and `lowering`), where the seller stands and, for a standard missed now, its recovery."""
         ex = explain(self.model, X, self.threads)
@@ -170,15 +173,17 @@ class Scorer:
         missing = (np.column_stack([s.missing for s in stand.values()]) if stand
                    else np.zeros((len(X), 0), dtype=bool))
         band, meaning = self.bands(ex.score, _any_missed(missing), as_of)
-        up = _reason_rows(standard_reasons(ex, by_group, groups, top, "raises"), stand, self.policy)
-        down = _reason_rows(standard_reasons(ex, by_group, groups, lowering, "lowers"), stand, self.policy)
+        shares = standard_shares(ex.score, per_standard)
+        up, down = (_reason_rows(choose_reasons(self.model, X, shares, stand, self.spec, self.policy.reasons.min_effect,
+                                                k, direction, self.threads), stand, self.policy)
+                    for k, direction in ((top, "raises"), (lowering, "lowers")))
         seller_id = np.asarray(seller_id, dtype=object)
         ids = record_ids(X, seller_id, as_of, self.ref.name, self.ref.version, self.spec.hash)
-        return Scored(ids, seller_id, as_of, ex.score, per_standard, band, meaning, ex.base, groups, by_group,
+        return Scored(ids, seller_id, as_of, ex.score, per_standard, shares, band, meaning, ex.base, groups, by_group,
                       missing, up, down, context_texts(ex, groups, self.spec, values_at),
                       _recovery_rows(missing, stand, as_of, self.policy.evaluation_every_days))
 
-    def score_frame(self, frame: pd.DataFrame, top: int = 5, lowering: int = 0) -> Scored:
+    def score_frame(self, frame: pd.DataFrame, top: int = REASONS_SHOWN, lowering: int = 0) -> Scored:
         """Score a snapshot (rows with seller_id, as_of and the spec's feature columns)."""
         as_of = frame["as_of"] if "as_of" in frame.columns else pd.Series([None] * len(frame))
         dates = {d: _as_date(d) for d in as_of.unique()}  # a snapshot has one or a few as-of dates
@@ -187,13 +192,13 @@ class Scorer:
                                  as_of.map(dates).to_numpy(dtype=object), top, lowering)
 
     def score_sellers(self, seller_id: Sequence[str], features: Sequence[Mapping[str, float | str | None]],
-                      as_of: Sequence[date | None] | None = None, top: int = 5, lowering: int = 0) -> Scored:
+                      as_of: Sequence[date | None] | None = None, top: int = REASONS_SHOWN, lowering: int = 0) -> Scored:
         """Score sellers whose features come as {name: value} (absent or None: missing), as over HTTP."""
         as_of = as_of if as_of is not None else [None] * len(features)
         return self.score_matrix(self.model.matrix_from_records(features), record_values(features, self.spec),
                                  seller_id, as_of, top, lowering)
 
-    def score_ids(self, snapshot: Snapshot, seller_ids: Sequence[str], top: int = 5, lowering: int = 0) -> Scored:
+    def score_ids(self, snapshot: Snapshot, seller_ids: Sequence[str], top: int = REASONS_SHOWN, lowering: int = 0) -> Scored:
         """Score sellers of an in-memory snapshot by id (KeyError names the first unknown id)."""
         rows = np.array([snapshot.index[s] for s in seller_ids], dtype=np.int64)
         return self.score_matrix(snapshot.X[rows], snapshot.values_at(self.spec, rows), seller_ids,
@@ -202,10 +207,13 @@ class Scorer:
     # ------------------------------------------------------------------ the record, two ways
 
     def standard_at_risk(self, scored: Scored) -> np.ndarray:
-        """Per row, the standard with the highest risk (None when the model has no per-standard risks)."""
-        if scored.standard_risk.shape[1] == 0:
-            return np.full(len(scored), None, dtype=object)
-        return np.asarray(self._standards[0], dtype=object)[np.argmax(scored.standard_risk, axis=1)]
+        """Per row, the standard with the largest share of the risk, or for a seller missing standards the
+        missed one with the largest share (None when the model has no per-standard risks); for a
+        compliant seller its reason, when it has one, is the first."""
+        standards = self._standards[0]
+        policy_order = {m: j for j, m in enumerate(self.policy.metrics)}
+        missed = scored.missing[:, [policy_order[m] for m in standards]]
+        return at_risk(scored.shares, standards, missed)
 
     @cached_property
     def _standards(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -238,7 +246,7 @@ class Scorer:
             "standard_at_risk": self.standard_at_risk(scored),
             "risk_by_standard": Lists({
                 "standard": Repeated(standards, n), "label": Repeated(labels, n),
-                "risk": scored.standard_risk.ravel()}, width=len(standards)),
+                "risk": scored.standard_risk.ravel(), "share": scored.shares.ravel()}, width=len(standards)),
             "risk_band": scored.risk_band,
             "band_meaning": scored.band_meaning,
             "population": np.where(scored.missing_now, "missing_now", "compliant_now"),

@@ -13,11 +13,14 @@ from sklearn.metrics import roc_auc_score
 from features.policy.definition import Policy
 from models.risk_model import RiskModel, model_frame
 from features.pipeline.spec import FeatureSpec
-from training.baselines import logistic_inputs, logistic_regression, rule_score
+from features.policy.standing import standings
+from models.reasons.choose import REASONS_SHOWN, at_risk, choose_reasons, reason_lists
+from models.reasons.shares import standard_shares
+from training.baselines import logistic_inputs, logistic_regression, rule_pick, rule_score
 from training.dataset import CONTEXT, untouched
 from training.fit import fit_platt, fit_risk_model, halves, label
 from training.folds import Fold, rows
-from training.metrics import by_segment, evaluate, evaluate_standards
+from training.metrics import by_segment, evaluate, evaluate_standards, reason_accuracy
 
 MODEL, LOGREG, RULE, CHAMPION = "lightgbm", "logistic_regression", "rule", "champion"
 LEAK_AUC = 0.95
@@ -53,8 +56,10 @@ def score_fold(frame: pd.DataFrame, fold: Fold, spec: FeatureSpec, policy: Polic
     X = model_frame(test, spec)
     risk = model.probability(X)
     mine = _scored(test, risk, MODEL, fold.name)
-    for m, q in zip(model.standard_names, model.standard_risk(X, risk).T, strict=True):
+    per_standard = model.standard_risk(X, risk)
+    for m, q in zip(model.standard_names, per_standard.T, strict=True):
         mine[f"risk_{m}"], mine[f"breach_{m}"] = q, label(test, m)
+    mine = mine.assign(**_named_standards(model, test, risk, per_standard, spec, policy))
     out = [mine]
 
     lr = logistic_regression(spec).fit(logistic_inputs(train, spec), train["breach"])
@@ -67,6 +72,18 @@ def score_fold(frame: pd.DataFrame, fold: Fold, spec: FeatureSpec, policy: Polic
     if champion is not None:
         out.append(_scored(test, champion.probability(model_frame(test, spec)), CHAMPION, fold.name))
     return pd.concat(out, ignore_index=True)
+
+
+def _named_standards(model: RiskModel, test: pd.DataFrame, risk: np.ndarray, per_standard: np.ndarray,
+                     spec: FeatureSpec, policy: Policy) -> dict[str, np.ndarray]:
+    """What each test row's record would name (`models.reasons`, as every scorer does): the standard at
+    risk, the first reason and all reasons; and the rule's pick beside them, for reason accuracy."""
+    shares = standard_shares(risk, per_standard)
+    reasons = choose_reasons(model, model.matrix(test), shares, standings(test, policy), spec,
+                             policy.reasons.min_effect, REASONS_SHOWN)
+    first, every = reason_lists(reasons, len(test))
+    return {"at_risk": at_risk(shares, model.standard_names), "first_reason": first, "reasons": every,
+            "rule_pick": rule_pick(test, policy)}
 
 
 def suspected_leaks(frame: pd.DataFrame, spec: FeatureSpec, threshold: float = LEAK_AUC) -> dict[str, float]:
@@ -106,6 +123,8 @@ def run_backtest(frame: pd.DataFrame, folds: list[Fold], spec: FeatureSpec, poli
         metrics |= {f"{model}.pooled.{k}": v for k, v in evaluate(by_model, capacity).items()}
         if model == MODEL:
             metrics |= {f"{model}.pooled.{k}": v for k, v in evaluate_standards(by_model, tuple(policy.metrics)).items()}
+            metrics |= {f"{model}.pooled.{k}": v
+                        for k, v in reason_accuracy(by_model, capacity, tuple(policy.metrics)).items()}
         segments.append(by_segment(by_model, capacity).assign(model=model))
     test_rows = frame[frame["as_of"].isin([d for f in folds for d in f.test])]
     return Backtest(scored, metrics, pd.concat(segments, ignore_index=True), suspected_leaks(test_rows, spec))

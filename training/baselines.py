@@ -26,6 +26,21 @@ def rule_score(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
     return pd.concat(closeness, axis=1).max(axis=1).fillna(-1.0).clip(lower=-1.0).to_numpy()
 
 
+def rule_pick(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
+    """The standard a reviewer's rule of thumb names for each seller: the evaluated standard closest to
+    its threshold (as `rule_score` measures it; ties in policy order), None when none is evaluated."""
+    closeness = []
+    for m in policy.metrics.values():
+        room = m.threshold if m.direction == "at_most" else 1.0 - m.threshold
+        evaluated = frame[f"evaluated_{m.name}"].fillna(False).astype(bool)
+        closeness.append((frame[f"{m.name}_gap"] / room).where(evaluated).to_numpy(dtype="float64", na_value=np.nan))
+    c = np.column_stack(closeness)
+    names = np.asarray(list(policy.metrics), dtype=object)
+    none = np.isnan(c).all(axis=1)
+    pick = names[np.argmax(np.where(np.isnan(c), -np.inf, c), axis=1)]
+    return np.where(none, None, pick)
+
+
 def logistic_regression(spec: FeatureSpec) -> Pipeline:
     """Scaled numbers with missing-value indicators and one-hot categories, L2-regularised."""
     numeric = [f.name for f in spec.features if f.dtype != "category"]

@@ -101,16 +101,8 @@ def print_training_summary(result) -> None:
     console.print(table)
     for fold in result.folds:
         console.print(f"  {fold.describe()}")
-    per = Table(title="Risk per standard, early-warning sellers (backtest, pooled)")
-    for name in ("standard", "breaches", "base rate", "PR AUC", "PR AUC / base rate", "ECE"):
-        per.add_column(name, justify="left" if name == "standard" else "right")
-    prefix = "lightgbm.pooled.early_warning.standard."
-    metrics = result.backtest.metrics
-    for m in result.model.standard_names:
-        g = {k: metrics.get(f"{prefix}{m}.{k}", float("nan")) for k in ("positives", "base_rate", "pr_auc", "ece")}
-        per.add_row(m, f"{g['positives']:,.0f}" if g["positives"] == g["positives"] else "-", num(g["base_rate"], pct=True), num(g["pr_auc"]),
-                    num(g["pr_auc"] / g["base_rate"]) if g["base_rate"] else "-", num(g["ece"]))
-    console.print(per)
+    console.print(_standards_table(result))
+    console.print(_reasons_table(result))
     s = result.size
     search = result.search
     print_facts("Model", (
@@ -132,6 +124,43 @@ def print_training_summary(result) -> None:
     for c in result.gate.checks:
         gate.add_row(c["check"], "[green]pass[/]" if c["passed"] else "[red]fail[/]", c["detail"])
     console.print(gate)
+
+
+def _standards_table(result) -> Table:
+    """Each standard's risk on the early-warning sellers, and how often the queue named it at risk."""
+    per = Table(title="Risk per standard, early-warning sellers (backtest, pooled)")
+    for name in ("standard", "breaches", "base rate", "PR AUC", "PR AUC / base rate", "ECE",
+                 "at risk in the queue (breached)", "of them breached it"):
+        per.add_column(name, justify="left" if name == "standard" else "right")
+    prefix = "lightgbm.pooled.early_warning.standard."
+    metrics = result.backtest.metrics
+    for m in result.model.standard_names:
+        g = {k: metrics.get(f"{prefix}{m}.{k}", float("nan")) for k in ("positives", "base_rate", "pr_auc", "ece")}
+        named = metrics.get(f"lightgbm.pooled.queue.reasons.{m}.named", float("nan"))
+        per.add_row(m, f"{g['positives']:,.0f}" if g["positives"] == g["positives"] else "-", num(g["base_rate"], pct=True), num(g["pr_auc"]),
+                    num(g["pr_auc"] / g["base_rate"]) if g["base_rate"] else "-", num(g["ece"]),
+                    f"{named:,.0f}" if named == named else "-",
+                    num(metrics.get(f"lightgbm.pooled.queue.reasons.{m}.accuracy", float("nan")), pct=True))
+    return per
+
+
+def _reasons_table(result) -> Table:
+    """Reason accuracy: of the early-warning sellers who breached (on the weekly queue, and all of them),
+    how often the standard named was one they breached: the model's standard at risk, first reason and
+    any reason, against the rule's pick (the evaluated standard closest to its threshold)."""
+    table = Table(title="Do the reasons name the breach? Early-warning sellers who breached (backtest, pooled)")
+    cols = (("breached sellers", "breached_sellers"), ("with reasons", "with_reasons"),
+            ("standard at risk", "standard_at_risk"), ("first reason", "first_reason"), ("any reason", "any_reason"),
+            ("rule's pick", "rule_pick"))
+    table.add_column("sellers")
+    for name, _ in cols:
+        table.add_column(name, justify="right")
+    metrics = result.backtest.metrics
+    for population, words in (("queue", "on the weekly queue"), ("early_warning", "all early-warning")):
+        values = [metrics.get(f"lightgbm.pooled.{population}.reasons.{k}", float("nan")) for _, k in cols]
+        table.add_row(words, f"{values[0]:,.0f}" if values[0] == values[0] else "-",
+                      *(num(v, pct=True) for v in values[1:]))
+    return table
 
 
 def print_move(move) -> None:

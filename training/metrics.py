@@ -204,3 +204,57 @@ def by_segment(scored: pd.DataFrame, capacity: ReviewCapacity) -> pd.DataFrame:
                     "brier": quality["brier"], "ece": quality["ece"],
                 })
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+# ------------------------------------------------------------------ reason accuracy
+
+REASON_PICKS = {"standard_at_risk": "at_risk", "first_reason": "first_reason", "rule_pick": "rule_pick"}
+"""The single standard each method names for a seller (column of the scored rows): the model's standard
+at risk (its largest share of the risk), the model's first reason, and the rule's pick (the evaluated
+standard closest to its threshold)."""
+
+
+def _named_breached(rows: pd.DataFrame, column: str, standards: tuple[str, ...]) -> np.ndarray:
+    """Per row: the standard named in `column` is one the seller breached within the horizon."""
+    named = rows[column].to_numpy(dtype=object)
+    out = np.zeros(len(rows), dtype=bool)
+    for m in standards:
+        out |= (named == m) & (rows[f"breach_{m}"].to_numpy(dtype="int64") == 1)
+    return out
+
+
+def _any_reason_breached(rows: pd.DataFrame, standards: tuple[str, ...]) -> np.ndarray:
+    """Per row: some standard among its reasons (`reasons`, comma-separated) was breached."""
+    out = np.zeros(len(rows), dtype=bool)
+    reasons = rows["reasons"].fillna("").to_numpy(dtype=object)
+    for m in standards:
+        has = np.fromiter((m in r.split(",") for r in reasons), dtype=bool, count=len(reasons))
+        out |= has & (rows[f"breach_{m}"].to_numpy(dtype="int64") == 1)
+    return out
+
+
+def reason_accuracy(scored: pd.DataFrame, capacity: ReviewCapacity, standards: tuple[str, ...]) -> dict[str, float]:
+    """Do the reasons name what the seller went on to breach? Among early-warning sellers who breached
+    within the horizon, on the week's early-warning queue (what reviewers read: "queue") and on all of
+    them ("early_warning"): the share whose standard at risk is one they breached, whose first reason
+    is, whose reasons include one, and the same for the rule's pick; and per standard, of the breached
+    sellers whose standard at risk it is, the share who breached it. Keyed
+    "<population>.reasons.<metric>" and "queue.reasons.<standard>.<metric>"."""
+    ew = _in_population(scored, "early_warning").to_numpy()
+    breached = scored["breach"].to_numpy(dtype="int64") == 1
+    queued = _queue(scored, capacity, "early_warning")["flagged"].to_numpy()
+    out: dict[str, float] = {}
+    for population, member in (("queue", queued & breached), ("early_warning", ew & breached)):
+        rows = scored[member]
+        out[f"{population}.reasons.breached_sellers"] = float(len(rows))
+        for name, column in REASON_PICKS.items():
+            out[f"{population}.reasons.{name}"] = _ratio(float(_named_breached(rows, column, standards).sum()), len(rows))
+        out[f"{population}.reasons.any_reason"] = _ratio(float(_any_reason_breached(rows, standards).sum()), len(rows))
+        out[f"{population}.reasons.with_reasons"] = _ratio(float((rows["reasons"].fillna("") != "").sum()), len(rows))
+    rows = scored[queued & breached]
+    right = _named_breached(rows, "at_risk", standards)
+    for m in standards:
+        named = rows["at_risk"].to_numpy(dtype=object) == m
+        out[f"queue.reasons.{m}.named"] = float(named.sum())
+        out[f"queue.reasons.{m}.accuracy"] = _ratio(float((named & right).sum()), float(named.sum()))
+    return out

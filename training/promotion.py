@@ -33,6 +33,7 @@ class GateBounds:
     segment_drop: float = 0.05  # and loses at most this against the champion
     min_segment_positives: int = 30
     max_standard_ece: float = 0.05  # each standard's risk, early-warning set, when it has enough breaches
+    reason_margin: float = 0.15  # the standard at risk names a breached standard this much more often than the rule
 
 
 @dataclass
@@ -76,6 +77,7 @@ def decide(metrics: dict[str, float], segments: pd.DataFrame, leaks: dict[str, f
         *_calibrated(metrics, bounds),
         *_standards_calibrated(metrics, bounds),
         *(_reasons_are_behaviour(reason_sources) if reason_sources is not None else []),
+        *_reasons_name_the_breach(metrics, bounds),
         *_no_segment_collapses(segments, champion_version, bounds),
         *_no_leaked_feature(leaks),
     ]
@@ -144,12 +146,28 @@ def _standards_calibrated(metrics: dict[str, float], bounds: GateBounds) -> list
 
 
 def _reasons_are_behaviour(reason_sources: dict[str, list[str]]) -> list[dict]:
-    """Every standard's reasons come from behaviour features only."""
-    wrong = [f"{m}: {', '.join(sorted(set(r) - {'behaviour'}))}" for m, r in reason_sources.items()
-             if set(r) - {"behaviour"}]
+    """Every standard's reasons speak for its behaviour and for being judged (exposure) only, never for
+    history or context (`models.reasons.choose.own_features`)."""
+    allowed = {"behaviour", "exposure"}
+    wrong = [f"{m}: {', '.join(sorted(set(r) - allowed))}" for m, r in reason_sources.items() if set(r) - allowed]
     return _check("reasons are behaviour", not wrong,
                   ("reasons would show " + "; ".join(wrong)) if wrong else
-                  f"the reasons of all {len(reason_sources)} standards come from behaviour features only")
+                  f"the reasons of all {len(reason_sources)} standards speak for behaviour and being judged only")
+
+
+def _reasons_name_the_breach(metrics: dict[str, float], bounds: GateBounds) -> list[dict]:
+    """On the early-warning queue's sellers who went on to breach, the standard at risk is one they
+    breached at least `reason_margin` more often than the rule's pick (the evaluated standard closest
+    to its threshold); skipped when the backtest measured no reasons."""
+    mine = _m(metrics, MODEL, "queue.reasons.standard_at_risk")
+    rule = _m(metrics, MODEL, "queue.reasons.rule_pick")
+    if math.isnan(mine) or math.isnan(rule):
+        return []
+    need = rule + bounds.reason_margin
+    return _check("reasons name the breach", mine >= need,
+                  f"standard at risk breached for {mine:.1%} of the queue's breached sellers vs the rule's pick "
+                  f"{rule:.1%} (needs >= {need:.1%}); first reason {_m(metrics, MODEL, 'queue.reasons.first_reason'):.1%}, "
+                  f"any reason {_m(metrics, MODEL, 'queue.reasons.any_reason'):.1%}")
 
 
 def _no_segment_collapses(segments: pd.DataFrame, champion_version: str | None, bounds: GateBounds) -> list[dict]:

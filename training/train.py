@@ -23,7 +23,7 @@ from features.platform import layout
 from features.platform.fingerprint import fingerprint
 from features.platform.settings import MODELS_DIR, Settings
 from models.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, ensure_experiment, use_store
-from models.explain import feature_groups, reason_sources
+from models.reasons.choose import reason_sources
 from models.risk_model import RiskModel, model_frame
 from training.backtest import CHAMPION, LOGREG, MODEL, RULE, Backtest, run_backtest
 from training.dataset import TrainingSet, load_training_set, untouched
@@ -218,7 +218,7 @@ def train(cfg: TrainConfig, report: Report | None = None) -> TrainResult:
     bt = run_backtest(data.frame, folds, data.spec, data.policy, params, cfg.seed, champion,
                       progress=lambda d, t: say("Backtest (folds)", d, t))
     standards = tuple(data.policy.metrics)
-    sources = reason_sources(data.spec, feature_groups(data.spec, standards))
+    sources = reason_sources(data.spec, tuple(standards))
     gate = decide(bt.metrics, bt.segments, bt.leaks, champion_version, cfg.bounds, sources)
     say("Final model", 0, 1)
     model = fit_risk_model(untouched(rows(data.frame, final.train)), untouched(rows(data.frame, final.valid)), data.spec,

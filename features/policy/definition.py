@@ -116,6 +116,14 @@ class ReviewCapacity(_Strict):
         return max(1, k)
 
 
+class ReasonRules(_Strict):
+    """What may be told to a reviewer as a reason (the words are the metrics' own)."""
+
+    min_effect: float = Field(default=0.01, gt=0.0, lt=1.0)
+    """The least part of the risk score (probability) a reason's behaviour must account for: below it,
+    a reason is noise."""
+
+
 class Policy(_Strict):
     """A marketplace's performance policy at one version."""
 
@@ -126,6 +134,7 @@ class Policy(_Strict):
     metrics: dict[str, Metric] = Field(min_length=1)
     risk_bands: tuple[RiskBand, ...] = Field(min_length=1)
     review_capacity: ReviewCapacity
+    reasons: ReasonRules = ReasonRules()
 
     @field_validator("metrics", mode="before")
     @classmethod

@@ -287,10 +287,11 @@ def _list_order(table: pa.Table) -> np.ndarray:
 
 
 def queue_frame(table: pa.Table) -> pd.DataFrame:
-    """One row per queued seller: the list, rank, risk, band, the standard at risk and its reason (the
-    record's `standard_at_risk`, the standard it is likeliest to miss, with that standard's reason when it
-    has one, else the first reason; for a seller missing a standard: the first standard missed and its
-    recovery path)."""
+    """One row per queued seller: the list, rank, risk, band, and the record's standard at risk (for a
+    seller missing standards, the missed one with the largest share of the risk) with that standard's
+    own reason, or, for a seller missing a standard, its recovery path: what the seller page and the
+    HTTP record say, never another standard's reason. The standard filter finds a seller by its
+    standard at risk, or by the standards it misses now."""
     reasons = table.column("reasons").to_pylist()
     missed = table.column("standards_missed_now").to_pylist()
     recovery = table.column("recovery").to_pylist()
@@ -299,14 +300,13 @@ def queue_frame(table: pa.Table) -> pd.DataFrame:
     first_standard, first_text, standards = [], [], []
     for r, m, rec, a in zip(reasons, missed, recovery, at_risk):
         r, m, rec = r or [], m or [], rec or []
+        a = a or (m[0] if m else "")
+        first_standard.append(a)
         if m:
-            first_standard.append(m[0])
-            first_text.append(rec[0]["text"] if rec else (r[0]["text"] if r else ""))
+            first_text.append(next((x["text"] for x in rec if x["standard"] == a), rec[0]["text"] if rec else ""))
         else:
-            shown = next((x for x in r if x["standard"] == a), r[0] if r else None)
-            first_standard.append(a or (shown["standard"] if shown else ""))
-            first_text.append(shown["text"] if shown else "")
-        standards.append("|" + "|".join(dict.fromkeys([*m, *([a] if a else []), *(x["standard"] for x in r)])) + "|")
+            first_text.append(next((x["text"] for x in r if x["standard"] == a), ""))
+        standards.append("|" + "|".join(dict.fromkeys(m or ([a] if a else []))) + "|")
     return pd.DataFrame({
         "seller_id": table.column("seller_id").to_pylist(),
         "record_id": table.column("record_id").to_pylist() if "record_id" in table.column_names else None,

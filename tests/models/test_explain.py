@@ -1,5 +1,6 @@
-"""Reasons from a real trained model: contributions add up to the score, the strongest come first,
-and the sentence is the spec's template filled with the seller's own value."""
+"""The any-standard model's explanation on a real trained model: contributions add up to the score,
+the groups partition the features, and the context is the spec's template filled with the seller's own
+value. The reasons themselves: tests/models/test_reasons.py."""
 
 from __future__ import annotations
 
@@ -62,26 +63,10 @@ def test_the_model_matrix_is_what_lightgbm_makes_of_the_frame(trained: TrainResu
     assert np.array_equal(model.matrix_from_records(records), model.matrix(frame.head(20)), equal_nan=True)
 
 
-def test_a_standard_reason_says_how_much_it_moves_the_score(trained: TrainResult, latest: pd.DataFrame,
-                                                            policy) -> None:
-    from models.explain import feature_groups, group_contributions, standard_reasons
-
-    groups = feature_groups(feature_spec(policy), list(policy.metrics))
-    ex = explain(trained.model, trained.model.matrix(latest))
-    by_group = group_contributions(ex, groups)
-    up = standard_reasons(ex, by_group, groups, top=8)
-    p, c = ex.score[up.row], up.contribution  # without a raising standard the score would be lower by this much
-    np.testing.assert_allclose(up.probability_change, p - 1 / (1 + np.exp(-(np.log(p / (1 - p)) - c))), atol=1e-12)
-    low = standard_reasons(ex, by_group, groups, top=3, direction="lowers")
-    assert (low.contribution < 0).all() and (low.probability_change < 0).all() and low.rank.max() <= 3
-    none = standard_reasons(ex, by_group[:0], groups, top=3)
-    assert len(none) == 0 and len(explain(trained.model, trained.model.matrix(latest.iloc[:0])).score) == 0
-
-
 def test_groups_partition_the_features_and_add_up_to_the_log_odds(trained: TrainResult, latest: pd.DataFrame,
                                                                    policy) -> None:
     """Per-standard behaviour + history + exposure + context + base = the score's log-odds (1e-9)."""
-    from models.explain import feature_groups, group_contributions, standard_reasons
+    from models.explain import feature_groups, group_contributions
 
     spec = feature_spec(policy)
     groups = feature_groups(spec, list(policy.metrics))
@@ -93,13 +78,6 @@ def test_groups_partition_the_features_and_add_up_to_the_log_odds(trained: Train
     exposure = [i for i, f in enumerate(spec.features) if f.role == "exposure"]
     np.testing.assert_allclose(by_group[:, groups.names.index("exposure")],
                                ex.contributions[:, exposure].sum(axis=1), rtol=0, atol=1e-12)
-    up = standard_reasons(ex, by_group, groups, top=3)
-    assert set(up.standard) <= set(policy.metrics)  # a reason is a standard, never volume or context
-    assert (up.contribution > 0).all() and (np.diff(up.rank)[np.diff(up.row) == 0] == 1).all()
-    for r, s, c, k in zip(up.row[:500], up.standard[:500], up.contribution[:500], up.rank[:500]):
-        assert c == by_group[r, groups.names.index(s)]
-        if k == 1:  # the strongest standard comes first
-            assert c == by_group[r, :groups.standards].max()
 
 
 def test_context_shows_each_groups_strongest_values_in_words(trained: TrainResult, latest: pd.DataFrame,

@@ -24,7 +24,8 @@ REASON = pa.struct([
 ])
 CONTEXT = pa.struct([("group", pa.string()), ("contribution", pa.float64()), ("features", pa.string())])
 CONTRIBUTION = pa.struct([("group", pa.string()), ("contribution", pa.float64())])
-STANDARD_RISK = pa.struct([("standard", pa.string()), ("label", pa.string()), ("risk", pa.float64())])
+STANDARD_RISK = pa.struct([("standard", pa.string()), ("label", pa.string()), ("risk", pa.float64()),
+                           ("share", pa.float64())])
 RECOVERY = pa.struct([("standard", pa.string()), ("needed", pa.int64()), ("back_by", pa.date32()),
                       ("text", pa.string())])
 SCORE = pa.schema([
@@ -51,7 +52,8 @@ def test_the_arrow_schema_derived_from_the_record_is_the_score_files_schema() ->
 def test_how_a_field_is_stored_never_reaches_the_http_contract() -> None:
     props = ScoreRecord.model_json_schema(mode="serialization")
     assert props["$defs"]["Reason"]["properties"]["rank"] == {
-        "description": "1 = the strongest reason in its direction.", "title": "Rank", "type": "integer"}
+        "description": "1 = the first reason: ordered by the standard's share of the risk (the first is "
+                       "standard_at_risk when it has a reason).", "title": "Rank", "type": "integer"}
     assert set(props["properties"]["base_log_odds"]) == {"description", "title", "type"}
 
 
@@ -99,7 +101,8 @@ def _columns(n: int) -> dict:
         "as_of": np.array([date(2026, 1, 5), None], dtype=object)[:n], "risk_score": np.array([0.3, 0.02])[:n],
         "standard_at_risk": np.array(["a", None], dtype=object)[:n],
         "risk_by_standard": Lists({"standard": Repeated(("a", "b"), n), "label": Repeated(("A", "B"), n),
-                                   "risk": np.array([0.2, 0.1, 0.01, 0.01])[:2 * n]}, width=2),
+                                   "risk": np.array([0.2, 0.1, 0.01, 0.01])[:2 * n],
+                                   "share": np.array([0.2, 0.1, 0.01, 0.01])[:2 * n]}, width=2),
         "risk_band": np.array(["recovery", "low"], dtype=object)[:n],
         "band_meaning": np.array(["m1", "m2"], dtype=object)[:n],
         "population": np.array(["missing_now", "compliant_now"])[:n],

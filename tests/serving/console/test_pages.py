@@ -202,7 +202,8 @@ def test_the_queue_lists_the_weeks_early_warning_sellers_then_the_recovery_list(
         assert row[2] == f"{want['risk_score']:.1%}"
         at_risk = want["standard_at_risk"]  # the standard it is likeliest to miss, with its reason when it has one
         assert row[3] == policy.metrics[at_risk].label
-        assert row[4] == next((x for x in want["reasons"] if x["standard"] == at_risk), want["reasons"][0])["text"]
+        # that standard's own reason, never another standard's (none when it has no reason)
+        assert row[4] == next((x["text"] for x in want["reasons"] if x["standard"] == at_risk), "")
         assert row[5] == want["risk_band"]
         assert row[8] == "open"
     recovery = week_rows[week_rows["queue"] == "recovery"].sort_values("queue_rank")
@@ -220,12 +221,11 @@ def test_the_queue_filters_by_standard_category_and_region(client, scored, week_
     scores, (latest, _) = scored
     snap = pq.read_table(layout.snapshot_files(feature_dir, latest), columns=["seller_id", "category", "region"]).to_pandas()
     early = week_rows[week_rows["queue"] == "early_warning"].merge(snap, on="seller_id")
-    standard = early["reasons"].map(lambda r: r[0]["standard"]).value_counts().index[-1]
+    standard = early["standard_at_risk"].value_counts().index[-1]
     category = early["category"].value_counts().index[0]
     region = early["region"].value_counts().index[0]
     for query, keep in (
-            (f"standard={standard}", early.apply(lambda w: standard == w["standard_at_risk"]  # or a reason's
-                                                 or standard in [x["standard"] for x in w["reasons"]], axis=1)),
+            (f"standard={standard}", early["standard_at_risk"] == standard),  # the standard at risk alone
             (f"category={category}", early["category"] == category),
             (f"region={region}&category={category}", (early["region"] == region) & (early["category"] == category))):
         r = client.get(f"/console/?{query}")

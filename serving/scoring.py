@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from datetime import date, datetime
 from pathlib import Path
 
@@ -16,16 +16,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pandas.util import hash_array
 
-from models.explain import (Groups, ValuesAt, context_texts, display_value, explain, feature_groups, frame_values,
-                            group_contributions, record_values)
+from models.explain import (OTHER_GROUPS, Groups, ValuesAt, context_texts, display_value, explain, feature_groups,
+                            frame_values, group_contributions, record_values)
 from models.reasons.choose import REASONS_SHOWN, StandardReasons, at_risk, choose_reasons
 from models.reasons.shares import standard_shares
 from features.platform import layout
 from features.policy.definition import Policy, load_policy
 from features.platform.settings import CHAMPION_URI, MODELS_DIR
 from features.policy.standing import Standing, back_by, standing_inputs, standings
-from models.reasons.words import reason_texts, recovery_texts
+from models.reasons.words import judged_texts, reason_texts, recovery_texts
 from models.registry import ModelRef, load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, RiskModel
 from features.pipeline.spec import FeatureSpec, feature_spec
@@ -157,8 +158,7 @@ class Scorer:
         """Where each row stands against every standard, read from the model inputs (so a seller
         scored over HTTP and in the batch stands exactly the same)."""
         at = {n: j for j, n in enumerate(self.spec.names)}
-        cols = {c: X[:, at[c]] for c in standing_inputs(self.policy)}
-        return standings(pd.DataFrame(cols, copy=False), self.policy)
+        return standings({c: X[:, at[c]] for c in standing_inputs(self.policy)}, self.policy)
 
     def score_matrix(self, X: np.ndarray, values_at: ValuesAt, seller_id: Sequence[str],
                      as_of: Sequence[date | None], top: int = REASONS_SHOWN, lowering: int = 0) -> Scored:
@@ -179,8 +179,10 @@ class Scorer:
                     for k, direction in ((top, "raises"), (lowering, "lowers")))
         seller_id = np.asarray(seller_id, dtype=object)
         ids = record_ids(X, seller_id, as_of, self.ref.name, self.ref.version, self.spec.hash)
+        context = context_texts(ex, groups, self.spec, values_at)
+        _say_when_judged(context, self._at_risk(shares, missing), up.reasons, stand, missing)
         return Scored(ids, seller_id, as_of, ex.score, per_standard, shares, band, meaning, ex.base, groups, by_group,
-                      missing, up, down, context_texts(ex, groups, self.spec, values_at),
+                      missing, up, down, context,
                       _recovery_rows(missing, stand, as_of, self.policy.evaluation_every_days))
 
     def score_frame(self, frame: pd.DataFrame, top: int = REASONS_SHOWN, lowering: int = 0) -> Scored:
@@ -210,10 +212,12 @@ class Scorer:
         """Per row, the standard with the largest share of the risk, or for a seller missing standards the
         missed one with the largest share (None when the model has no per-standard risks); for a
         compliant seller its reason, when it has one, is the first."""
+        return self._at_risk(scored.shares, scored.missing)
+
+    def _at_risk(self, shares: np.ndarray, missing: np.ndarray) -> np.ndarray:
         standards = self._standards[0]
         policy_order = {m: j for j, m in enumerate(self.policy.metrics)}
-        missed = scored.missing[:, [policy_order[m] for m in standards]]
-        return at_risk(scored.shares, standards, missed)
+        return at_risk(shares, standards, missing[:, [policy_order[m] for m in standards]])
 
     @cached_property
     def _standards(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -348,14 +352,50 @@ def record_ids(X: np.ndarray, seller_id: np.ndarray, as_of: np.ndarray, model_na
     """Each record's id: 16 hex digits of a hash of the model (name, version, spec), the as-of date,
     the seller and the exact model inputs, so the same seller scored on the same snapshot by the same
     model has the same id over HTTP and in the batch, and `replay` can tell a record from its inputs.
-    Column-wise (pandas' keyed, process-independent hash of each column, combined per row)."""
-    cols = {"model": np.full(len(X), f"{model_name}\x1f{model_version}\x1f{spec_hash}", dtype=object),
-            "as_of": np.asarray([str(d) for d in as_of], dtype=object), "seller_id": seller_id.astype(object)}
-    frame = pd.DataFrame(cols)
-    for j in range(X.shape[1]):
-        frame[j] = X[:, j].view("uint64")  # the bits of each input: -0.0, 0.0 and every NaN stay apart
-    h = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return np.asarray([f"{v:016x}" for v in h.tolist()], dtype=object)
+    The hash is pandas' keyed, process-independent `hash_pandas_object` of a frame with those columns (the
+    model, the as-of date and the seller as text, then the bits of each input as uint64, so -0.0, 0.0 and
+    every NaN stay apart), computed here on numpy arrays without building the frame: one seller costs
+    microseconds, and the ids stay those of the audit trail (a test holds them to pandas' own)."""
+    n = len(X)
+    text = np.empty(3 * n, dtype=object)
+    text[:n] = f"{model_name}\x1f{model_version}\x1f{spec_hash}"
+    text[n:2 * n] = [str(d) for d in as_of]
+    text[2 * n:] = seller_id
+    hashed = np.concatenate([hash_array(text, categorize=False).reshape(3, n).T,
+                             hash_array(np.ascontiguousarray(X).view("uint64").ravel()).reshape(n, X.shape[1])], axis=1)
+    return np.asarray([f"{v:016x}" for v in _combine_columns(hashed)], dtype=object)
+
+
+_UINT64 = (1 << 64) - 1
+
+
+@lru_cache
+def _multipliers(columns: int) -> tuple[int, ...]:
+    """The multipliers pandas' `combine_hash_arrays` (CPython's tuple hash) uses for a row of `columns` hashes."""
+    out, m = [], 1000003
+    for i in range(columns):
+        out.append(m)
+        m = (m + 82520 + 2 * (columns - i)) & _UINT64
+    return tuple(out)
+
+
+def _combine_columns(hashed: np.ndarray) -> list[int]:
+    """Each row's hashes (rows x columns, uint64) combined into one, exactly as pandas combines a frame's
+    columns: over Python integers for a few rows (a request), column by column over numpy for a batch."""
+    mults = _multipliers(hashed.shape[1])
+    if len(hashed) <= 8:
+        out = []
+        for row in hashed.tolist():
+            h = 0x345678
+            for a, m in zip(row, mults):
+                h = ((h ^ a) * m) & _UINT64
+            out.append((h + 97531) & _UINT64)
+        return out
+    acc = np.full(len(hashed), 0x345678, dtype=np.uint64)
+    for j, m in enumerate(mults):
+        acc ^= hashed[:, j]
+        acc *= np.uint64(m)
+    return (acc + np.uint64(97531)).tolist()
 
 
 def _as_date(value: object) -> date | None:
@@ -365,6 +405,22 @@ def _as_date(value: object) -> date | None:
     if isinstance(value, datetime):  # a Timestamp is a datetime, which is a date: take its day
         return value.date()
     return value if isinstance(value, date) else pd.Timestamp(value).date()
+
+
+def _say_when_judged(context: np.ndarray, at_risk: np.ndarray, reasons: StandardReasons,
+                     stand: dict[str, Standing], missing: np.ndarray) -> None:
+    """A compliant seller whose standard at risk has no reason (a perfect rate, not judged yet, or
+    behaviour that does not raise it) is told in one line, first in its exposure context, that the risk
+    comes from being judged (in place)."""
+    compliant = ~_any_missed(missing)
+    exposure = OTHER_GROUPS.index("exposure")
+    for name, s in stand.items():
+        without = (at_risk == name) & compliant
+        without[reasons.row[reasons.standard == name]] = False
+        rows = np.flatnonzero(without)
+        if len(rows):
+            lines = judged_texts(s, rows)
+            context[rows, exposure] = [f"{line}; {c}" if c else line for line, c in zip(lines, context[rows, exposure])]
 
 
 def _reason_rows(reasons: StandardReasons, stand: dict[str, Standing], policy: Policy) -> ReasonRows:

@@ -75,6 +75,16 @@ def status_texts(s: Standing, rows: np.ndarray) -> list[str]:
                 s.evaluated[rows].tolist())]
 
 
+def judged_texts(s: Standing, rows: np.ndarray) -> list[str]:
+    """For a standard at risk that has no reason (a perfect rate, not judged yet, or behaviour that does
+    not raise it): the one line that says where its risk comes from, being judged, shown with the
+    context: "Mostly being judged: Seller cancellations 0.0% of 25 orders in the last 30 days (standard:
+    at most 2%, judged from 50 orders); its risk comes from how much of it is judged, not from anything
+    the seller does on it"."""
+    return [f"Mostly being judged: {status}; its risk comes from how much of it is judged, not from anything "
+            "the seller does on it" for status in status_texts(s, rows)]
+
+
 def reason_texts(s: Standing, rows: np.ndarray) -> list[str]:
     """Behaviour reasons for a standard at risk, in a reviewer's words: value, standard, how it moves,
     and the headroom ("1 more cancellation at this volume would miss it")."""

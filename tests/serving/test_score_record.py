@@ -107,8 +107,13 @@ def test_every_record_is_a_valid_score_record_whose_groups_add_up_to_the_score(r
             assert all(sign * x["contribution"] > 0 and sign * x["probability_change"] >= min_effect for x in reasons)
         ordered = [share[x["standard"]] for x in r["reasons"]]
         assert ordered == sorted(ordered, reverse=True)  # by the standard's share of the risk
+        exposure = next(c["features"] for c in r["context"] if c["group"] == "exposure")
         if not r["standards_missed_now"] and any(x["standard"] == r["standard_at_risk"] for x in r["reasons"]):
             assert r["reasons"][0]["standard"] == r["standard_at_risk"]
+            assert not exposure.startswith("Mostly being judged")
+        elif not r["standards_missed_now"]:  # no reason for it: told in one line that being judged is the risk
+            label = scorer.policy.metrics[r["standard_at_risk"]].label
+            assert exposure.startswith(f"Mostly being judged: {label}")
         assert len(r["reasons"]) <= 5 and len(r["lowering_reasons"]) <= 3
         # a reason is a standard, never a feature's value
         assert all(x["standard"] in scorer.policy.metrics and not x["text"].startswith("Orders in the last")

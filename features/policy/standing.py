@@ -38,8 +38,10 @@ the window has fully turned over W days after t: that bound assumes only steady 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -104,81 +106,136 @@ class Standing:
         return len(self.rate)
 
 
+@lru_cache
 def _fraction(threshold: float) -> tuple[int, int]:
     """The threshold as a/b, exactly as the policy writes it (0.02 -> 1/50, 0.9 -> 9/10)."""
     f = Fraction(repr(threshold))
     return f.numerator, f.denominator
 
 
-def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+Columns = pd.DataFrame | Mapping[str, np.ndarray]
+"""A standing's inputs: a frame (a snapshot, request features) or numeric columns by name (a scorer's
+rows of model inputs, float64, so one seller costs no pandas)."""
+
+_NEVER = np.iinfo("int64").max  # days: does not happen
+_LARGEST = np.finfo("float64").max
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """The policy's numbers for K standards, one row each (K x 1, to broadcast over the sellers), so
+    every standard is worked out in the same array operations: a request's one seller pays numpy's
+    per-call cost once, not once per standard. a / b: the threshold as a fraction."""
+
+    threshold: np.ndarray  # float
+    at_most: np.ndarray  # bool
+    a: np.ndarray  # int
+    b: np.ndarray  # int
+    window_days: np.ndarray  # int
+    min_count: np.ndarray  # int
+    by_orders: np.ndarray  # bool: `counts_orders`
+
+
+@lru_cache(maxsize=64)
+def _terms(key: tuple[tuple[str, float, int, int, bool], ...]) -> _Terms:
+    """The terms of the standards keyed (direction, threshold, window days, minimum count, counts orders)."""
+    def col(values: list, dtype: str) -> np.ndarray:
+        return np.asarray(values, dtype=dtype).reshape(-1, 1)
+    fractions = [_fraction(t) for _, t, _, _, _ in key]
+    return _Terms(col([t for _, t, _, _, _ in key], "float64"), col([d == "at_most" for d, *_ in key], "bool"),
+                  col([a for a, _ in fractions], "int64"), col([b for _, b in fractions], "int64"),
+                  col([w for _, _, w, _, _ in key], "int64"), col([m for *_, m, _ in key], "int64"),
+                  col([o for *_, o in key], "bool"))
+
+
+def _column(frame: Columns, name: str, n: int) -> np.ndarray:
     """A float feature column, all NaN when the frame does not carry it."""
-    if name not in frame.columns:
-        return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[name]).to_numpy(dtype="float64", na_value=np.nan)
+    if name not in frame:
+        return np.full(n, np.nan)
+    col = frame[name]
+    if isinstance(col, np.ndarray) and col.dtype == np.float64:
+        return col
+    return pd.to_numeric(col).to_numpy(dtype="float64", na_value=np.nan)
 
 
-def _pace(frame: pd.DataFrame, metric: Metric, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """New outcomes per so many days the recovery assumes: the seller's orders of the last 7 days for a
-    standard counting orders when they are known, else the window's own volume over its days."""
-    recent = _column(frame, RECENT_ORDERS) if counts_orders(metric) else np.full(len(frame), np.nan)
-    known = ~np.isnan(recent)
-    pace = np.where(known, np.nan_to_num(recent), volume).astype("int64")
-    return pace, np.where(known, RECENT_DAYS, metric.window_days).astype("int64")
+def _stacked(frame: Columns, names: list[str], n: int) -> np.ndarray:
+    """Feature columns as K x n rows (a standard per row)."""
+    return np.stack([_column(frame, c, n) for c in names]) if names else np.empty((0, n))
 
 
-def standing(frame: pd.DataFrame, metric: Metric) -> Standing:
+def _no_nan(x: np.ndarray) -> np.ndarray:
+    """`np.nan_to_num(x)` (NaN: 0, an infinity: the largest float) in three array operations."""
+    return np.minimum(np.maximum(np.where(np.isnan(x), 0.0, x), -_LARGEST), _LARGEST)
+
+
+def standing(frame: Columns, metric: Metric) -> Standing:
     """Where each seller of `frame` (snapshot or request features) stands against `metric`; the 30-day
     rate and the recent orders are optional (NaN, and the window's own pace, without them)."""
-    n = metric.name
-    volume = pd.to_numeric(frame[f"{n}_volume"]).fillna(0).to_numpy(dtype="int64")
-    gap = pd.to_numeric(frame[f"{n}_gap"]).to_numpy(dtype="float64", na_value=np.nan)
-    at_most = metric.direction == "at_most"
+    return _standings(frame, [metric])[0]
+
+
+def standings(frame: Columns, policy: Policy) -> dict[str, Standing]:
+    """Every standard of the policy, in policy order."""
+    return dict(zip(policy.metrics, _standings(frame, list(policy.metrics.values()))))
+
+
+def _standings(frame: Columns, metrics: list[Metric]) -> list[Standing]:
+    """`standing` of each metric, worked out together (K x n arrays, one row per standard)."""
+    if not metrics:
+        return []
+    t = _terms(tuple((m.direction, m.threshold, m.window_days, m.min_count, counts_orders(m)) for m in metrics))
+    names = [m.name for m in metrics]
+    n = len(frame[f"{names[0]}_volume"])
+    volume = _stacked(frame, [f"{m}_volume" for m in names], n)
+    volume = np.where(np.isnan(volume), 0, volume).astype("int64")
+    gap = _stacked(frame, [f"{m}_gap" for m in names], n)
     # the pipeline's own rule: a rate past the threshold is a gap above zero, exactly (see features.pipeline.spec)
-    rate = metric.threshold + gap if at_most else metric.threshold - gap
+    rate = np.where(t.at_most, t.threshold + gap, t.threshold - gap)
     rate = np.where(volume > 0, rate, np.nan)
-    count = np.where(volume > 0, np.rint(np.nan_to_num(rate) * volume), 0).astype("int64")
-    evaluated = volume >= metric.min_count
-    missing = evaluated & (np.nan_to_num(gap, nan=-1.0) > 0)
-    a, b = _fraction(metric.threshold)
-    if at_most:  # misses: count / volume <= a / b
-        headroom = (a * volume - b * count) // b + 1  # least k with count + k > T * volume
-        recovery = -((a * volume - b * count) // a) if a else np.full(len(volume), -1)  # least g: count/(volume+g) <= T
-    else:  # good outcomes: count / volume >= a / b
-        headroom = (b * count - a * volume) // b + 1  # least k with count - k < T * volume
-        recovery = -((b * count - a * volume) // (b - a)) if b != a else np.full(len(volume), -1)
-    headroom = np.where(evaluated & ~missing, headroom, -1)
+    count = np.where(volume > 0, np.rint(_no_nan(rate) * volume), 0).astype("int64")
+    evaluated = volume >= t.min_count
+    missing = evaluated & (gap > 0)  # NaN: not past it
+    # at most a/b misses: count / volume <= a / b; at least a/b good outcomes: count / volume >= a / b
+    room = np.where(t.at_most, t.a * volume - t.b * count, t.b * count - t.a * volume)
+    headroom = room // t.b + 1  # least k more misses past the threshold
+    den = np.where(t.at_most, t.a, t.b - t.a)  # least g good outcomes back within it (none when den is 0)
+    recovery = np.where(den != 0, -(room // np.maximum(den, 1)), -1)
+    headroom = np.where(evaluated & ~missing, headroom, -1).astype("int64")
     recovery = np.where(missing, recovery, -1).astype("int64")
-    pace, pace_days = _pace(frame, metric, volume)
-    days, by_run, unjudged = _recovery_days(metric, volume, count, missing, recovery, pace, pace_days)
-    return Standing(metric, rate, volume, count, evaluated, missing, _column(frame, f"{n}_trend"),
-                    _column(frame, f"{n}_30d"), pace, pace_days, headroom.astype("int64"), recovery, days,
-                    by_run, unjudged)
+    recent = np.where(t.by_orders, _column(frame, RECENT_ORDERS, n), np.nan)
+    known = ~np.isnan(recent)
+    pace = np.where(known, _no_nan(recent), volume).astype("int64")
+    pace_days = np.where(known, RECENT_DAYS, t.window_days).astype("int64")
+    days, by_run, unjudged = _recovery_days(t, volume, count, missing, recovery, pace, pace_days)
+    trend, recent_rate = _stacked(frame, [f"{m}_trend" for m in names], n), _stacked(frame, [f"{m}_30d" for m in names], n)
+    return [Standing(m, rate[k], volume[k], count[k], evaluated[k], missing[k], trend[k], recent_rate[k], pace[k],
+                     pace_days[k], headroom[k], recovery[k], days[k], by_run[k], unjudged[k])
+            for k, m in enumerate(metrics)]
 
 
 def _ceil_div(num: np.ndarray, den: np.ndarray | int) -> np.ndarray:
     return -(-num // den)
 
 
-def _recovery_days(metric: Metric, volume: np.ndarray, count: np.ndarray, missing: np.ndarray,
+def _recovery_days(t: _Terms, volume: np.ndarray, count: np.ndarray, missing: np.ndarray,
                    recovery: np.ndarray, pace: np.ndarray, pace_days: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Whole days (at least one) until a missed standard is no longer missed if every outcome from t on
     is good, new outcomes arriving at `pace` per `pace_days`: the soonest of the good run, the window
     turning over and the window leaving judgement (the module's docstring, in exact integers); and
     whether that is the run, or leaving judgement."""
-    a, q = _fraction(metric.threshold)
-    p = a if metric.direction == "at_most" else q - a
-    bad = count if metric.direction == "at_most" else volume - count
-    w, m, dd = metric.window_days, metric.min_count, pace_days
+    a, q = t.a, t.b
+    p = np.where(t.at_most, a, q - a)
+    bad = np.where(t.at_most, count, volume - count)
+    w, m, dd = t.window_days, t.min_count, pace_days
     ok = missing & (volume > 0) & (bad > 0)  # missing with volume implies bad > 0; guarded all the same
     over = q * bad - p * volume  # > 0 where missing
     slows = volume * dd > pace * w  # the window's volume shrinks: it may leave judgement first
     turnover = np.where(pace > 0, np.maximum(1, _ceil_div(w * dd * over, np.maximum(dd * over + p * w * pace, 1))),
-                        np.iinfo("int64").max)
-    run = np.where((pace > 0) & (recovery >= 0), np.maximum(1, _ceil_div(recovery * dd, np.maximum(pace, 1))),
-                   np.iinfo("int64").max)
+                        _NEVER)
+    run = np.where((pace > 0) & (recovery >= 0), np.maximum(1, _ceil_div(recovery * dd, np.maximum(pace, 1))), _NEVER)
     leave = np.where(slows, np.maximum(1, _ceil_div(w * dd * (volume - m + 1), np.maximum(volume * dd - pace * w, 1))),
-                     np.iinfo("int64").max)
+                     _NEVER)
     back = np.minimum(run, turnover)
     unjudged = ok & (leave < back)
     by_run = ok & ~unjudged & (run <= turnover)
@@ -200,11 +257,6 @@ def back_by(days: np.ndarray, as_of: np.ndarray, every_days: int) -> np.ndarray:
     offset = evaluation_days(days, every_days)
     t = np.asarray(as_of, dtype=object).astype("datetime64[D]")
     return np.where(offset >= 0, t + np.maximum(offset, 0).astype("timedelta64[D]"), np.datetime64("NaT", "D"))
-
-
-def standings(frame: pd.DataFrame, policy: Policy) -> dict[str, Standing]:
-    """Every standard of the policy, in policy order."""
-    return {name: standing(frame, m) for name, m in policy.metrics.items()}
 
 
 def missed_now(by_standard: dict[str, Standing]) -> list[list[str]]:

@@ -36,15 +36,16 @@ def standard_shares(risk: np.ndarray, per_standard: np.ndarray) -> np.ndarray:
         return np.empty((n, 0))
     weight = [factorial(j) * factorial(k - j - 1) / factorial(k) for j in range(k)]
     keep = 1.0 - q
-    phi = np.empty_like(q)
-    for s in range(k):
-        e = [np.ones(n)] + [np.zeros(n) for _ in range(k - 1)]  # e_0 .. e_{K-1} of the others
-        for j in range(k):
-            if j == s:
-                continue
-            for d in range(k - 1, 0, -1):
-                e[d] = e[d] + keep[:, j] * e[d - 1]
-        phi[:, s] = q[:, s] * sum(w * e_d for w, e_d in zip(weight, e))
+    # e[d][:, s]: e_d of the standards other than s, every s at once (a request's one seller pays numpy's
+    # per-call cost K^2 times, not K^3); standard j adds keep_j * 0 to its own column, and e + 0.0 is e
+    # exactly (e is never -0.0), so the values are those of one standard at a time, bit for bit
+    e = [np.ones((n, k))] + [np.zeros((n, k)) for _ in range(k - 1)]
+    others = 1.0 - np.eye(k)
+    for j in range(k):
+        factor = keep[:, j:j + 1] * others[j]  # rows x K: keep_j, and 0 in column j
+        for d in range(k - 1, 0, -1):
+            e[d] = e[d] + factor * e[d - 1]
+    phi = q * sum(w * e_d for w, e_d in zip(weight, e))
     every = np.ones(n)
     for j in range(k):  # column by column: a row's value never depends on the rows beside it
         every = every * keep[:, j]

@@ -242,3 +242,47 @@ def test_recovery_and_headroom_recounted_from_the_events(marketplace, feature_di
             assert back_by(s.recovery_days[[i]], np.array([day]), every).astype(object).tolist() == [back]
             recovered += 1
     assert recovered > 20
+
+
+def _random_features(policy, n: int, seed: int) -> pd.DataFrame:
+    """Snapshot-like standing inputs with the awkward values: no volume, NaN, the optional columns absent."""
+    rng = np.random.default_rng(seed)
+    cols: dict[str, np.ndarray] = {}
+    for name in policy.metrics:
+        volume = rng.integers(0, 400, n).astype(float)
+        volume[rng.random(n) < 0.1] = 0
+        volume[rng.random(n) < 0.05] = np.nan
+        gap = rng.normal(0, 0.05, n)
+        gap[rng.random(n) < 0.1] = np.nan
+        cols[f"{name}_volume"], cols[f"{name}_gap"] = volume, gap
+        if seed % 2:
+            cols[f"{name}_trend"], cols[f"{name}_30d"] = rng.normal(0, 0.01, n), rng.random(n)
+    if seed % 3:
+        cols["orders_7d"] = rng.integers(0, 60, n).astype(float)
+    return pd.DataFrame(cols)
+
+
+@pytest.mark.parametrize("policy_name", ["amazon-account-health", "walmart-us-2026"])
+def test_standings_from_model_rows_equal_the_frames_and_one_seller_the_batch(policy_name) -> None:
+    """The scorer reads standings from float columns of its model inputs (no frame per request): the
+    same bits as from the frame, standard by standard or all together, and one seller alone stands as
+    in the batch."""
+    from dataclasses import fields
+
+    from features.policy.definition import load_policy
+
+    policy = load_policy(policy_name)
+    for seed in range(4):
+        frame = _random_features(policy, 300, seed)
+        columns = {c: frame[c].to_numpy(dtype="float64") for c in frame.columns}
+        by_frame, by_columns = standings(frame, policy), standings(columns, policy)
+        for name, m in policy.metrics.items():
+            one = standing(frame, m)
+            alone = standings({c: v[7:8] for c, v in columns.items()}, policy)[name]
+            for f in fields(one):
+                if f.name == "metric":
+                    continue
+                a, b, c = getattr(one, f.name), getattr(by_frame[name], f.name), getattr(by_columns[name], f.name)
+                assert a.dtype == b.dtype == c.dtype, (name, f.name)
+                assert a.tobytes() == b.tobytes() == c.tobytes(), (name, f.name)
+                assert getattr(alone, f.name).tobytes() == a[7:8].tobytes(), (name, f.name)

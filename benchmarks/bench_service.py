@@ -19,6 +19,12 @@ accepted them). Targets: p99 under 25 ms at
 concurrency 1; HTTP requests/s at concurrency 32 at least 70% of in-process requests/s (one seller
 per call, one process per core). Inputs (the demo marketplace and champion) are made once under
 benchmarks/out/ by bench_scoring.py's `demo_champion`.
+
+Where one request's time goes, at concurrency 1: the stages of a /score_seller call timed one by one
+in process (parse the body, look the seller up, score, choose the reasons, word them with the bands
+and the record id, write the audit row, serialise the record), each as a share of the whole. Every
+run's table is appended to benchmarks/out/bench_service_runs.jsonl and compared with the previous
+run's, so the next regression shows itself.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ BIN = Path(sys.executable).parent
 LEVELS = (1, 8, 32)
 WRK = shutil.which("wrk")
 TARGET_P99_MS, TARGET_SHARE = 25.0, 0.70
+RUNS = DEMO.parent / "bench_service_runs.jsonl"
+STAGES = ("parse", "look-up", "score", "reasons", "words, bands and id", "audit", "serialise")
 
 
 def _free_port() -> int:
@@ -157,6 +165,101 @@ def in_process(ids: Path, processes: int, batch: int, duration: float) -> dict:
             "p99_ms": float(max(r["p99_ms"] for r in results)), "together": float(batch)}
 
 
+def stage_worker(ids_file: Path, calls: int) -> None:
+    """Time each stage of one /score_seller call, one seller per call, `calls` times; prints a JSON line
+    of the median microseconds per stage and of the whole call."""
+    import tempfile
+
+    from models.explain import explain
+    from models.reasons.choose import choose_reasons
+    from models.reasons.shares import standard_shares
+    from serving.api.audit import ServedAudit, served_rows, snapshot_features
+    from serving.api.schema import request_models
+    from serving.scoring import Scorer, Snapshot
+
+    scorer = Scorer.load("models:/seller-risk@champion", DEMO / "models", threads=1)
+    snapshot = Snapshot.load(DEMO / "features", scorer)
+    body_model = request_models(scorer.spec).score_seller
+    ids = ids_file.read_text().split()
+    folder = tempfile.mkdtemp(prefix="bench-audit-")
+    audit = ServedAudit(f"sqlite:///{folder}/console.db")
+    times: dict[str, list[float]] = {s: [] for s in (*STAGES, "whole")}
+
+    def timed(stage: str, f, *args):
+        t = time.perf_counter()
+        out = f(*args)
+        times[stage].append(time.perf_counter() - t)
+        return out
+
+    for i in range(calls + 20):  # the first 20 warm up
+        seller = ids[i % len(ids)]
+        started = time.perf_counter()
+        body = timed("parse", body_model.model_validate_json, json.dumps({"seller_id": seller, "reasons": 5}))
+        rows = timed("look-up", lambda sid: np.array([snapshot.index[sid]]), body.seller_id)
+        X = snapshot.X[rows]
+        t = time.perf_counter()
+        ex = explain(scorer.model, X, 1)
+        shares = standard_shares(ex.score, scorer.model.standard_risk(X, ex.score, 1))
+        times["score"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        choose_reasons(scorer.model, X, shares, scorer.standings(X), scorer.spec, scorer.policy.reasons.min_effect, 5,
+                       "raises", 1)
+        times["reasons"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        scored = scorer.score_ids(snapshot, [seller], top=5)  # again, whole: the rest is the words, bands, id
+        times["words, bands and id"].append(time.perf_counter() - t - times["score"][-1] - times["reasons"][-1])
+        timed("audit", audit.write, served_rows(scorer, scored, snapshot_features(snapshot, scorer, [seller])))
+        timed("serialise", lambda done: [json.dumps(r, default=str) for r in scorer.records(done)], scored)
+        times["whole"].append(time.perf_counter() - started - times["score"][-1] - times["reasons"][-1])
+    audit.close()
+    print(json.dumps({k: float(np.median(v[20:])) * 1e6 for k, v in times.items()}))
+
+
+def stage_shares(ids: Path, calls: int = 300) -> dict[str, float]:
+    out = subprocess.run([sys.executable, __file__, "--stage-worker", str(ids), "--calls", str(calls)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_stages(console: Console, us: dict[str, float]) -> None:
+    table = Table(title="One /score_seller call by stage", caption=f"in process, concurrency 1, medians; whole call "
+                                                                     f"{us['whole'] / 1000:.2f} ms")
+    for col in ("stage", "µs", "share"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for stage in STAGES:
+        table.add_row(stage, f"{us[stage]:,.0f}", f"{us[stage] / us['whole']:.0%}")
+    console.print(table)
+
+
+def remember(rows: list[tuple[str, dict]], stages: dict[str, float], load: float, cores: int) -> dict | None:
+    """Append this run to the runs history; the previous run, if any."""
+    previous = None
+    if RUNS.exists():
+        lines = [line for line in RUNS.read_text().splitlines() if line.strip()]
+        previous = json.loads(lines[-1]) if lines else None
+    run = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "load": load, "cores": cores, "stages_us": stages,
+           "rows": {name: {k: r[k] for k in ("concurrency", "rps", "p50_ms", "p99_ms", "errors")} for name, r in rows}}
+    with RUNS.open("a") as fh:
+        fh.write(json.dumps(run) + "\n")
+    return previous
+
+
+def print_change(console: Console, rows: list[tuple[str, dict]], previous: dict | None) -> None:
+    if previous is None:
+        console.print(f"first run in {RUNS}: nothing to compare with")
+        return
+    table = Table(title=f"Against the previous run ({previous['at']}, load {previous['load']:.2f})")
+    for col in ("how", "in flight", "requests/s", "change", "p99 ms", "change"):
+        table.add_column(col, justify="right" if col != "how" else "left")
+    for name, r in rows:
+        before = previous["rows"].get(name)
+        if before is None:
+            continue
+        table.add_row(name, str(r["concurrency"]), f"{r['rps']:,.0f}", f"{r['rps'] / before['rps'] - 1:+.0%}",
+                      f"{r['p99_ms']:.2f}", f"{r['p99_ms'] / before['p99_ms'] - 1:+.0%}")
+    console.print(table)
+
+
 def _median(runs: list[dict]) -> dict:
     out = {k: float(np.median([r[k] for r in runs])) for k in ("rps", "p50_ms", "p99_ms", "together")}
     return {**out, "concurrency": runs[0]["concurrency"], "errors": sum(r["errors"] for r in runs),
@@ -171,9 +274,14 @@ def main() -> None:
                     help="BentoML settings to try, as WORKERSxTHREADS[+telemetry|+unbatched|+keepalive].")
     ap.add_argument("--in-process-worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--stage-worker", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--calls", type=int, default=300, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.in_process_worker:
         in_process_worker(args.in_process_worker, args.duration, args.batch)
+        return
+    if args.stage_worker:
+        stage_worker(args.stage_worker, args.calls)
         return
     if WRK is None:
         raise SystemExit("wrk is not installed: `make bench-tools` installs it (Debian's package wrk)")
@@ -212,6 +320,8 @@ def main() -> None:
         for proc, _, _ in servers.values():
             stop(proc)
 
+    console.print("in process: one /score_seller call by stage")
+    stages = stage_shares(ids)
     rows = [(key.split("|")[0], _median(rs)) for key, rs in runs.items()]
     base = next(r for name, r in rows if name == f"in-process, {cores} process(es), 1 seller(s) per call")
     table = Table(title=f"One seller per request, 5 reasons; median of {args.rounds} round(s) of {args.duration:.0f} s; "
@@ -231,6 +341,8 @@ def main() -> None:
                   f"{'met' if c1 < TARGET_P99_MS else 'missed'}); best HTTP at 32 in flight: {c32:,.0f}/s = "
                   f"{c32 / base['rps']:.0%} of in-process {base['rps']:,.0f}/s, one seller per call in {cores} "
                   f"processes (target >= {TARGET_SHARE:.0%}: {'met' if c32 / base['rps'] >= TARGET_SHARE else 'missed'})")
+    print_stages(console, stages)
+    print_change(console, rows, remember(rows, stages, load_avg, cores))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ feature snapshots with `features`; and what each prints. `serving.main` assemble
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
 from pathlib import Path
 
@@ -180,9 +181,17 @@ def print_snapshot_summary(run, out: Path) -> None:
         ("seller-weeks (active sellers x dates)", f"{run.rows:,}"),
         ("sellers", f"{run.sellers:,}"),
         ("seller-weeks with a known label", f"{run.labelled_rows:,}"),
-        ("base rate: breach within the horizon", f"{run.breach_rate:.2%}"),
+        ("base rate: breach within the horizon", _known_share(run.breach_rate)),
         ("early-warning set: compliant at t", f"{run.early_warning_share:.2%} of seller-weeks"),
-        ("breach rate in the early-warning set", f"{run.early_warning_breach_rate:.2%}"),
+        ("breach rate in the early-warning set", _known_share(run.early_warning_breach_rate)),
     ))
+
+
+def _known_share(rate: float) -> str:
+    """A breach rate as a percentage, or why there is none: no seller-week's horizon has passed yet
+    (snapshots of recent dates only)."""
+    if math.isnan(rate):
+        return "not known yet: no seller-week's horizon has passed"
+    return f"{rate:.2%}"
 
 

@@ -3,6 +3,7 @@ prints. `serving.main` assembles them into `seller-risk`."""
 
 from __future__ import annotations
 
+import signal
 from datetime import datetime
 from pathlib import Path
 
@@ -18,32 +19,53 @@ commands = typer.Typer()
 
 @commands.command()
 def score(
-    events: Path | None = typer.Option(None, "--events", help="Event tables to build the week's snapshot from (when --features lacks it)."),
-    out: Path = typer.Option(DATA_DIR / "scores", "--out", help="Output folder: one as_of=YYYY-MM-DD partition per week."),
+    events: Path | None = typer.Option(None, "--events", help="Event tables to build the week's snapshot from (when --features lacks it); with neither given: <data>/events."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder: one as_of=YYYY-MM-DD partition per week (default: SELLER_RISK_SCORES, else <data>/scores)."),
     as_of: datetime | None = typer.Option(None, "--as-of", formats=["%Y-%m-%d"], help="Week to score; default: the latest complete week."),
     model: str = typer.Option(CHAMPION_URI, "--model", help="Registry URI of the model."),
-    features_dir: Path | None = typer.Option(None, "--features", help="Snapshots to read the week from, when they hold it."),
+    features_dir: Path | None = typer.Option(None, "--features", help="Snapshots to read the week from, when they hold it; with neither given: <data>/features."),
     models: Path = typer.Option(MODELS_DIR, "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
     reasons: int = typer.Option(5, "--reasons", min=0, max=20, help="Top reasons per seller."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=1, help="Sellers scored per chunk (bounds memory)."),
 ) -> None:
-    """Score and explain every active seller of a week, write the partition whole, print and log the summary."""
+    """Score and explain every active seller of a week, write the partition whole, print and log the summary.
+
+    SIGINT or SIGTERM stops it with one line (exit 130 or 143): the previous week's partition is kept."""
+    from features.platform.settings import Settings
     from serving.batch.job import BatchConfig, run_batch
+    from serving.batch.signals import stop_signal, stop_signals
     from serving.batch.snapshot import BatchError
     from features.platform.terminal import progress_bar
     from models.registry import RegistryError, store_errors
 
+    settings = Settings.from_env()
     if events is None and features_dir is None:
-        fail("give --events (and/or --features) to score from")
-    cfg = BatchConfig(out, events, features_dir, as_of.date() if as_of else None, model, models, reasons, chunk_rows)
+        events, features_dir = default_sources(settings.events_dir, settings.features_dir)
+    cfg = BatchConfig(out or settings.scores_dir, events, features_dir, as_of.date() if as_of else None, model, models,
+                      reasons, chunk_rows)
     try:
-        with store_errors(), progress_bar("Scoring sellers") as advance:
+        with stop_signals(), store_errors(), progress_bar("Scoring sellers") as advance:
             result = run_batch(cfg, advance)
     except (BatchError, FileExistsError, RegistryError) as err:
         fail(str(err))
+    except KeyboardInterrupt as stop:
+        signum = stop_signal(stop)
+        typer.secho(f"stopped by {signal.Signals(signum).name}: no scores written for this run; "
+                    f"{cfg.out} keeps its previous weeks as they were", err=True)
+        raise typer.Exit(code=128 + signum) from None
     print_score_summary(result.summary)
     print_early_warning(result.early_warning, result.summary["early_warning"]["sellers"])
     print_recovery(result.recovery, result.summary["recovery"]["sellers"])
+
+
+def default_sources(events: Path, features_dir: Path) -> tuple[Path | None, Path | None]:
+    """The settings' event tables and feature snapshots (<data>/events, <data>/features), those that
+    exist; neither: stop with one line naming both."""
+    found = (events if events.exists() else None, features_dir if features_dir.exists() else None)
+    if found == (None, None):
+        fail(f"nothing to score from: neither {events} nor {features_dir} exists (the defaults, under "
+             "SELLER_RISK_DATA); give --events or --features, or run `seller-risk simulate` and `features` first")
+    return found
 
 
 @commands.command()

@@ -3,7 +3,10 @@ the decisions database (`served_scores`, through `serving.store.store.Store.log_
 exact feature values the model scored, so `seller-risk replay RECORD_ID` can recompute it later.
 
 A score that cannot be audited is not served: when the database cannot be written, the request
-fails with 503 and one line naming the database (`AuditUnavailable`).
+fails with 503 and one line naming the database (`AuditUnavailable`). A write has `within_s` from its
+scoring call, waits for another writer's lock included, so it ends inside the request's time: a
+database locked for longer is a 503, never a 504 whose record is written once the lock clears (the
+audit would list a score no client received).
 
 The write runs off the event loop, in one thread per worker, one insert per coalesced call
 (`ServedAudit.submit` hands back a future every request of the call awaits before it replies)."""
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -63,10 +67,13 @@ def served_rows(scorer: Scorer, scored: Scored, features: Sequence[dict], served
 
 class ServedAudit:
     """Writes served records to the database at `db_url`, opened on the first write (once per worker)
-    and again on a later write if opening failed."""
+    and again on a later write if opening failed. A write has `within_s` from its submission: it waits at
+    most half of that for the database's lock, and does not start once less than that half is left
+    (queued behind writes that waited), so it is done or refused within `within_s`."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, within_s: float = 3.0) -> None:
         self.db_url = db_url
+        self.within_s, self.lock_wait_s = within_s, within_s / 2
         self._store = None
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="audit")
@@ -80,17 +87,21 @@ class ServedAudit:
         except Exception:  # a URL SQLAlchemy cannot parse is still named
             return repr(self.db_url)
 
-    def write(self, rows: list[dict]) -> None:
-        """Insert the rows in one transaction (blocking); AuditUnavailable when it cannot be done."""
+    def write(self, rows: list[dict], deadline: float | None = None) -> None:
+        """Insert the rows in one transaction (blocking); AuditUnavailable when it cannot be done, or
+        not before `deadline` (time.monotonic) with the lock waited for: then nothing is written."""
         from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
         from serving.store.store import Store, StoreUnavailable
 
+        if deadline is not None and deadline - time.monotonic() < self.lock_wait_s:
+            raise AuditUnavailable(f"score not served: the audit database {self.database} could not be written within "
+                                   f"the request's time (earlier writes waited for its lock)")
         try:
             if self._store is None:
                 with self._lock:
                     if self._store is None:
-                        self._store = Store.open(self.db_url)
+                        self._store = Store.open(self.db_url, lock_wait_s=self.lock_wait_s)
             self._store.log_served(rows)
         except (SQLAlchemyError, StoreUnavailable, OSError) as err:
             reason = err.orig if isinstance(err, DBAPIError) else err
@@ -99,7 +110,8 @@ class ServedAudit:
 
     def submit(self, rows: list[dict]) -> asyncio.Future:
         """Write the rows in the audit thread; the future every request of the call awaits."""
-        future = asyncio.get_running_loop().run_in_executor(self._pool, self.write, rows)
+        deadline = time.monotonic() + self.within_s
+        future = asyncio.get_running_loop().run_in_executor(self._pool, self.write, rows, deadline)
         future.add_done_callback(_retrieve)  # every waiter may be gone (clients hung up): no "never retrieved"
         return future
 

@@ -140,9 +140,9 @@ class Guard:
         method = self.routes[scope["path"]].method
         if scope["method"] != method:
             return Refusal(405, f"{scope['path']} takes {method} with a JSON body", ((b"allow", method.encode()),))
-        media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        if media != "application/json":
-            return Refusal(415, f"Content-Type {media!r} is not accepted: send application/json")
+        unaccepted = _unaccepted_media(headers.get("content-type"))
+        if unaccepted:
+            return Refusal(415, unaccepted)
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             return Refusal(413, f"request body of {length} bytes is over the limit of {self.max_body:,} bytes; "
@@ -183,6 +183,22 @@ class Guard:
         if key is not None:
             return Refusal(400, f"{key}: the key is given more than once in a JSON object; send each field once")
         return body
+
+
+def _unaccepted_media(content_type: str | None) -> str | None:
+    """Why a body of this Content-Type is refused, or None for JSON in UTF-8 (RFC 8259's only encoding):
+    the header must be sent, name application/json and, if it gives a charset, say utf-8."""
+    if content_type is None:
+        return "no Content-Type: send application/json"
+    media, *parameters = (p.strip() for p in content_type.split(";"))
+    if media.lower() != "application/json":
+        return f"Content-Type {media.lower()!r} is not accepted: send application/json"
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            return f"charset {charset!r} is not accepted: send application/json in UTF-8"
+    return None
 
 
 class _DuplicateKey(Exception):

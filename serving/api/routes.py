@@ -22,7 +22,7 @@ STATUSES: dict[int, str] = {
     404: "The seller is not in the latest feature snapshot.",
     408: "The body did not arrive in time: it paused for more than {gap:g} s or took more than {total:g} s.",
     413: "The body is over the limit of {max_body:,} bytes; send fewer sellers per request.",
-    415: "The Content-Type is not application/json.",
+    415: "The Content-Type is missing, is not application/json, or names a charset other than utf-8.",
     422: "A category level the model does not know (the schema's enum lists those it does).",
     500: "An unexpected error; the server log has it.",
     503: "The score could not be written to the audit database, so it is not served; `error` names the database.",

@@ -1,11 +1,12 @@
 """The HTTP request schema, derived from the feature spec: one field per feature with its type,
 its description, its bounds and whether it may be missing, so the OpenAPI page documents every
 feature and what the validator enforces is what the page says. A request with an unknown field (at
-any depth), a wrong type (no strings or booleans for numbers, no numbers for strings), a NaN or a
-count out of its bounds is refused naming the field."""
+any depth), a wrong type (no strings or booleans for numbers, no numbers for strings), a NaN, a
+count out of its bounds or a rate outside 0 to 1 is refused naming the field."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, NamedTuple
 
@@ -52,6 +53,19 @@ def count_limit(f: Feature) -> int:
     return MAX_ORDERS_PER_DAY * (f.window_days or BACKLOG_DAYS)
 
 
+_PERCENT = re.compile(r"\{(?:value|0):(\+?)[^}]*%\}")
+
+
+def share_bounds(f: Feature) -> tuple[float, float] | None:
+    """The bounds of a number the feature spec shows as a percentage: a share of outcomes (a rate, a
+    cautious estimate of one, the share fulfilled by the marketplace) lies in 0 to 1; shown signed, a
+    difference of two shares (a gap to the threshold, a trend) in -1 to 1. None: not a share."""
+    shown = _PERCENT.search(f.reason)
+    if f.dtype != "float" or shown is None:
+        return None
+    return (-1.0, 1.0) if shown.group(1) else (0.0, 1.0)
+
+
 def _field(f: Feature) -> tuple[object, object]:
     """A feature as a request field: numbers must be finite JSON numbers (counts whole, not negative
     and at most `count_limit`), categories strings; optional features may be left out or null."""
@@ -61,6 +75,10 @@ def _field(f: Feature) -> tuple[object, object]:
     elif f.dtype == "int":  # a JSON number, so a count read from a float column (12.0) is accepted
         kind = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=count_limit(f), multiple_of=1,
                                       description=f"{doc}; at most {count_limit(f):,}")]
+    elif (bounds := share_bounds(f)) is not None:  # a rate of -1 or 1e308 is a mistake, not a seller
+        low, high = bounds
+        kind = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=low, le=high,
+                                      description=f"{doc}; from {low:g} to {high:g}")]
     else:
         kind = Annotated[float, Field(strict=True, allow_inf_nan=False, description=doc)]
     return (kind | None, None) if f.optional else (kind, ...)

@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, exists, func, select, update
+from sqlalchemy import Engine, event, exists, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -134,6 +134,22 @@ class ReviewerRefused(ValueError):
     """An account the store will not create; the message names the field and the rule."""
 
 
+def _wait_for_locks_at_most(engine: Engine, seconds: float) -> None:
+    """Every connection of `engine` waits at most `seconds` for a lock another writer holds (SQLite's
+    busy timeout, PostgreSQL's lock_timeout), then its statement fails."""
+    ms = max(1, int(seconds * 1000))
+
+    @event.listens_for(engine, "connect")
+    def _lock_wait(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        if engine.dialect.name == "sqlite":
+            cursor.execute(f"PRAGMA busy_timeout = {ms}")
+        else:
+            cursor.execute(f"SET lock_timeout = {ms}")
+            dbapi_connection.commit()
+        cursor.close()
+
+
 class StoreUnavailable(RuntimeError):
     """The database cannot be opened or brought up to date."""
 
@@ -153,12 +169,16 @@ class Store:
         self._dummy_hash: str | None = None
 
     @classmethod
-    def open(cls, url: str, hasher: PasswordHasher | None = None) -> Store:
+    def open(cls, url: str, hasher: PasswordHasher | None = None, lock_wait_s: float | None = None) -> Store:
         """Connect to the database at `url` (a SQLite file's folder is created) and bring its tables to
-        the newest migration. `hasher`: argon2 parameters other than the library's (RFC 9106) defaults."""
+        the newest migration. `hasher`: argon2 parameters other than the library's (RFC 9106) defaults.
+        `lock_wait_s`: how long a statement may wait for another writer's lock before it fails (default:
+        the database's own, 30 s on SQLite), for callers that must answer within a deadline."""
         from serving.store.migrations import upgrade
 
         engine = create_db_engine(url)
+        if lock_wait_s is not None:
+            _wait_for_locks_at_most(engine, lock_wait_s)
         try:
             upgrade(engine)
         except OperationalError as err:

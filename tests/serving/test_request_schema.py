@@ -71,3 +71,22 @@ def test_the_document_describes_routes_errors_and_levels(models: RequestModels) 
     assert doc["components"]["schemas"]["ScoreRequest"]["additionalProperties"] is False
     as_of = doc["components"]["schemas"]["ScoreRecord"]["properties"]["as_of"]
     assert {"type": "null"} in as_of["anyOf"]  # the record's as_of may be null, and the document says so
+
+
+def test_rates_are_bounded_by_what_they_measure(models: RequestModels, policy: Policy) -> None:
+    """A rate (shown as a percentage) lies in 0 to 1 and a gap or trend (a signed one) in -1 to 1: -1
+    or 1e308 is refused naming the field, the bounds themselves are fine; other numbers are not shares."""
+    from serving.api.schema import share_bounds
+
+    spec = feature_spec(policy)
+    rate, gap, trend = "cancellation_rate_30d", "cancellation_rate_gap", "cancellation_rate_trend"
+    assert share_bounds(spec[rate]) == (0.0, 1.0) and share_bounds(spec["late_handover_rate_30d"]) == (0.0, 1.0)
+    assert share_bounds(spec[gap]) == (-1.0, 1.0) and share_bounds(spec[trend]) == (-1.0, 1.0)
+    assert share_bounds(spec["gmv_30d"]) is None and share_bounds(spec["orders_7d"]) is None
+    for name, bad in [(rate, -1), (rate, 1e308), (rate, 1.5), (gap, -1.01), (trend, 1e308),
+                      ("marketplace_fulfilled_share_30d", -0.2)]:
+        assert (name,) in _refused(models.features, {name: bad}), (name, bad)
+    fine = _refused(models.features, {rate: 1.0, gap: -1.0, trend: 0.0, "gmv_30d": 1e9})
+    assert not {(rate,), (gap,), (trend,), ("gmv_30d",)} & set(fine)
+    document = json.dumps(models.features.model_json_schema())
+    assert '"maximum": 1.0' in document and '"minimum": -1.0' in document

@@ -226,9 +226,10 @@ def reasons_long(scores: pd.DataFrame, column: str = "reasons") -> pd.DataFrame:
     """The score table's reasons one row each: seller_id, as_of, risk_score, risk_band, then the reason's
     fields (rank, standard, label, contribution, probability_change, value, volume, headroom, text)."""
     keep = ["seller_id", "as_of", "risk_score", "risk_band"]
+    fields = ["rank", "standard", "label", "contribution", "probability_change", "value", "volume", "headroom", "text"]
     exploded = scores[keep + [column]].explode(column, ignore_index=True).dropna(subset=[column])
-    detail = pd.DataFrame(list(exploded[column]), index=exploded.index)
-    return pd.concat([exploded[keep], detail], axis=1).drop(columns=["direction"], errors="ignore")
+    detail = pd.DataFrame(list(exploded[column]), index=exploded.index, columns=[*fields, "direction"])
+    return pd.concat([exploded[keep], detail], axis=1).drop(columns=["direction"])  # every column, even with no reason
 
 
 def weekly_cutoffs(scores: Path | str, scorer):
@@ -273,8 +274,8 @@ def served_agreement(served: pd.DataFrame, contributions: np.ndarray, seller_ids
                      names: list[str]) -> pd.DataFrame:
     """Each served reason (from `reasons_long`) beside the notebook's own value for the same seller and
     standard (its `standard` column; `feature` in per-feature tables): served, notebook, difference.
-    `contributions` are rows x `names` (for reasons by standard: the notebook's TreeSHAP summed per
-    group, `group_contributions`). The two must agree: both are TreeSHAP in calibrated log-odds of the
+    `contributions` are rows x `names` (for reasons by standard: the notebook's TreeSHAP of each
+    standard's own model, `standard_contributions`). The two must agree: both are TreeSHAP in calibrated log-odds of the
     same model on the same snapshot."""
     key = "standard" if "standard" in served.columns else "feature"
     row = pd.Series(np.arange(len(seller_ids)), index=pd.Index(seller_ids, name="seller_id"))
@@ -288,6 +289,23 @@ def served_agreement(served: pd.DataFrame, contributions: np.ndarray, seller_ids
     out["notebook"] = mine
     out["difference"] = out["notebook"] - out["served"]
     return out.reset_index(drop=True)
+
+
+def standard_contributions(model, X: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, list[str]]:
+    """What each standard's reason speaks for, computed with the `shap` package: for every standard with
+    a booster, its TreeSHAP values (calibrated log-odds of the standard's own model) summed over the
+    features its reasons speak for (`models.reasons.choose.own_features`); rows x standards, and the
+    standards' names. The served reasons' contributions must agree."""
+    import shap
+
+    from models.reasons.choose import own_features
+
+    out = np.zeros((len(X), len(model.standards)))
+    for k, sm in enumerate(model.standards):
+        if sm.booster is not None:
+            values = np.asarray(shap.TreeExplainer(sm.booster).shap_values(X))
+            out[:, k] = sm.calibration.slope * values[:, own_features(spec, sm.standard)].sum(axis=1)
+    return out, list(model.standard_names)
 
 
 def group_contributions(contributions: np.ndarray, spec: FeatureSpec, policy: Policy) -> tuple[np.ndarray, list[str]]:

@@ -79,8 +79,10 @@ def _named_standards(model: RiskModel, test: pd.DataFrame, risk: np.ndarray, per
     """What each test row's record would name (`models.reasons`, as every scorer does): the standard at
     risk, the first reason and all reasons; and the rule's pick beside them, for reason accuracy."""
     shares = standard_shares(risk, per_standard)
+    # TreeSHAP on the calling thread: training starts no thread pool of numba's before the final fit, so a
+    # seed gives one model whatever else the process ran (a parallel pool changed the fit's last bits)
     reasons = choose_reasons(model, model.matrix(test), shares, standings(test, policy), spec,
-                             policy.reasons.min_effect, REASONS_SHOWN)
+                             policy.reasons.min_effect, REASONS_SHOWN, threads=1)
     first, every = reason_lists(reasons, len(test))
     return {"at_risk": at_risk(shares, model.standard_names), "first_reason": first, "reasons": every,
             "rule_pick": rule_pick(test, policy)}

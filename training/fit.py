@@ -10,6 +10,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from models.risk_model import Calibration, RiskModel, StandardModel, model_frame
 from features.pipeline.spec import FeatureSpec
@@ -60,7 +61,8 @@ def fit_platt(raw: np.ndarray, y: np.ndarray) -> Calibration:
     """Platt scaling: a one-feature logistic regression of the label on the raw score."""
     if len(np.unique(y)) < 2:
         return Calibration()
-    lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(raw).reshape(-1, 1), y)
+    with threadpool_limits(1):  # one BLAS thread: the same fit, bit for bit, whatever ran in the process before
+        lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(raw).reshape(-1, 1), y)
     return Calibration(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
 
 

@@ -118,15 +118,21 @@ def test_risk_per_standard_is_one_model_judged_and_logged(trained: TrainResult, 
     assert checks["each standard's risk calibrated"]["passed"], checks["each standard's risk calibrated"]["detail"]
 
 
-def test_the_gate_refuses_a_queue_no_better_than_the_rule_or_reasons_from_exposure(trained: TrainResult) -> None:
+def test_the_gate_refuses_a_queue_no_better_than_the_rule_or_reasons_from_context(trained: TrainResult) -> None:
     bt = trained.backtest
     worse = dict(bt.metrics)
     worse[f"{MODEL}.pooled.early_warning.precision_at_capacity"] = bt.metrics[f"{RULE}.pooled.early_warning.precision_at_capacity"]
     gate = decide(worse, bt.segments, bt.leaks, None)
     assert not gate.passed and any(f.startswith("early-warning queue precision") for f in gate.failures())
-    sources = {"cancellation_rate": ["behaviour", "exposure"], "refund_rate": ["behaviour"]}
+    sources = {"cancellation_rate": ["behaviour", "context", "exposure"], "refund_rate": ["behaviour", "exposure"]}
     gate = decide(bt.metrics, bt.segments, bt.leaks, None, reason_sources=sources)
-    assert gate.failures() == ["reasons would show cancellation_rate: exposure"]
+    assert gate.failures() == ["reasons would show cancellation_rate: context"]
+    # the backtest measured reason accuracy; a standard at risk no better than the rule's pick is refused
+    assert bt.metrics[f"{MODEL}.pooled.queue.reasons.standard_at_risk"] >= 0.5
+    vague = dict(bt.metrics)
+    vague[f"{MODEL}.pooled.queue.reasons.standard_at_risk"] = bt.metrics[f"{MODEL}.pooled.queue.reasons.rule_pick"] + 0.1
+    gate = decide(vague, bt.segments, bt.leaks, None)
+    assert [f for f in gate.failures() if f.startswith("standard at risk breached for")]
 
 
 def test_a_model_for_another_feature_spec_is_refused(trained: TrainResult) -> None:

@@ -19,28 +19,12 @@ from features.policy.definition import Policy
 from features.pipeline.snapshots import read_snapshots
 from features.policy.standing import back_by, counts_orders, missed_now, standing, standing_inputs, standings
 from tests.reference import measure_events, read_tables
-
-
-def _frame(metric, counts_volumes: list[tuple[int, int]], trend: float = 0.009,
-           orders_7d: list[float] | None = None, recent: list[float] | None = None) -> pd.DataFrame:
-    """Request-like features for a metric from (count, volume) pairs, computed as the pipeline does;
-    the seller's orders of the last 7 days and the 30-day rate only when given."""
-    rows = []
-    for count, volume in counts_volumes:
-        rate = count / volume if volume else np.nan
-        gap = (rate - metric.threshold) if metric.direction == "at_most" else -(rate - metric.threshold)
-        rows.append({f"{metric.name}_volume": volume, f"{metric.name}_gap": gap, f"{metric.name}_trend": trend})
-    frame = pd.DataFrame(rows)
-    if orders_7d is not None:
-        frame["orders_7d"] = orders_7d
-    if recent is not None:
-        frame[f"{metric.name}_30d"] = recent
-    return frame
+from tests.standing_frames import standing_frame
 
 
 def test_cancellations_hand_worked(policy: Policy) -> None:
     m = policy.metrics["cancellation_rate"]  # at most 2%, judged from 50 orders
-    s = standing(_frame(m, [(1, 50), (1, 100), (3, 100), (2, 40), (0, 0)]), m)
+    s = standing(standing_frame(m, [(1, 50), (1, 100), (3, 100), (2, 40), (0, 0)]), m)
     assert s.evaluated.tolist() == [True, True, True, False, False]
     assert s.missing.tolist() == [False, False, True, False, False]
     assert s.headroom.tolist() == [1, 2, -1, -1, -1]  # 1 of 50: a 2nd reaches 4% > 2%; 1 of 100: 2 more make 3%
@@ -50,7 +34,7 @@ def test_cancellations_hand_worked(policy: Policy) -> None:
 
 def test_on_time_deliveries_hand_worked(policy: Policy) -> None:
     m = policy.metrics["on_time_delivery_rate"]  # at least 90%
-    s = standing(_frame(m, [(95, 100), (90, 100), (85, 100), (45, 50)], trend=-0.031), m)
+    s = standing(standing_frame(m, [(95, 100), (90, 100), (85, 100), (45, 50)], trend=-0.031), m)
     assert s.missing.tolist() == [False, False, True, False]
     assert s.headroom.tolist() == [6, 1, -1, 1]  # 95 of 100: 6 late ones make 89%; exactly 90%: one more misses
     assert s.recovery.tolist() == [-1, -1, 50, -1]  # 85 of 100: (85 + 50) / 150 = 90%
@@ -85,7 +69,7 @@ def test_recovery_when_the_window_turns_over_sooner(policy: Policy) -> None:
     100 orders a month; spread evenly, the window holds 3 * (30 - d) / 30 of 100 orders, within 2 once
     d >= 10: back at the evaluation 14 days on, and the 3 leave the window 30 days on at the latest."""
     m = policy.metrics["cancellation_rate"]
-    s = standing(_frame(m, [(3, 100)], trend=np.nan), m)
+    s = standing(standing_frame(m, [(3, 100)], trend=np.nan), m)
     assert (s.recovery[0], s.recovery_days[0], bool(s.recovery_by_run[0]), bool(s.recovery_unjudged[0])) == (
         50, 10, False, False)
     t = date(2026, 11, 29)
@@ -98,7 +82,7 @@ def test_recovery_when_the_good_run_is_as_soon(policy: Policy) -> None:
     orders a day; the window turning over needs 30 * (1 - 60 / 61) = 0.49 days: both land on day 1, and
     the run is the thing to ask for."""
     m = policy.metrics["cancellation_rate"]
-    s = standing(_frame(m, [(61, 3000)], trend=np.nan), m)
+    s = standing(standing_frame(m, [(61, 3000)], trend=np.nan), m)
     assert (s.recovery[0], s.recovery_days[0], bool(s.recovery_by_run[0])) == (50, 1, True)
 
 
@@ -107,7 +91,7 @@ def test_recovery_of_an_at_least_standard(policy: Policy) -> None:
     window holds 15 * (30 - d) / 30 late of 100, at most 10 once d >= 10 (the run: 50 on-time, 15 days).
     70 of 100: 30 late, back once d >= 20, evaluated 21 days on."""
     m = policy.metrics["on_time_delivery_rate"]
-    s = standing(_frame(m, [(85, 100), (70, 100), (95, 100)], trend=-0.031), m)
+    s = standing(standing_frame(m, [(85, 100), (70, 100), (95, 100)], trend=-0.031), m)
     assert s.recovery.tolist() == [50, 200, -1]
     assert s.recovery_days.tolist() == [10, 20, -1] and s.recovery_by_run.tolist() == [False, False, False]
     t = date(2026, 11, 29)
@@ -119,7 +103,7 @@ def test_recovery_when_no_good_run_helps(policy: Policy) -> None:
     """At most 0% cancellations: no run of clean orders helps while the one cancellation is in the
     window; it leaves 30 days on at the latest, evaluated 35 days on."""
     m = policy.metrics["cancellation_rate"].model_copy(update={"threshold": 0.0})
-    s = standing(_frame(m, [(1, 100)], trend=np.nan), m)
+    s = standing(standing_frame(m, [(1, 100)], trend=np.nan), m)
     assert (s.recovery[0], s.recovery_days[0], bool(s.recovery_by_run[0])) == (-1, 30, False)
 
 
@@ -129,14 +113,14 @@ def test_a_seller_that_stopped_selling_is_no_longer_judged(policy: Policy) -> No
     d >= 30 * 51 / 100 = 15.3: no longer judged 16 days on (50 orders remain on day 15), the evaluation
     of 21 days on. No orders, yet the pace of a messages standard stays its window's."""
     m = policy.metrics["cancellation_rate"]
-    s = standing(_frame(m, [(3, 100)], trend=np.nan, orders_7d=[0]), m)
+    s = standing(standing_frame(m, [(3, 100)], trend=np.nan, orders_7d=[0]), m)
     assert (s.pace[0], s.pace_days[0]) == (0, 7)
     assert (s.recovery[0], s.recovery_days[0], bool(s.recovery_by_run[0]), bool(s.recovery_unjudged[0])) == (
         50, 16, False, True)
     assert back_by(s.recovery_days, np.array([date(2026, 12, 29)]), 7).astype(object).tolist() == [date(2027, 1, 19)]
     r = policy.metrics["seller_response_rate"]
     assert not counts_orders(r) and counts_orders(m) and counts_orders(policy.metrics["on_time_delivery_rate"])
-    s = standing(_frame(r, [(18, 30)], orders_7d=[0]), r)
+    s = standing(standing_frame(r, [(18, 30)], orders_7d=[0]), r)
     assert (s.pace[0], s.pace_days[0], bool(s.recovery_unjudged[0])) == (30, 30, False)
 
 
@@ -147,7 +131,7 @@ def test_recovery_at_the_sellers_recent_pace(policy: Policy) -> None:
     d >= 30 * 7 * 400 / (7 * 400 + 30 * 7) = 27.9, but 100 * (30 - d) / 30 + d <= 49 orders remain once
     d >= 30 * 7 * 51 / (700 - 210) = 21.9: no longer judged on day 22."""
     m = policy.metrics["cancellation_rate"]
-    s = standing(_frame(m, [(3, 100), (10, 100)], trend=np.nan, orders_7d=[70, 7]), m)
+    s = standing(standing_frame(m, [(3, 100), (10, 100)], trend=np.nan, orders_7d=[70, 7]), m)
     assert s.recovery_days.tolist() == [5, 22]
     assert s.recovery_by_run.tolist() == [True, False] and s.recovery_unjudged.tolist() == [False, True]
 
@@ -158,7 +142,7 @@ def test_the_recent_rate_and_the_inputs(policy: Policy) -> None:
     from features.pipeline.spec import feature_spec
 
     m = policy.metrics["negative_feedback_rate"]
-    s = standing(_frame(m, [(3, 188), (0, 0)], recent=[0.028, np.nan]), m)
+    s = standing(standing_frame(m, [(3, 188), (0, 0)], recent=[0.028, np.nan]), m)
     assert s.recent[0] == 0.028 and np.isnan(s.recent[1])
     inputs = standing_inputs(policy)
     assert set(inputs) <= set(feature_spec(policy).names) and inputs[-1] == "orders_7d"
@@ -174,7 +158,7 @@ def test_counts_are_the_least_that_cross(policy: Policy, threshold_case: int) ->
     volume = int(rng.integers(m.min_count, 400))
     count = int(rng.integers(0, volume + 1))
     recent = [np.nan, 0.0, float(rng.integers(1, 60)), float(rng.integers(60, 400))][threshold_case % 4]
-    s = standing(_frame(m, [(count, volume)], orders_7d=[recent]), m)
+    s = standing(standing_frame(m, [(count, volume)], orders_7d=[recent]), m)
     bad = m.direction == "at_most"
     if s.missing[0]:
         g = next(g for g in range(10**6) if not m.misses((count + (0 if bad else g)) / (volume + g)))

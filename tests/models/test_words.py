@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import date
 
 import numpy as np
-import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,22 +15,7 @@ from features.platform.formatting import percent, percent_against
 from features.policy.definition import Policy
 from features.policy.standing import back_by, standing
 from models.reasons.words import reason_text, reason_texts, recovery_text, recovery_texts, status_texts
-
-
-def _frame(metric, counts_volumes: list[tuple[int, int]], trend: float = 0.009,
-           orders_7d: list[float] | None = None, recent: list[float] | None = None) -> pd.DataFrame:
-    """Request-like features for a metric from (count, volume) pairs, computed as the pipeline does."""
-    rows = []
-    for count, volume in counts_volumes:
-        rate = count / volume if volume else np.nan
-        gap = (rate - metric.threshold) if metric.direction == "at_most" else -(rate - metric.threshold)
-        rows.append({f"{metric.name}_volume": volume, f"{metric.name}_gap": gap, f"{metric.name}_trend": trend})
-    frame = pd.DataFrame(rows)
-    if orders_7d is not None:
-        frame["orders_7d"] = orders_7d
-    if recent is not None:
-        frame[f"{metric.name}_30d"] = recent
-    return frame
+from tests.standing_frames import standing_frame
 
 
 # ------------------------------------------------------------------ reasons
@@ -39,7 +23,7 @@ def _frame(metric, counts_volumes: list[tuple[int, int]], trend: float = 0.009,
 
 def test_cancellation_reasons_hand_worked(policy: Policy) -> None:
     m = policy.metrics["cancellation_rate"]  # at most 2%, judged from 50 orders
-    s = standing(_frame(m, [(1, 50), (1, 100), (3, 100), (2, 40), (0, 0)]), m)
+    s = standing(standing_frame(m, [(1, 50), (1, 100), (3, 100), (2, 40), (0, 0)]), m)
     assert reason_text(s, 1) == ("Seller cancellations 1.0% of 100 orders in the last 30 days (standard: at most 2%), "
                                  "up 0.9 points on the 30 days before; 2 more cancellations at this volume would miss it")
     assert reason_text(s, 3).endswith("at this rate it would miss it once 50 orders are judged")
@@ -50,7 +34,7 @@ def test_cancellation_reasons_hand_worked(policy: Policy) -> None:
 
 def test_on_time_reasons_hand_worked(policy: Policy) -> None:
     m = policy.metrics["on_time_delivery_rate"]  # at least 90%
-    s = standing(_frame(m, [(95, 100), (90, 100), (85, 100), (45, 50)], trend=-0.031), m)
+    s = standing(standing_frame(m, [(95, 100), (90, 100), (85, 100), (45, 50)], trend=-0.031), m)
     assert "down 3.1 points" in reason_text(s, 0) and "6 more late deliveries at this volume" in reason_text(s, 0)
     assert "1 more late delivery at this volume" in reason_text(s, 1)
     assert reason_text(s, 2).endswith("; missing it now")
@@ -61,7 +45,7 @@ def test_a_rate_and_its_movement_read_over_the_same_window(policy: Policy) -> No
     trend beside its 60-day rate; without the 30-day rate it says nothing of how it moves. A 30-day
     standard keeps its trend."""
     m = policy.metrics["negative_feedback_rate"]  # at most 2% over 60 days, judged from 100 orders
-    s = standing(_frame(m, [(3, 188), (3, 188)], trend=0.028, recent=[0.028, np.nan]), m)
+    s = standing(standing_frame(m, [(3, 188), (3, 188)], trend=0.028, recent=[0.028, np.nan]), m)
     assert reason_text(s, 0) == (
         "1-2 star ratings 1.6% of 188 orders in the last 60 days (standard: at most 2%), 2.8% in the last 30 "
         "days; 1 more 1-2 star rating at this volume would miss it")
@@ -71,7 +55,7 @@ def test_a_rate_and_its_movement_read_over_the_same_window(policy: Policy) -> No
     for text in status_texts(s, np.arange(2)) + recovery_texts(s, np.arange(2), [None, None]):
         assert "points on the 30 days before" not in text and "flat on" not in text
     c = policy.metrics["cancellation_rate"]
-    flat = standing(_frame(c, [(1, 100)], trend=0.0001, recent=[0.0]), c)
+    flat = standing(standing_frame(c, [(1, 100)], trend=0.0001, recent=[0.0]), c)
     assert status_texts(flat, np.arange(1)) == [
         "Seller cancellations 1.0% of 100 orders in the last 30 days (standard: at most 2%), flat on the 30 days before"]
 
@@ -80,14 +64,14 @@ def test_a_rate_missing_the_standard_never_reads_like_one_meeting_it(policy: Pol
     """3 of 149 (2.013%) misses at most 2%, 5 of 253 (1.976%) meets it; 449 of 499 on time (89.98%)
     misses at least 90%. The 30-day rate beside a 60-day standard reads the same way."""
     m = policy.metrics["cancellation_rate"]
-    s = standing(_frame(m, [(3, 149), (5, 253)]), m)
+    s = standing(standing_frame(m, [(3, 149), (5, 253)]), m)
     assert s.missing.tolist() == [True, False]
     assert reason_text(s, 0).startswith("Seller cancellations 2.01% of 149 orders")
     assert reason_text(s, 1).startswith("Seller cancellations 2.0% of 253 orders")
     o = policy.metrics["on_time_delivery_rate"]
-    assert reason_text(standing(_frame(o, [(449, 499)]), o), 0).startswith("On-time deliveries 89.98% of 499")
+    assert reason_text(standing(standing_frame(o, [(449, 499)]), o), 0).startswith("On-time deliveries 89.98% of 499")
     n = policy.metrics["negative_feedback_rate"]
-    assert ", 2.01% in the last 30 days" in reason_text(standing(_frame(n, [(3, 188)], recent=[3 / 149]), n), 0)
+    assert ", 2.01% in the last 30 days" in reason_text(standing(standing_frame(n, [(3, 188)], recent=[3 / 149]), n), 0)
 
 
 def _reads_missing(text: str, threshold: float, at_most: bool) -> bool:
@@ -139,7 +123,7 @@ def test_a_count_over_a_volume_reads_on_its_side(count: int, extra: int) -> None
 
 def test_recovery_when_the_window_turns_over_sooner(policy: Policy) -> None:
     m = policy.metrics["cancellation_rate"]
-    s = standing(_frame(m, [(3, 100)], trend=np.nan), m)
+    s = standing(standing_frame(m, [(3, 100)], trend=np.nan), m)
     assert recovery_text(s, 0, date(2026, 11, 29), 7) == (
         "Seller cancellations 3.0% of 100 orders in the last 30 days (standard: at most 2%): missing it; back within "
         "2% by the evaluation of 2026-12-13 if every order from now on is good (its 3 cancellations leave the "
@@ -148,7 +132,7 @@ def test_recovery_when_the_window_turns_over_sooner(policy: Policy) -> None:
         "Seller cancellations 3.0% of 100 orders in the last 30 days (standard: at most 2%): missing it; back within "
         "2% in about 1 week if every order from now on is good (its 3 cancellations leave the 30-day window within "
         "30 days at the latest)")
-    s = standing(_frame(m, [(3, 100)]), m)
+    s = standing(standing_frame(m, [(3, 100)]), m)
     assert recovery_text(s, 0, date(2025, 12, 29)) == (
         "Seller cancellations 3.0% of 100 orders in the last 30 days (standard: at most 2%), up 0.9 points on the "
         "30 days before: missing it; back within 2% by the evaluation of 2026-01-12 if every order from now on is "
@@ -159,12 +143,12 @@ def test_recovery_when_the_good_run_is_as_soon(policy: Policy) -> None:
     """61 of 3,000 (2.033%) reads 2.03%: it misses at most 2%. At 70 orders in the last 7 days, the
     50 clean orders take 5 days at 70 orders a week, not the window's 700."""
     m = policy.metrics["cancellation_rate"]
-    s = standing(_frame(m, [(61, 3000)], trend=np.nan), m)
+    s = standing(standing_frame(m, [(61, 3000)], trend=np.nan), m)
     assert recovery_text(s, 0, date(2026, 11, 29), 7) == (
         "Seller cancellations 2.03% of 3,000 orders in the last 30 days (standard: at most 2%): missing it; needs 50 "
         "orders without a cancellation in a row, about 1 day at 700 orders a week: back by the evaluation of "
         "2026-12-06")
-    s = standing(_frame(m, [(3, 100)], trend=np.nan, orders_7d=[70]), m)
+    s = standing(standing_frame(m, [(3, 100)], trend=np.nan, orders_7d=[70]), m)
     assert recovery_text(s, 0, date(2026, 11, 29), 7) == (
         "Seller cancellations 3.0% of 100 orders in the last 30 days (standard: at most 2%): missing it; needs 50 "
         "orders without a cancellation in a row, about 5 days at 70 orders a week: back by the evaluation of "
@@ -173,7 +157,7 @@ def test_recovery_when_the_good_run_is_as_soon(policy: Policy) -> None:
 
 def test_recovery_of_an_at_least_standard(policy: Policy) -> None:
     m = policy.metrics["on_time_delivery_rate"]
-    s = standing(_frame(m, [(85, 100)], trend=-0.031), m)
+    s = standing(standing_frame(m, [(85, 100)], trend=-0.031), m)
     assert recovery_text(s, 0, date(2026, 11, 29), 7) == (
         "On-time deliveries 85.0% of 100 delivered orders in the last 30 days (standard: at least 90%), down 3.1 "
         "points on the 30 days before: missing it; back to at least 90% by the evaluation of 2026-12-13 if every "
@@ -183,7 +167,7 @@ def test_recovery_of_an_at_least_standard(policy: Policy) -> None:
 
 def test_recovery_when_no_good_run_helps(policy: Policy) -> None:
     m = policy.metrics["cancellation_rate"].model_copy(update={"threshold": 0.0})
-    s = standing(_frame(m, [(1, 100)], trend=np.nan), m)
+    s = standing(standing_frame(m, [(1, 100)], trend=np.nan), m)
     assert recovery_text(s, 0, date(2026, 11, 29), 7) == (
         "Seller cancellations 1.0% of 100 orders in the last 30 days (standard: at most 0%): missing it; back within "
         "0% by the evaluation of 2027-01-03 if every order from now on is good (its 1 cancellation leaves the 30-day "
@@ -197,7 +181,7 @@ def test_a_seller_that_stopped_selling_is_told_when_it_is_no_longer_judged(polic
     at most 49 from d = 16 (30 * 51 / 100 = 15.3); the first evaluation on or after day 16 is day 21,
     2027-01-19. No good run is promised. Without an as-of date the path says days."""
     m = policy.metrics["cancellation_rate"]
-    s = standing(_frame(m, [(3, 100)], trend=np.nan, orders_7d=[0]), m)
+    s = standing(standing_frame(m, [(3, 100)], trend=np.nan, orders_7d=[0]), m)
     t = date(2026, 12, 29)
     text = recovery_text(s, 0, t, 7)
     assert text == (
@@ -214,7 +198,7 @@ def test_a_seller_selling_too_little_to_recover_is_told_so(policy: Policy) -> No
     """10 of 100 at 7 orders in the last 7 days: back within 2% only on day 28, but at most 49 orders
     remain from day 22 (tests/features/test_standing.py): no longer judged, by the evaluation of day 28."""
     m = policy.metrics["cancellation_rate"]
-    s = standing(_frame(m, [(10, 100)], trend=np.nan, orders_7d=[7]), m)
+    s = standing(standing_frame(m, [(10, 100)], trend=np.nan, orders_7d=[7]), m)
     assert recovery_text(s, 0, date(2026, 12, 29), 7) == (
         "Seller cancellations 10.0% of 100 orders in the last 30 days (standard: at most 2%): missing it; at its "
         "recent 7 orders a week, fewer than 50 orders remain in its 30-day window by the evaluation of 2027-01-26 "
@@ -231,7 +215,7 @@ def test_every_recovery_sentence_names_the_records_back_by(policy: Policy) -> No
         volume = rng.integers(m.min_count, 600, 300)
         count = (rng.random(300) * volume).astype(int)
         recent = rng.choice([np.nan, 0.0, 3.0, 40.0, 400.0], 300)
-        s = standing(_frame(m, list(zip(count.tolist(), volume.tolist())), orders_7d=recent.tolist()), m)
+        s = standing(standing_frame(m, list(zip(count.tolist(), volume.tolist())), orders_7d=recent.tolist()), m)
         rows = np.flatnonzero(s.missing)
         assert len(rows) > 20, m.name
         texts = recovery_texts(s, rows, [t] * len(rows), every)

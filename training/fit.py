@@ -10,7 +10,6 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 
 from models.risk_model import Calibration, RiskModel, StandardModel, model_frame
 from features.pipeline.spec import FeatureSpec
@@ -61,9 +60,14 @@ def fit_platt(raw: np.ndarray, y: np.ndarray) -> Calibration:
     """Platt scaling: a one-feature logistic regression of the label on the raw score."""
     if len(np.unique(y)) < 2:
         return Calibration()
-    with threadpool_limits(1):  # one BLAS thread: the same fit, bit for bit, whatever ran in the process before
-        lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(raw).reshape(-1, 1), y)
-    return Calibration(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(raw).reshape(-1, 1), y)
+    # to 12 significant digits: the solver's last bits follow the BLAS kernel a process happens to load
+    # (the same seed gave intercepts 1.1884487333953844 and ...848 in two processes), and a seed must give one model
+    return Calibration(_digits(lr.coef_[0, 0]), _digits(lr.intercept_[0]))
+
+
+def _digits(x: float, significant: int = 12) -> float:
+    return float(f"{float(x):.{significant}g}")
 
 
 def fit_standards(train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, standards: tuple[str, ...],

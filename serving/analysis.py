@@ -222,13 +222,20 @@ def share_by_standard(contributions: np.ndarray, names: list[str], groups: Mappi
 # ------------------------------------------------------------------ reasons as served
 
 
+def reason_frame(reasons: list[dict], index=None) -> pd.DataFrame:
+    """A record's reasons as a table, with every field as a column even when there is no reason (a
+    seller nothing of whose behaviour carries the policy's minimum effect)."""
+    from serving.records import Reason
+
+    return pd.DataFrame(reasons, index=index, columns=list(Reason.model_fields))
+
+
 def reasons_long(scores: pd.DataFrame, column: str = "reasons") -> pd.DataFrame:
     """The score table's reasons one row each: seller_id, as_of, risk_score, risk_band, then the reason's
     fields (rank, standard, label, contribution, probability_change, value, volume, headroom, text)."""
     keep = ["seller_id", "as_of", "risk_score", "risk_band"]
-    fields = ["rank", "standard", "label", "contribution", "probability_change", "value", "volume", "headroom", "text"]
     exploded = scores[keep + [column]].explode(column, ignore_index=True).dropna(subset=[column])
-    detail = pd.DataFrame(list(exploded[column]), index=exploded.index, columns=[*fields, "direction"])
+    detail = reason_frame(list(exploded[column]), index=exploded.index)
     return pd.concat([exploded[keep], detail], axis=1).drop(columns=["direction"])  # every column, even with no reason
 
 

@@ -127,7 +127,8 @@ def record_view(record: dict) -> dict:
 
 def by_standard(record: dict) -> list[dict]:
     """The record's risk of missing each standard, riskiest first (policy order among equal risks): its label,
-    the risk as a percentage, whether it is the record's standard at risk and whether it is missed now."""
+    the risk and its share of the seller's risk as percentages (the shares add up to the risk score), whether
+    it is the record's standard at risk and whether it is missed now."""
     at_risk = record.get("standard_at_risk")
     missed = set(record.get("standards_missed_now") or [])
     def risk(r: dict) -> float | None:  # None and NaN: no risk known
@@ -138,6 +139,7 @@ def by_standard(record: dict) -> list[dict]:
     rows = sorted(rows, key=lambda r: -risk(r) if risk(r) is not None else math.inf)
     return [{"standard": r["standard"], "label": r.get("label") or r["standard"].replace("_", " "),
              "risk": "" if risk(r) is None else f"{risk(r):.1%}",
+             "share": "" if r.get("share") is None else f"{float(r['share']):.1%}",
              "at_risk": r["standard"] == at_risk, "missed": r["standard"] in missed} for r in rows]
 
 

@@ -299,15 +299,20 @@ def test_the_seller_page_shows_the_risk_of_each_standard_riskiest_first(client, 
         shown = cells(r.text, "list by-standard")
         assert [s[0] for s in shown] == [s["label"] for s in by_risk]
         assert [s[1] for s in shown] == [f"{s['risk']:.1%}" for s in by_risk]
+        assert [s[2] for s in shown] == [f"{s['share']:.1%}" for s in by_risk]  # the risk made of its standards
         missed = set(row["standards_missed_now"])
-        notes = [", ".join((["most at risk"] if s["standard"] == row["standard_at_risk"] else [])
+        notes = [", ".join((["standard at risk"] if s["standard"] == row["standard_at_risk"] else [])
                            + (["missed now"] if s["standard"] in missed else [])) for s in by_risk]
-        assert [s[2] for s in shown] == notes
+        assert [s[3] for s in shown] == notes
         table = r.text.split('class="list by-standard"', 1)[1].split("</tbody>", 1)[0]
         highlighted = re.findall(r'<tr class="[^"]*\bat-risk\b[^"]*"><td>([^<]*)</td>', table)
         assert [html.unescape(h) for h in highlighted] == [s["label"] for s in by_risk
                                                            if s["standard"] == row["standard_at_risk"]]
-        assert row["standard_at_risk"] == by_risk[0]["standard"]  # the record's own: the riskiest
+        if missed:  # the record's own: the missed standard with the largest share
+            assert row["standard_at_risk"] == max((s for s in by_risk if s["standard"] in missed),
+                                                  key=lambda s: s["share"])["standard"]
+        else:  # the largest share, which is the riskiest
+            assert row["standard_at_risk"] == by_risk[0]["standard"]
 
 
 def test_the_rate_charts_are_the_policys_rates_with_the_threshold_line(scored, feature_dir, policy, week_rows) -> None:

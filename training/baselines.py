@@ -14,31 +14,31 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from features.policy.definition import Policy
 from features.pipeline.spec import FeatureSpec
 
-def rule_score(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
-    """How close the seller is to missing a standard today: the largest gap to a threshold, as a share
-    of the room between a perfect rate and the threshold (0: at the threshold; > 0: missing it), over
-    the standards the snapshot marks evaluated (enough volume, the pipeline's own rule); -1 when none is."""
-    closeness = []
+def _closeness(frame: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    """Per seller and standard (policy order): the gap to the threshold as a share of the room between a
+    perfect rate and the threshold (0: at the threshold; > 0: missing it), NaN where the snapshot does not
+    mark the standard evaluated (enough volume, the pipeline's own rule)."""
+    closeness = {}
     for m in policy.metrics.values():
         room = m.threshold if m.direction == "at_most" else 1.0 - m.threshold
         evaluated = frame[f"evaluated_{m.name}"].fillna(False).astype(bool)
-        closeness.append((frame[f"{m.name}_gap"] / room).where(evaluated))
-    return pd.concat(closeness, axis=1).max(axis=1).fillna(-1.0).clip(lower=-1.0).to_numpy()
+        closeness[m.name] = (frame[f"{m.name}_gap"] / room).where(evaluated)
+    return pd.DataFrame(closeness)
+
+
+def rule_score(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
+    """How close the seller is to missing a standard today: the largest closeness (`_closeness`) over the
+    evaluated standards; -1 when none is."""
+    return _closeness(frame, policy).max(axis=1).fillna(-1.0).clip(lower=-1.0).to_numpy()
 
 
 def rule_pick(frame: pd.DataFrame, policy: Policy) -> np.ndarray:
     """The standard a reviewer's rule of thumb names for each seller: the evaluated standard closest to
-    its threshold (as `rule_score` measures it; ties in policy order), None when none is evaluated."""
-    closeness = []
-    for m in policy.metrics.values():
-        room = m.threshold if m.direction == "at_most" else 1.0 - m.threshold
-        evaluated = frame[f"evaluated_{m.name}"].fillna(False).astype(bool)
-        closeness.append((frame[f"{m.name}_gap"] / room).where(evaluated).to_numpy(dtype="float64", na_value=np.nan))
-    c = np.column_stack(closeness)
+    its threshold (the one `rule_score` reads; ties in policy order), None when none is evaluated."""
+    c = _closeness(frame, policy).to_numpy(dtype="float64", na_value=np.nan)
     names = np.asarray(list(policy.metrics), dtype=object)
-    none = np.isnan(c).all(axis=1)
     pick = names[np.argmax(np.where(np.isnan(c), -np.inf, c), axis=1)]
-    return np.where(none, None, pick)
+    return np.where(np.isnan(c).all(axis=1), None, pick)
 
 
 def logistic_regression(spec: FeatureSpec) -> Pipeline:

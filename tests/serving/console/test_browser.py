@@ -60,16 +60,18 @@ class Service:
             self.proc = None
 
 
-@pytest.fixture(scope="module")
-def service(trained, feature_dir, marketplace, tmp_path_factory) -> Iterator[Service]:
+def console_service(trained, feature_dir, marketplace, tmp_path_factory, name: str,
+                    **reviewer) -> Iterator[Service]:
+    """A real `seller-risk serve` on the session's scored weeks, with one account, `rita` (`reviewer`: the
+    rest of `Store.add_reviewer`'s arguments), in a folder of its own; stopped at the end."""
     from tests.serving.test_service import _env
 
     scores, _ = scored_tables(tmp_path_factory, trained, feature_dir)
-    folder = tmp_path_factory.mktemp("console-browser")
+    folder = tmp_path_factory.mktemp(name)
     data = folder / "data"
     db = f"sqlite:///{data / 'console.db'}"
     store = Store.open(db)
-    store.add_reviewer("rita", PASSWORD, "Rita Reviewer", role="leader")  # also opens the leader page
+    store.add_reviewer("rita", PASSWORD, **reviewer)
     store.close()
     env = _env(trained, feature_dir, f"models:/seller-risk/{trained.version}", SELLER_RISK_DATA=str(data),
                SELLER_RISK_SCORES=str(scores), SELLER_RISK_EVENTS=str(marketplace[0]), SELLER_RISK_DB=db)
@@ -79,6 +81,12 @@ def service(trained, feature_dir, marketplace, tmp_path_factory) -> Iterator[Ser
         yield svc
     finally:
         svc.stop()
+
+
+@pytest.fixture(scope="module")
+def service(trained, feature_dir, marketplace, tmp_path_factory) -> Iterator[Service]:
+    yield from console_service(trained, feature_dir, marketplace, tmp_path_factory, "console-browser",
+                               display_name="Rita Reviewer", role="leader")  # also opens the leader page
 
 
 @pytest.fixture(scope="module")

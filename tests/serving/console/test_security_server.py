@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from serving.store.store import Store
-from tests.serving.console.test_browser import Service
-from tests.serving.console.test_pages import PASSWORD, scored_tables
+from tests.serving.console.test_browser import Service, console_service
+from tests.serving.console.test_pages import PASSWORD
 from tests.serving.console.test_security import HEADERS
 
 pytestmark = [pytest.mark.server]
@@ -25,23 +24,7 @@ pytestmark = [pytest.mark.server]
 
 @pytest.fixture(scope="module")
 def service(trained, feature_dir, marketplace, tmp_path_factory) -> Iterator[Service]:
-    from tests.serving.test_service import _env
-
-    scores, _ = scored_tables(tmp_path_factory, trained, feature_dir)
-    folder = tmp_path_factory.mktemp("console-security")
-    data = folder / "data"
-    db = f"sqlite:///{data / 'console.db'}"
-    store = Store.open(db)
-    store.add_reviewer("rita", PASSWORD)
-    store.close()
-    env = _env(trained, feature_dir, f"models:/seller-risk/{trained.version}", SELLER_RISK_DATA=str(data),
-               SELLER_RISK_SCORES=str(scores), SELLER_RISK_EVENTS=str(marketplace[0]), SELLER_RISK_DB=db)
-    svc = Service(env, folder)
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
+    yield from console_service(trained, feature_dir, marketplace, tmp_path_factory, "console-security")
 
 
 def _token(text: str) -> str:

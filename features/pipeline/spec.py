@@ -30,6 +30,12 @@ handovers, overdue orders, unanswered messages, warnings): a reviewer can ask th
 it, so only behaviour makes a reason. *exposure*: how much is judged (orders, messages). *context*:
 who the seller is (category, region, tenure, fulfilment mix). Exposure and context are shown beside
 the reasons, never as one."""
+Group = Literal["behaviour", "mechanics", "world", "history", "exposure", "context"]
+"""The feature families an ablation drops in turn. *behaviour*: a standard's rates, gaps and trends and the
+seller's own doings that drive one standard; *mechanics*: what the label's own arithmetic already fixes about
+the coming evaluations (the known part of each coming window, events leaving it, late parcels already certain);
+*world*: the marketplace around the seller (its carriers and region, its category, the season's strain), always
+context for a reason; *history*: the marketplace's warnings; *exposure* and *context*: as the role says."""
 WILSON_Z = 1.96
 
 
@@ -46,6 +52,16 @@ class Feature:
     missing: str = ""  # the sentence when the value is missing; default: "<template's lead>: no data"
     role: Role = "behaviour"
     standard: str | None = None  # the policy metric this feature measures or drives; None: no single one
+    family: Group | None = None  # None: from the role (behaviour of no one standard is history)
+
+    @property
+    def group(self) -> Group:
+        """The feature's family for ablations (`Group`)."""
+        if self.family is not None:
+            return self.family
+        if self.role == "behaviour":
+            return "behaviour" if self.standard else "history"
+        return self.role
 
     @property
     def optional(self) -> bool:

@@ -84,8 +84,13 @@ class StandardModel:
         return f"standard_{self.standard}.lgb" if self.booster is not None else None
 
     def probability(self, X: pd.DataFrame | np.ndarray, threads: int = 0) -> np.ndarray:
+        """The calibrated risk. Model-ready rows (a `RiskModel.matrix`) go through the compiled tree walk
+        (`Tables.raw_scores`, LightGBM's raw scores bit for bit, without a `predict` call's set-up, which
+        was most of one seller's time over eight standards); a `model_frame` through LightGBM."""
         if self.booster is None or len(X) == 0:
             return self.calibration(np.zeros(len(X)))
+        if isinstance(X, np.ndarray):
+            return self.calibration(self.shap_tables.raw_scores(X, threads))
         extra = {"num_threads": threads} if threads else {}
         return self.calibration(self.booster.predict(X, raw_score=True, **extra))
 

@@ -87,6 +87,10 @@ class Tables:
     slot_zero: np.ndarray  # float64: its zero fraction (product of the cover ratios of its splits)
     leaf_table: np.ndarray  # int64, leaves: the leaf's offset in `table`, -1: computed per row
     table: np.ndarray  # float64: per tabled leaf, 2^d masks x d contributions
+    tree_root: np.ndarray  # int64, trees: the root split (global node index), -1 for a one-leaf tree
+    tree_single: np.ndarray  # float64, trees: a one-leaf tree's value (0 for the others)
+    node_left: np.ndarray  # int64, nodes: the left child, a global node index, or -1 - leaf for a leaf
+    node_right: np.ndarray  # int64, nodes: the right child, as `node_left`
 
     @classmethod
     def from_booster(cls, booster) -> Tables:
@@ -99,6 +103,36 @@ class Tables:
         for info in dump["tree_info"]:
             expected += b.add_tree(info["tree_structure"])
         return b.tables(len(dump["feature_names"]), expected)
+
+    @property
+    def walk_arrays(self) -> tuple[np.ndarray, ...]:
+        """The arrays `_raw_rows` reads to walk each tree from its root to one leaf."""
+        return (self.tree_root, self.tree_single, self.node_left, self.node_right, self.node_feature,
+                self.node_threshold, self.node_kind, self.node_default_left, self.node_missing, self.node_cats,
+                self.cats, self.leaf_value)
+
+    def raw_scores(self, X: np.ndarray, threads: int = 0) -> np.ndarray:
+        """Each row's raw score (the trees' summed leaf values, tree by tree from 0.0 as LightGBM's
+        predictor adds them; a test holds them equal to `Booster.predict(raw_score=True)` bit for bit),
+        one root-to-leaf walk per tree: a single seller costs microseconds where a `predict` call costs
+        tens (its per-call set-up), and the HTTP service and the batch job read the same function."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"expected rows x {self.n_features} features, got shape {X.shape}")
+        out = np.zeros(len(X))
+        if threads == 1 or len(X) < SERIAL_ROWS:
+            _raw_rows(0, len(X), X, out, self.walk_arrays)
+            return out
+        with _POOL:
+            previous = numba.get_num_threads()
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS) if threads
+                                  else numba.config.NUMBA_NUM_THREADS)
+            try:
+                _raw_parallel(max(1, min(len(X) // BLOCK_ROWS, 4 * numba.get_num_threads())), X, out,
+                              self.walk_arrays)
+            finally:
+                numba.set_num_threads(previous)
+        return out
 
     @property
     def arrays(self) -> tuple[np.ndarray, ...]:
@@ -147,7 +181,10 @@ class _Builder:
 
     def __init__(self) -> None:
         self.tree_node, self.tree_leaf = [0], [0]
-        self.node: dict[str, list] = {k: [] for k in ("feature", "threshold", "kind", "default_left", "missing")}
+        self.node: dict[str, list] = {k: [] for k in ("feature", "threshold", "kind", "default_left", "missing",
+                                                      "left", "right")}
+        self.tree_root: list[int] = []
+        self.tree_single: list[float] = []
         self.cat_words: dict[int, np.ndarray] = {}  # global node -> its categorical split's bitset
         self.leaf_value, self.leaf_step, self.leaf_slot, self.leaf_table = [], [0], [0], []
         self.step_node, self.step_left, self.step_slot = [], [], []
@@ -160,8 +197,12 @@ class _Builder:
         if "split_index" not in root:  # a single leaf: no contributions, its value is expected
             self.tree_node.append(len(self.node["feature"]))
             self.tree_leaf.append(len(self.leaf_value))
+            self.tree_root.append(-1)
+            self.tree_single.append(float(root["leaf_value"]))
             return float(root["leaf_value"])
         first = len(self.node["feature"])
+        self.tree_root.append(first + int(root["split_index"]))
+        self.tree_single.append(0.0)
         total = float(root["internal_count"])
         expected = 0.0
         stack = [(root, [])]  # node, path: [(global node, went left, cover ratio), ...]
@@ -177,6 +218,10 @@ class _Builder:
                 v = float(n["leaf_value"])
                 expected += v * _count(n) / total
                 self._leaf(v, path)
+            if path:  # the parent's pointer to this child: a split, or -1 - leaf
+                parent, left, _ = path[-1]
+                self.node["left" if left else "right"][parent] = (
+                    g if "split_index" in n else -len(self.leaf_value))
         self.tree_node.append(len(self.node["feature"]))
         self.tree_leaf.append(len(self.leaf_value))
         return expected
@@ -249,7 +294,9 @@ class _Builder:
             i64(bounds), np.asarray(words, dtype=np.uint32), np.asarray(self.leaf_value, dtype=np.float64),
             i64(self.leaf_step), i64(self.step_node), np.asarray(self.step_left, dtype=np.bool_), i64(self.step_slot),
             i64(self.leaf_slot), i64(self.slot_feature), np.asarray(self.slot_zero, dtype=np.float64),
-            i64(self.leaf_table), np.concatenate(self.table) if self.table else np.zeros(0))
+            i64(self.leaf_table), np.concatenate(self.table) if self.table else np.zeros(0),
+            i64(self.tree_root), np.asarray(self.tree_single, dtype=np.float64), i64(self.node["left"]),
+            i64(self.node["right"]))
 
 
 def _count(n: dict) -> float:
@@ -312,6 +359,50 @@ def _in_bitset(x, start, stop, cats):
     return (cats[start + c // 32] >> np.uint32(c % 32)) & np.uint32(1) == 1
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _goes_left(v, node, node_threshold, node_kind, node_default_left, node_missing, node_cats, cats):
+    """Whether input `v` goes left at split `node`, as LightGBM's predictor decides it."""
+    m = node_missing[node]
+    if node_kind[node] == 1:
+        return _in_bitset(v, node_cats[node], node_cats[node + 1], cats)
+    if v != v:  # NaN: missing for missing types NaN and Zero (as 0.0), else 0.0
+        return node_default_left[node] if m != 0 else 0.0 <= node_threshold[node]
+    if -ZERO_THRESHOLD <= v <= ZERO_THRESHOLD:  # LightGBM reads it as 0.0
+        return node_default_left[node] if m == 1 else 0.0 <= node_threshold[node]
+    return v <= node_threshold[node]
+
+
+@numba.njit(cache=True, nogil=True)
+def _raw_rows(start, stop, X, out, arrays):
+    """Rows start..stop of X scored into `out`: each tree walked from its root to one leaf."""
+    (tree_root, tree_single, node_left, node_right, node_feature, node_threshold, node_kind, node_default_left,
+     node_missing, node_cats, cats, leaf_value) = arrays
+    for r in range(start, stop):
+        x = X[r]
+        s = 0.0
+        for t in range(len(tree_root)):
+            node = tree_root[t]
+            if node < 0:
+                s += tree_single[t]
+                continue
+            while node >= 0:
+                if _goes_left(x[node_feature[node]], node, node_threshold, node_kind, node_default_left, node_missing,
+                              node_cats, cats):
+                    node = node_left[node]
+                else:
+                    node = node_right[node]
+            s += leaf_value[-1 - node]
+        out[r] = s
+
+
+@numba.njit(cache=True, parallel=True)
+def _raw_parallel(blocks, X, out, arrays):
+    n = len(X)
+    size = (n + blocks - 1) // blocks
+    for b in numba.prange(blocks):
+        _raw_rows(b * size, min(n, (b + 1) * size), X, out, arrays)
+
+
 @numba.njit(cache=True, nogil=True)
 def _shap_rows(start, stop, X, out, arrays, weights):
     """Rows start..stop of X explained into `out` (`Tables.arrays` describe the trees)."""
@@ -329,16 +420,8 @@ def _shap_rows(start, stop, X, out, arrays, weights):
                 x = X[r]
                 o = out[r]
                 for node in range(tree_node[t], tree_node[t + 1]):  # every split of the tree, decided once
-                    v = x[node_feature[node]]
-                    m = node_missing[node]
-                    if node_kind[node] == 1:
-                        left[node] = _in_bitset(v, node_cats[node], node_cats[node + 1], cats)
-                    elif v != v:  # NaN: missing for missing types NaN and Zero (as 0.0), else 0.0
-                        left[node] = node_default_left[node] if m != 0 else 0.0 <= node_threshold[node]
-                    elif -ZERO_THRESHOLD <= v <= ZERO_THRESHOLD:  # LightGBM reads it as 0.0
-                        left[node] = node_default_left[node] if m == 1 else 0.0 <= node_threshold[node]
-                    else:
-                        left[node] = v <= node_threshold[node]
+                    left[node] = _goes_left(x[node_feature[node]], node, node_threshold, node_kind, node_default_left,
+                                            node_missing, node_cats, cats)
                 for leaf in range(tree_leaf[t], tree_leaf[t + 1]):
                     s0, s1 = leaf_slot[leaf], leaf_slot[leaf + 1]
                     d = s1 - s0

@@ -151,3 +151,31 @@ def test_a_matrix_of_the_wrong_width_is_refused(awkward_booster) -> None:
     booster, _ = awkward_booster
     with pytest.raises(ValueError, match="expected rows x 10 features"):
         Tables.from_booster(booster).contributions(np.zeros((2, 9)))
+
+
+def test_raw_scores_are_lightgbms_bit_for_bit(awkward_booster) -> None:
+    """The compiled tree walk gives `predict(raw_score=True)`'s bits on every split rule (categorical
+    bitsets, NaN, unseen and negative codes, values on a threshold), one row alone and on all cores."""
+    booster, X = awkward_booster
+    rows = _scored_rows(X, booster)
+    theirs = booster.predict(rows, raw_score=True)
+    tables = Tables.from_booster(booster)
+    M = _matrix(rows, booster)
+    assert np.array_equal(tables.raw_scores(M, threads=1), theirs)
+    assert np.array_equal(tables.raw_scores(np.repeat(M, 2, axis=0))[::2], theirs)  # > SERIAL_ROWS: in parallel
+    assert tables.raw_scores(M[[700]], threads=1)[0] == theirs[700]
+
+
+def test_raw_scores_of_zero_as_missing_and_one_leaf_trees() -> None:
+    """Missing type Zero, and a booster whose later trees are single leaves (no split gains)."""
+    X = _awkward(2000, seed=7)
+    params = {"objective": "binary", "num_leaves": 15, "verbose": -1, "num_threads": 1, "zero_as_missing": True,
+              "min_data_in_leaf": 5, "seed": 3}
+    booster = lgb.train(params, lgb.Dataset(X, _target(X, seed=8), categorical_feature=["cat"], params=params), 30)
+    stump = lgb.train({**params, "min_data_in_leaf": 5000}, lgb.Dataset(X, _target(X, seed=8), params=params), 3)
+    rows = _scored_rows(X, booster)
+    assert np.array_equal(Tables.from_booster(booster).raw_scores(_matrix(rows, booster)),
+                          booster.predict(rows, raw_score=True))
+    stump_tables = Tables.from_booster(stump)
+    assert (stump_tables.tree_root < 0).all()
+    assert np.array_equal(stump_tables.raw_scores(_matrix(rows, booster)), stump.predict(rows, raw_score=True))

@@ -56,6 +56,10 @@ def display_value(value: object) -> float | str | None:
     return str(value)
 
 
+FEW_ROWS = 64
+"""Up to this many rows, group sums go through one `np.add.at` (unbuffered, in index order: the same
+additions as the column loop, 45x faster for one seller, slower for thousands)."""
+
 ValuesAt = Callable[[np.ndarray, np.ndarray], Sequence]
 """Given row positions and feature positions (in spec order), the sellers' values there."""
 
@@ -129,6 +133,10 @@ def group_contributions(ex: Explanation, groups: Groups) -> np.ndarray:
     the other rows scored with it (a matrix product's blocking does: the HTTP service, scoring a few
     sellers, and the batch job, a chunk of thousands, must agree bit for bit)."""
     c = ex.contributions
+    if len(c) <= FEW_ROWS:  # the same additions in the same order, in one call: a request's few sellers
+        out = np.zeros((len(groups.names), len(c)))
+        np.add.at(out, groups.of_feature, c.T)
+        return out.T.copy()
     out = np.zeros((len(c), len(groups.names)))
     for j, g in enumerate(groups.of_feature):
         out[:, g] += c[:, j]

@@ -104,11 +104,10 @@ class StandardModel:
         contributions = tables.contributions(X, threads)
         # summed column by column, so a row's sums never depend on the other rows explained with it (a
         # reduction's blocking does): the HTTP service and the batch job agree bit for bit
-        own, raw = np.zeros(len(X)), np.full(len(X), tables.expected)
-        for j in range(contributions.shape[1]):
-            raw += contributions[:, j]
-        for j in features:
-            own += contributions[:, j]
+        # a running sum along each row adds in the same order as a loop over the columns, in one call
+        raw = np.cumsum(np.column_stack([np.full(len(X), tables.expected), contributions]), axis=1)[:, -1]
+        own = (np.cumsum(contributions[:, features], axis=1)[:, -1] + 0.0 if len(features)  # + 0.0: as 0.0 + -0.0
+               else np.zeros(len(X)))
         slope = self.calibration.slope
         return slope * own, slope * raw + self.calibration.intercept
 

@@ -3,7 +3,9 @@
 A policy says which standards a seller is held to (each a ratio of two measures from
 `features.policy.measures` over a trailing window, with a threshold, a direction and a minimum volume
 below which it is not evaluated), how far ahead the label looks, how many sellers reviewers can
-look at each week, and the bands that place a seller relative to that weekly queue. Switching marketplaces means switching files, never code.
+look at each week, the bands that place a seller relative to that weekly queue, and how the model is
+monitored against matured labels (the champion's age limit among them). Switching marketplaces means
+switching files, never code.
 """
 
 from __future__ import annotations
@@ -124,6 +126,21 @@ class ReasonRules(_Strict):
     a reason is noise."""
 
 
+class Monitoring(_Strict):
+    """How the weekly run watches the model against the labels that have matured, and when the leader
+    page warns (serving.batch.monitoring computes, serving.console.leader shows)."""
+
+    champion_max_age_days: int = Field(default=120, gt=0)
+    """The oldest a scoring model may be (days since its version was registered) before the leader page
+    warns that it is due for retraining: marketplaces, seasons and sellers move on."""
+    interval_level: float = Field(default=0.90, gt=0.0, lt=1.0)
+    """The central share of outcomes the summary's breach interval and the monitoring intervals hold."""
+    lookback_weeks: int = Field(default=26, gt=0)
+    """Matured weeks each run looks back at: their figures, and the model errors the forecast learns from."""
+    warn_after_weeks: int = Field(default=2, ge=1)
+    """A figure outside its interval this many monitored weeks running is a warning, not noise."""
+
+
 class Policy(_Strict):
     """A marketplace's performance policy at one version."""
 
@@ -135,6 +152,7 @@ class Policy(_Strict):
     risk_bands: tuple[RiskBand, ...] = Field(min_length=1)
     review_capacity: ReviewCapacity
     reasons: ReasonRules = ReasonRules()
+    monitoring: Monitoring = Monitoring()
 
     @field_validator("metrics", mode="before")
     @classmethod

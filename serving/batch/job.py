@@ -21,8 +21,9 @@ Scores and reasons come from `serving.scoring.Scorer`, the same code the HTTP se
 seller's batch record equals the service's for the same snapshot (`read_record` reads it back).
 
 The week's steps, each in the module that owns it: the snapshot (`snapshot`), the drift reference
-(`drift`), last week's scores (`last_week`), the week ranked into its lists (`ranking`), the rows
-written (`table`), the run summary (`report`), the MLflow run (`tracking`), stopping (`signals`)."""
+(`drift`), last week's scores (`last_week`), the earlier weeks whose labels have matured (`matured`,
+measured by `monitoring`), the week ranked into its lists (`ranking`), the rows written (`table`), the run
+summary (`report`), the MLflow run (`tracking`), stopping (`signals`)."""
 
 from __future__ import annotations
 
@@ -40,13 +41,15 @@ from features.platform.atomic import replaced_whole
 from features.platform.settings import MODELS_DIR
 from serving.batch.drift import DriftCounts, drift_reference
 from serving.batch.last_week import previous_scores
+from serving.batch.matured import matured_outcomes
+from serving.batch.monitoring import monitor
 from serving.batch.ranking import place_week
 from serving.batch.report import run_facts, week_summary
 from serving.batch.signals import stop_signals
 from serving.batch.snapshot import BatchError, check_snapshot, feature_chunks, latest_week, locate_snapshot, snapshot_rows
 from serving.batch.summary import EARLY_WARNING, RECOVERY
 from serving.batch.table import Stamp, clear_stale_staging, write_summary, write_week
-from serving.batch.tracking import log_summary, scoring_run
+from serving.batch.tracking import log_summary, model_registered_at, scoring_run
 from serving.scoring import DEFAULT_MODEL_URI, Scorer
 
 CHUNK_ROWS = 50_000
@@ -119,6 +122,8 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
     reference = drift_reference(scorer, folder, as_of, out)
     previous = previous_scores(out, last_week_of(scorer, as_of), folder, scorer, cfg.chunk_rows)
     timings["prepare_s"] = time.perf_counter() - t0
+    with _timed(timings, "monitor_s"):
+        monitored = monitored_weeks(scorer, out, folder, as_of)
     with _timed(timings, "rank_s"):
         ranked = place_week(scorer, files, as_of, cfg.chunk_rows)
         # bands are places in this week's ranking: the records say where each seller stands, the summary
@@ -133,7 +138,8 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
                 drift = DriftCounts(reference)
                 written = write_week(scorer, feature_chunks(scorer, files, as_of, cfg.chunk_rows), ranked, cfg.top, stamp,
                                      tmp, _after_chunk(check, drift, progress, snapshot_rows(files)))
-            summary = week_summary(scorer, as_of, written, ranked, previous, drift)
+            summary = week_summary(scorer, as_of, written, ranked, previous, drift, monitored, str(folder))
+            summary["model"]["registered_at"] = model_registered_at(scorer.ref)
             summary.update(run_facts(stamp, source, partition, written.files, time.perf_counter() - t0))
             write_summary(tmp, summary)
             if cfg.log_mlflow:
@@ -141,6 +147,13 @@ def run_batch(cfg: BatchConfig, progress: Progress | None = None) -> BatchResult
             check()  # the last moment to stop before the new partition replaces the old
     timings["total_s"] = time.perf_counter() - t0
     return BatchResult(partition, summary, written.first(EARLY_WARNING), written.first(RECOVERY), timings)
+
+
+def monitored_weeks(scorer: Scorer, out: Path, features_dir: Path, as_of: date) -> list[dict]:
+    """The earlier scored weeks whose labels have matured by `as_of`, measured against them (oldest first)."""
+    policy = scorer.policy
+    weeks = matured_outcomes(out, features_dir, as_of, policy)
+    return monitor(weeks, list(policy.metrics), policy.horizon_days, policy.monitoring.interval_level)
 
 
 def _after_chunk(check: Callable[[], None], drift: DriftCounts, progress: Progress | None,

@@ -1,6 +1,12 @@
 """The run summary the job writes beside the week's rows (`_summary.json`) and logs to MLflow,
-assembled from the week's figures (`summary`), last week's scores, the drift counts and the run's
-own facts. JSON-ready: plain dicts, lists and numbers."""
+assembled from the week's figures (`summary`), last week's scores, the drift counts, the earlier weeks
+monitored against their matured labels (`monitoring`) and the run's own facts. JSON-ready: plain dicts,
+lists and numbers.
+
+The breaches to expect come twice: `expected_breaches` over every scored seller, and `breach_forecast`
+over the sellers compliant now (the early-warning population, whose breaches reviewers staff for). Both
+intervals hold the model's own error as the matured weeks showed it (models.forecast), and say over how
+many weeks; the calibrated-model spread alone is kept beside them (`bernoulli_low`, `bernoulli_high`)."""
 
 from __future__ import annotations
 
@@ -9,20 +15,25 @@ from pathlib import Path
 
 import pandas as pd
 
+from models.forecast import breach_interval
 from serving.batch.drift import DriftCounts, Reference
+from serving.batch.monitoring import ALL, forecast, ratios_of, warnings
 from serving.batch.ranking import RankedWeek
-from serving.batch.summary import (PSI_ALERT, PSI_WATCH, band_counts, capacity_coverage, drift_table,
+from serving.batch.summary import (PSI_ALERT, PSI_WATCH, RECOVERY, band_counts, capacity_coverage, drift_table,
                                    expected_breaches, queue_summary, risers)
 from serving.batch.table import Stamp, Written
 from serving.scoring import Scorer
 
 
 def summarise(scorer: Scorer, current: pd.DataFrame, as_of: date, previous: pd.DataFrame | None, previous_source: str,
-              reference: Reference | None, counts: dict) -> dict:
-    """The run summary (JSON-ready) from the week's scores, last week's and the drift counts."""
+              reference: Reference | None, counts: dict, monitored: list[dict] = ()) -> dict:
+    """The run summary (JSON-ready) from the week's scores, last week's, the drift counts and the matured
+    weeks' figures (`monitored`, oldest first; their model errors widen the breach interval)."""
     policy = scorer.policy
     p = current["risk_score"].to_numpy()
-    eb = expected_breaches(p, 0.90)
+    eb = expected_breaches(p, policy.monitoring.interval_level)
+    ratios = ratios_of(list(monitored), [])[ALL]
+    planned, low, high = breach_interval(p, ratios, eb.level)
     cov = capacity_coverage(p, policy.review_capacity)
     rise = risers(current, previous) if previous is not None else pd.DataFrame()
     drift = drift_table(reference.bins, counts) if reference is not None else pd.DataFrame()
@@ -34,7 +45,9 @@ def summarise(scorer: Scorer, current: pd.DataFrame, as_of: date, previous: pd.D
         "sellers_scored": int(len(p)),
         "bands": band_counts(p, current["risk_band"].to_numpy(), policy).to_dict("records"),
         "expected_breaches": {"horizon_days": policy.horizon_days, "expected": eb.expected, "std": eb.std,
-                              "interval_level": eb.level, "low": eb.low, "high": eb.high},
+                              "interval_level": eb.level, "low": low, "high": high, "planned": planned,
+                              "bernoulli_low": eb.low, "bernoulli_high": eb.high, "matured_weeks": len(ratios),
+                              "interval_includes": f"the model's own error over {len(ratios)} matured weeks"},
         "review_capacity": {"sellers": cov.capacity, "expected_breaches_in_queue": cov.expected_in_queue,
                             "share_of_expected_breaches": cov.share_of_expected,
                             "lowest_score_in_queue": cov.lowest_score_in_queue,
@@ -46,14 +59,24 @@ def summarise(scorer: Scorer, current: pd.DataFrame, as_of: date, previous: pd.D
 
 
 def week_summary(scorer: Scorer, as_of: date, written: Written, ranked: RankedWeek,
-                 previous: tuple[pd.DataFrame | None, str], drift: DriftCounts) -> dict:
+                 previous: tuple[pd.DataFrame | None, str], drift: DriftCounts, monitored: list[dict] = (),
+                 labels_from: str = "") -> dict:
     """What the week means for the people who plan and work the queue: the summary's figures, the
-    weekly lists, and the band cut-offs the service places a seller of this week by."""
+    weekly lists, the band cut-offs the service places a seller of this week by, the breach forecast
+    among sellers compliant now, and the earlier weeks measured against their matured labels."""
     scores = written.scores["risk_score"].to_numpy()
     counts = drift.with_scores(scores)
-    summary = summarise(scorer, written.scores, as_of, *previous, drift.reference, counts)
+    monitored = list(monitored)
+    summary = summarise(scorer, written.scores, as_of, *previous, drift.reference, counts, monitored)
     summary.update(queue_summary(scores, ranked.queues, ranked.week.missed_by_standard))
     summary["band_cutoffs"] = ranked.cutoffs.to_json()
+    rules = scorer.policy.monitoring
+    summary["breach_forecast"] = {"horizon_days": scorer.policy.horizon_days,
+                                  **forecast(scores[ranked.queues.queue != RECOVERY], monitored, rules.interval_level)}
+    summary["monitoring"] = {"labels_from": labels_from, "horizon_days": scorer.policy.horizon_days,
+                             "interval_level": rules.interval_level, "warn_after_weeks": rules.warn_after_weeks,
+                             "champion_max_age_days": rules.champion_max_age_days, "weeks": monitored,
+                             "warnings": warnings(monitored, rules.warn_after_weeks)}
     return summary
 
 

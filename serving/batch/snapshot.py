@@ -48,7 +48,10 @@ def locate_snapshot(as_of: date, previous: date, events: Path | None, features_d
                     policy) -> tuple[Path, str]:
     """The features folder holding the week's snapshot, and how it was obtained: read from
     `features_dir` when it holds that week (built from `events`, when given), else built from the
-    events for this week and the one before (cached in <out>'s side folder for re-runs)."""
+    events for this week, the one before and the earlier scored weeks whose labels have matured (for
+    monitoring), cached in <out>'s side folder for re-runs."""
+    from serving.batch.matured import due_weeks
+
     if features_dir is not None and layout.snapshot_partition(features_dir, as_of).is_dir():
         if events is None or _built_from(features_dir, events):
             return features_dir, f"read from {features_dir}"
@@ -57,18 +60,19 @@ def locate_snapshot(as_of: date, previous: date, events: Path | None, features_d
     if not events.is_dir():
         raise BatchError(f"events folder {events} does not exist")
     cache = layout.features_cache(out)
-    if _cached(cache, as_of, events):
+    weeks = sorted({*due_weeks(out, as_of, policy), previous, as_of})
+    if _cached(cache, weeks, events):
         return cache, f"built earlier from {events} (cached in {cache})"
-    _build(events, cache, policy, [previous, as_of])
+    _build(events, cache, policy, weeks)
     return cache, f"built from {events} (cached in {cache})"
 
 
-def _cached(cache: Path, as_of: date, events: Path) -> bool:
-    """Whether the side folder already holds the week, built from these very events."""
+def _cached(cache: Path, weeks: list[date], events: Path) -> bool:
+    """Whether the side folder already holds the weeks, built from these very events."""
     from features.platform.fingerprint import fingerprint
 
     manifest = _manifest(cache)
-    return (str(as_of) in manifest.get("as_of_dates", []) and _built_from(cache, events)
+    return (all(str(w) in manifest.get("as_of_dates", []) for w in weeks) and _built_from(cache, events)
             and manifest.get("events_fingerprint") == fingerprint(events))
 
 

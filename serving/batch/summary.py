@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -45,7 +46,8 @@ class ExpectedBreaches:
     """The number of sellers expected to breach within the horizon: the sum of calibrated probabilities,
     with the spread a sum of independent Bernoulli outcomes has (variance sum p(1-p)). The interval is
     the normal approximation, floored at zero; it assumes the model is calibrated and sellers independent,
-    so it is the least uncertainty the forecast can have, not the most."""
+    so it is the least uncertainty the forecast can have, not the most (models.forecast adds the model's
+    own error; the summary prints that interval and keeps this one beside it)."""
 
     expected: float
     std: float
@@ -55,11 +57,11 @@ class ExpectedBreaches:
 
 
 def expected_breaches(scores: np.ndarray, level: float = 0.90) -> ExpectedBreaches:
-    """Expected breaches within the horizon and its `level` interval (0.90 or 0.95)."""
+    """Expected breaches within the horizon and its `level` interval (any level; the policy sets it)."""
     p = np.asarray(scores, dtype="float64")
     mean = float(p.sum())
     std = math.sqrt(float((p * (1.0 - p)).sum()))
-    z = Z[level]
+    z = Z.get(level) or NormalDist().inv_cdf(0.5 + level / 2)
     return ExpectedBreaches(mean, std, level, max(0.0, mean - z * std), mean + z * std)
 
 

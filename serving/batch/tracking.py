@@ -55,6 +55,20 @@ def scoring_run(models_dir: Path, as_of: date, log: bool) -> Iterator[str]:
     mlflow.end_run()
 
 
+def model_registered_at(ref) -> str | None:
+    """When the scoring model's version was registered (ISO, UTC): how old the champion is. None when the
+    registry does not say (the leader page then says the age is unknown rather than guess)."""
+    from datetime import UTC, datetime
+
+    from mlflow import MlflowClient
+
+    try:
+        ms = MlflowClient().get_model_version(ref.name, ref.version).creation_timestamp
+    except Exception:  # the registry's own errors: the age is a warning's input, never a reason to stop scoring
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).replace(microsecond=0).isoformat() if ms else None
+
+
 def log_summary(summary: dict, model_uri: str, chunk_rows: int, reasons: int) -> None:
     """The run summary on the open scoring run: tags to find it, parameters, metrics, the JSON itself."""
     import mlflow
@@ -67,6 +81,8 @@ def log_summary(summary: dict, model_uri: str, chunk_rows: int, reasons: int) ->
                        "partition": summary["partition"][:490], "chunk_rows": chunk_rows, "reasons": reasons,
                        "drift_reference": summary["drift"]["reference"][:490]})
     mlflow.log_metrics({k: float(v) for k, v in _metrics(summary).items()})
+    for step, values in monitoring_metrics(summary):
+        mlflow.log_metrics(values, step=step)
     mlflow.log_dict(summary, "summary.json")
 
 
@@ -80,6 +96,27 @@ def _metrics(summary: dict) -> dict[str, float]:
                "early_warning_sellers": summary["early_warning"]["sellers"],
                "early_warning_expected_breaches": summary["early_warning"]["expected_breaches"],
                "recovery_sellers": summary["recovery"]["sellers"]}
+    forecast = summary.get("breach_forecast", {})
+    metrics.update({f"breach_forecast_{k}": forecast[k] for k in ("expected", "planned", "low", "high", "matured_weeks")
+                    if k in forecast})
+    metrics["monitoring_warnings"] = len(summary.get("monitoring", {}).get("warnings", []))
     metrics.update({f"band.{b['band']}": b["sellers"] for b in summary["bands"]})
     metrics.update({f"psi.{d['variable']}": d["psi"] for d in summary["drift"]["variables"]})
     return metrics
+
+
+def monitoring_metrics(summary: dict) -> list[tuple[int, dict[str, float]]]:
+    """Each monitored week's figures as MLflow metrics, the week's date as the step (days since 1970-01-01),
+    so a dashboard plots queue precision, realised/expected and calibration against the week they measure."""
+    out = []
+    for row in summary.get("monitoring", {}).get("weeks", []):
+        step = (date.fromisoformat(row["as_of"]) - date(1970, 1, 1)).days
+        values = {"monitor.queue_precision": row["queue"]["precision"],
+                  "monitor.queue_expected_precision": row["queue"]["expected_precision"],
+                  "monitor.compliant_realised": row["compliant"]["realised"],
+                  "monitor.compliant_expected": row["compliant"]["expected"],
+                  "monitor.compliant_ratio": row["compliant"]["ratio"],
+                  "monitor.compliant_inside": float(row["compliant"]["inside"])}
+        values.update({f"monitor.calibration_ratio.{f['standard']}": f["ratio"] for f in row["standards"]})
+        out.append((step, {k: float(v) for k, v in values.items() if v == v}))
+    return out

@@ -4,7 +4,7 @@ scores its test weeks; the scored rows of all folds pooled are what the model is
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ from training.baselines import logistic_inputs, logistic_regression, rule_pick, 
 from training.dataset import CONTEXT, untouched
 from training.fit import fit_platt, fit_risk_model, halves, label
 from training.folds import Fold, rows
-from training.metrics import by_segment, evaluate, evaluate_standards, reason_accuracy
+from training.metrics import by_segment, calibration_by_week, evaluate, evaluate_standards, reason_accuracy, weekly_metrics
 
 MODEL, LOGREG, RULE, CHAMPION = "lightgbm", "logistic_regression", "rule", "champion"
 LEAK_AUC = 0.95
@@ -35,6 +35,7 @@ class Backtest:
     metrics: dict[str, float]  # "<model>.<fold|pooled>.<population>.<metric>"
     segments: pd.DataFrame  # by_segment of the pooled rows, with a `model` column
     leaks: dict[str, float]  # feature -> univariate ROC AUC, for suspected leaks
+    weekly: pd.DataFrame = field(default_factory=pd.DataFrame)  # calibration_by_week of each model's rows, with `model`
 
     def pooled(self, model: str) -> pd.DataFrame:
         return self.scored[self.scored["model"] == model]
@@ -118,7 +119,7 @@ def run_backtest(frame: pd.DataFrame, folds: list[Fold], spec: FeatureSpec, poli
     scored = pd.concat(parts, ignore_index=True)
     capacity = policy.review_capacity
     metrics: dict[str, float] = {}
-    segments = []
+    segments, weekly = [], []
     for model, by_model in scored.groupby("model", sort=False):
         for fold, part in by_model.groupby("fold", sort=False):
             metrics |= {f"{model}.{fold}.{k}": v for k, v in evaluate(part, capacity).items()}
@@ -128,5 +129,9 @@ def run_backtest(frame: pd.DataFrame, folds: list[Fold], spec: FeatureSpec, poli
             metrics |= {f"{model}.pooled.{k}": v
                         for k, v in reason_accuracy(by_model, capacity, tuple(policy.metrics)).items()}
         segments.append(by_segment(by_model, capacity).assign(model=model))
+        weeks = calibration_by_week(by_model)
+        metrics |= {f"{model}.{k}": v for k, v in weekly_metrics(weeks).items()}
+        weekly.append(weeks.assign(model=model))
     test_rows = frame[frame["as_of"].isin([d for f in folds for d in f.test])]
-    return Backtest(scored, metrics, pd.concat(segments, ignore_index=True), suspected_leaks(test_rows, spec))
+    return Backtest(scored, metrics, pd.concat(segments, ignore_index=True), suspected_leaks(test_rows, spec),
+                    pd.concat(weekly, ignore_index=True))

@@ -47,6 +47,93 @@ def train(
 
 
 @commands.command()
+def ablation(
+    features_dir: Path = typer.Option(DATA_DIR / "features", "--features", help="Snapshots with labels (from `features`)."),
+    models: Path = typer.Option(MODELS_DIR, "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
+    params: str | None = typer.Option(
+        None, "--params", help='LightGBM parameters as JSON, e.g. \'{"learning_rate": 0.04, "num_leaves": 32}\'; '
+                               "default: the champion's (the search's starting point when there is none)."),
+    groups: list[str] | None = typer.Option(None, "--group", help="A feature family to drop (repeat); default: every family."),
+    seed: int = typer.Option(7, "--seed", help="Seed: same data, same parameters, same models."),
+    folds: int = typer.Option(3, "--folds", min=1, max=12, help="Rolling-origin backtest folds."),
+) -> None:
+    """Backtest again without each feature family in turn (behaviour, mechanics, world, history, exposure,
+    context): what each adds to the early-warning PR AUC and the queue's precision; logged to MLflow."""
+    from features.platform.terminal import staged_progress
+    from models.registry import RegistryError, store_errors, use_store
+    from training.ablation import GROUPS, ablate, log_ablation
+    from training.dataset import load_training_set, untouched
+    from training.folds import rolling_origin
+
+    try:
+        chosen = tuple(groups) if groups else GROUPS
+        unknown = [g for g in chosen if g not in GROUPS]
+        if unknown:
+            raise ValueError(f"--group {', '.join(unknown)}: unknown feature group; expected one of {', '.join(GROUPS)}")
+        with store_errors():
+            use_store(models)
+            fixed, source = _ablation_params(params)
+        data = load_training_set(features_dir)
+        plan = rolling_origin(data.dates, data.policy.horizon_days, folds)
+        with staged_progress() as report:
+            runs = ablate(untouched(data.frame), plan, data.spec, data.policy, fixed, seed, chosen, report)
+        console.print(ablation_table(runs))  # before logging: a store gone down meanwhile loses no result
+        with store_errors():
+            run_id = log_ablation(runs, fixed, source, plan, data.spec, seed, models)
+    except (FileNotFoundError, ValueError, RegistryError) as err:
+        fail(str(err))
+    console.print(f"  parameters: {source}; MLflow run {run_id}")
+
+
+def _ablation_params(given: str | None) -> tuple[dict, str]:
+    """The fixed parameters of an ablation and where they came from: given as JSON, the champion's, or
+    the search's starting point; LightGBM's threads always the settings'."""
+    import json
+
+    from features.platform.settings import Settings
+    from training.ablation import champion_params
+    from training.search import best_guess
+
+    threads = {"num_threads": Settings.from_env().train_threads}
+    if given is not None:
+        try:
+            parsed = json.loads(given)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--params is not JSON ({err.msg} at character {err.pos}): {given}") from None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"--params must be a JSON object of LightGBM parameters, not {given}")
+        return {**best_guess(), **parsed, **threads}, "given (--params)"
+    champion = champion_params()
+    if champion is not None:
+        return {**champion[0], **threads}, f"champion v{champion[1]}"
+    return {**best_guess(), **threads}, "the search's starting point (no champion)"
+
+
+def ablation_table(runs) -> Table:
+    """Each family's worth: the backtest without it against the one with every feature."""
+    from training.ablation import ALL, table as rows
+
+    out = Table(title="Feature ablation: the backtest without each family (early-warning sellers, pooled test weeks)")
+    for name in ("left out", "features", "PR AUC", "change", "queue precision @ capacity", "change ", "ECE (all)", "note"):
+        out.add_column(name, justify="left" if name in {"left out", "note"} else "right")
+    for r in rows(runs).to_dict("records"):
+        base = r["group"] == ALL
+        out.add_row(r["group"], str(r["features_dropped"]), num(r["pr_auc"]),
+                    "" if base else _signed(r["pr_auc_change"]), num(r["queue_precision"], pct=True),
+                    "" if base else _signed(r["queue_precision_change"], pct=True), num(r["ece"]), r["note"],
+                    end_section=base)
+    return out
+
+
+def _signed(value: float, pct: bool = False) -> str:
+    """A change with its sign (a share's in percentage points); a drop in red (the family was worth that much)."""
+    if value != value:
+        return "-"
+    text = f"{100 * value:+.1f} pp" if pct else f"{value:+.4f}"
+    return f"[red]{text}[/]" if value < 0 else text
+
+
+@commands.command()
 def promote(
     models: Path = typer.Option(MODELS_DIR, "--models", help="The embedded MLflow store (ignored when MLFLOW_TRACKING_URI is set)."),
     force: bool = typer.Option(False, "--force", help="Promote even when the gate failed (recorded as forced)."),
@@ -101,6 +188,7 @@ def print_training_summary(result) -> None:
     console.print(table)
     for fold in result.folds:
         console.print(f"  {fold.describe()}")
+    console.print(calibration_table(result.folds, result.backtest))
     console.print(_standards_table(result))
     console.print(_reasons_table(result))
     s = result.size
@@ -124,6 +212,43 @@ def print_training_summary(result) -> None:
     for c in result.gate.checks:
         gate.add_row(c["check"], "[green]pass[/]" if c["passed"] else "[red]fail[/]", c["detail"])
     console.print(gate)
+
+
+def calibration_table(folds, backtest) -> Table:
+    """The model's calibration in each test week (all sellers and early-warning sellers: breached, expected,
+    calibration error), then pooled over the weeks, and the worst week marked: a seasonal peak shows here
+    before it hides in the pooled figure."""
+    from training.backtest import MODEL
+    from training.metrics import worst_week
+
+    weekly = backtest.weekly[backtest.weekly["model"] == MODEL]
+    fold_of = {d: f.name for f in folds for d in f.test}
+    table = Table(title="Calibration week by week, backtest test weeks (ECE: 10 equal-width bins)")
+    for name in ("week", "fold", "breached", "expected", "ECE", "early-warning breached", "expected ", "ECE "):
+        table.add_column(name, justify="left" if name in {"week", "fold"} else "right")
+    pops = ("all", "early_warning")
+    worst = {p: worst_week(weekly, p) for p in pops}
+    by = {p: weekly[weekly["population"] == p].set_index("as_of") for p in pops}
+    for week in by["all"].index:
+        cells = []
+        for p in pops:
+            r = by[p].loc[week] if week in by[p].index else None
+            if r is None:
+                cells += ["-", "-", "-"]
+                continue
+            ece = f"{r['ece']:.4f}"
+            cells += [num(r["base_rate"], pct=True), num(r["mean_score"], pct=True),
+                      f"[red]{ece}[/]" if week == worst[p][0] else ece]
+        table.add_row(f"{week:%Y-%m-%d}", fold_of.get(week, "-"), *cells)
+    pooled = []
+    for p in pops:
+        w = by[p]["n"] / by[p]["n"].sum()
+        pooled += [num(float((w * by[p]["base_rate"]).sum()), pct=True), num(float((w * by[p]["mean_score"]).sum()), pct=True),
+                   f"{backtest.metrics.get(f'{MODEL}.pooled.{p}.ece', float('nan')):.4f}"]
+    table.add_row("pooled", "", *pooled, end_section=True)
+    table.add_row("worst week", "", *(x for p in pops for x in
+                  ("", f"{worst[p][0]:%Y-%m-%d}" if worst[p][0] is not None else "-", f"{worst[p][1]:.4f}")))
+    return table
 
 
 def _standards_table(result) -> Table:

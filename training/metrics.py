@@ -258,3 +258,64 @@ def reason_accuracy(scored: pd.DataFrame, capacity: ReviewCapacity, standards: t
         out[f"queue.reasons.{m}.named"] = float(named.sum())
         out[f"queue.reasons.{m}.accuracy"] = _ratio(float((named & right).sum()), float(named.sum()))
     return out
+
+
+# ------------------------------------------------------------------ calibration week by week
+
+CALIBRATION_POPULATIONS = ("all", "early_warning")
+"""Calibration is judged week by week on every seller and on the early-warning set: a seasonal peak moves
+the base rate of one week, and a figure pooled over the quiet weeks around it hides that week's error."""
+
+
+def calibration_by_week(scored: pd.DataFrame) -> pd.DataFrame:
+    """Per as-of week and population: sellers, breaches, the observed breach rate, the breaches the
+    scores expected (their mean) and the expected calibration error (`expected_calibration_error`,
+    10 equal-width bins) of that week's scores alone."""
+    records = []
+    for population in CALIBRATION_POPULATIONS:
+        member = scored[_in_population(scored, population).to_numpy()]
+        for as_of, week in member.groupby("as_of", sort=True):
+            y = week["breach"].to_numpy(dtype="int64")
+            p = week["score"].to_numpy(dtype="float64")
+            records.append({"population": population, "as_of": pd.Timestamp(as_of), "n": len(y),
+                            "positives": int(y.sum()), "base_rate": _ratio(float(y.sum()), len(y)),
+                            "mean_score": float(p.mean()) if len(p) else float("nan"),
+                            "ece": expected_calibration_error(y, p) if len(y) else float("nan")})
+    return pd.DataFrame.from_records(records, columns=["population", "as_of", "n", "positives", "base_rate",
+                                                       "mean_score", "ece"])
+
+
+def worst_week(weekly: pd.DataFrame, population: str = "all") -> tuple[pd.Timestamp | None, float]:
+    """The week of a `calibration_by_week` table whose calibration error is largest, and that error
+    (None and NaN when the population has no week)."""
+    rows = weekly[(weekly["population"] == population) & weekly["ece"].notna()]
+    if rows.empty:
+        return None, float("nan")
+    top = rows.loc[rows["ece"].idxmax()]
+    return pd.Timestamp(top["as_of"]), float(top["ece"])
+
+
+WEEK_KEY = "week"
+"""Per-week metrics are keyed "<model>.week.<YYYY-MM-DD>.<population>.<metric>"; the gate finds the worst
+week from these keys alone, so the verdict needs no other input than the backtest's metrics."""
+
+
+def weekly_metrics(weekly: pd.DataFrame) -> dict[str, float]:
+    """A `calibration_by_week` table as flat metrics: each week's calibration error, base rate and mean
+    score ("week.<date>.<population>.<metric>"), and per population the worst week's error
+    ("pooled.<population>.worst_week_ece")."""
+    out: dict[str, float] = {}
+    for r in weekly.itertuples(index=False):
+        key = f"{WEEK_KEY}.{r.as_of:%Y-%m-%d}.{r.population}"
+        out |= {f"{key}.ece": float(r.ece), f"{key}.base_rate": float(r.base_rate),
+                f"{key}.mean_score": float(r.mean_score)}
+    for population in weekly["population"].unique():
+        out[f"pooled.{population}.worst_week_ece"] = worst_week(weekly, population)[1]
+    return out
+
+
+def weeks_in(metrics: dict[str, float], model: str, population: str, metric: str = "ece") -> dict[str, float]:
+    """Read the per-week values of one model, population and metric back from flat metrics: {date: value}."""
+    prefix, suffix = f"{model}.{WEEK_KEY}.", f".{population}.{metric}"
+    return {k.removeprefix(prefix).removesuffix(suffix): v for k, v in metrics.items()
+            if k.startswith(prefix) and k.endswith(suffix)}

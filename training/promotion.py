@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from training.backtest import CHAMPION, LOGREG, MODEL, RULE
+from training.metrics import CALIBRATION_POPULATIONS, weeks_in
 
 HISTORY_TAG = "champion_history"
 PROMOTIONS_EXPERIMENT = "seller-risk-promotions"
@@ -29,6 +30,7 @@ class GateBounds:
     baseline_margin: float = 0.10  # early-warning PR AUC at least 10% above the best baseline's
     champion_tolerance: float = 0.005  # early-warning PR AUC and ROC AUC at most this below the champion's
     max_ece: float = 0.05  # expected calibration error on all sellers, pooled over the test weeks
+    max_week_ece: float = 0.05  # and in every test week alone, on all sellers and on the early-warning set
     min_segment_auc: float = 0.60  # every segment with enough breaches keeps this ROC AUC
     segment_drop: float = 0.05  # and loses at most this against the champion
     min_segment_positives: int = 30
@@ -75,6 +77,7 @@ def decide(metrics: dict[str, float], segments: pd.DataFrame, leaks: dict[str, f
         *_not_worse_than_champion(metrics, champion_version, bounds),
         *_queue_beats_rule(metrics),
         *_calibrated(metrics, bounds),
+        *_calibrated_every_week(metrics, bounds),
         *_standards_calibrated(metrics, bounds),
         *(_reasons_are_behaviour(reason_sources) if reason_sources is not None else []),
         *_reasons_name_the_breach(metrics, bounds),
@@ -130,6 +133,24 @@ def _calibrated(metrics: dict[str, float], bounds: GateBounds) -> list[dict]:
     """The risk is calibrated overall."""
     ece = _m(metrics, MODEL, "all.ece")
     return _check("calibrated", ece <= bounds.max_ece, f"expected calibration error {ece:.4f} (bound {bounds.max_ece})")
+
+
+def _calibrated_every_week(metrics: dict[str, float], bounds: GateBounds) -> list[dict]:
+    """The risk is calibrated in every test week, not only pooled: a seasonal peak moves one week's base
+    rate, and quiet weeks around it pool its error away. Judged on all sellers and on the early-warning set;
+    the report names each population's worst week and its error (skipped when the backtest has no weeks)."""
+    worst = {}
+    for population in CALIBRATION_POPULATIONS:
+        weeks = {w: e for w, e in weeks_in(metrics, MODEL, population).items() if not math.isnan(e)}
+        if weeks:
+            week = max(weeks, key=weeks.get)
+            worst[population] = (week, weeks[week], len(weeks))
+    if not worst:
+        return []
+    off = [p for p, (_, e, _) in worst.items() if not e <= bounds.max_week_ece]
+    words = "; ".join(f"{p.replace('_', '-')} sellers: worst of {n} weeks {w}, calibration error {e:.4f}"
+                      for p, (w, e, n) in worst.items())
+    return _check("calibrated every week", not off, f"{words} (bound {bounds.max_week_ece})")
 
 
 def _standards_calibrated(metrics: dict[str, float], bounds: GateBounds) -> list[dict]:

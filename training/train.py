@@ -152,6 +152,7 @@ def _log_evaluation(result_parts: dict, data: TrainingSet) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         bt.segments.to_csv(tmp / "segments.csv", index=False)
+        bt.weekly.to_csv(tmp / "calibration_by_week.csv", index=False, date_format="%Y-%m-%d")
         bt.scored.to_parquet(tmp / "backtest_scores.parquet", index=False)
         if sr:
             sr.table().to_csv(tmp / "search_trials.csv", index=False)

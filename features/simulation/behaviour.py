@@ -66,18 +66,43 @@ def _trajectory_excess(s: Sellers, days: np.ndarray) -> tuple[np.ndarray, np.nda
     return excess, demand, carrier
 
 
+OVERLOAD_SHARES = {L["late_ship"]: 1.0, L["no_response"]: 0.7, L["cancel"]: 0.4}
+"""How much of the overload effect each propensity takes: an overloaded seller ships late first, then
+leaves messages unanswered, then cancels what it cannot ship."""
+
+
+def _overloaded(excess: np.ndarray, load: np.ndarray, effect: float) -> None:
+    """Raise the excess of sellers working above capacity (`load` > 1: orders over capacity), in place:
+    at load 1 + x a propensity's multiplier grows by effect x times its share (OVERLOAD_SHARES)."""
+    over = np.maximum(load - 1.0, 0.0)
+    for latent, share in OVERLOAD_SHARES.items():
+        excess[latent] *= 1.0 + effect * share * over
+
+
 def behaviour(
-    s: Sellers, world: World, days: np.ndarray, fix_start: np.ndarray, volume_factor: np.ndarray
+    s: Sellers, world: World, days: np.ndarray, fix_start: np.ndarray, volume_factor: np.ndarray,
+    overload_effect: float,
 ) -> Behaviour:
     """Expected orders and propensities for `days`, given when each seller started fixing
     things (`fix_start`, inf if never) and enforcement's effect on their sales (`volume_factor`:
-    1, lower while listings are suppressed, 0 while suspended)."""
+    1, lower while listings are suppressed, 0 while suspended). A seller with a capacity who gets
+    more orders than it slips by `overload_effect` (`_overloaded`); fixing things undoes that too."""
     age = days[None, :] - s.onboard_day[:, None]
     live = age >= 0
     newness = 1.0 + 1.3 * np.exp(-np.maximum(age, 0) / 45.0)
     ramp_up = 1.0 - np.exp(-(np.maximum(age, 0) + 1.0) / 20.0)
 
     excess, demand, carrier = _trajectory_excess(s, days)
+    expected = (
+        s.size[:, None]
+        * ramp_up
+        * world.volume[days][None, :]
+        * np.exp(s.growth[:, None] * days[None, :] / 365.0)
+        * demand
+        * volume_factor[:, None]
+    )
+    if s.capacity is not None:
+        _overloaded(excess, expected / s.capacity[:, None], overload_effect)
     excess *= s.marginal.T[:, :, None]
     fixing = np.maximum(days[None, :] - fix_start[:, None], 0.0)
     remaining = np.where(
@@ -100,13 +125,4 @@ def behaviour(
     p[L["late_transit"]] += disrupted
     p[L["lost"]] += 0.04 * disrupted
     np.clip(p, 0.0, 0.9, out=p)
-
-    expected = (
-        s.size[:, None]
-        * ramp_up
-        * world.volume[days][None, :]
-        * np.exp(s.growth[:, None] * days[None, :] / 365.0)
-        * demand
-        * volume_factor[:, None]
-    )
     return Behaviour(np.where(live, expected, 0.0), p, carrier)

@@ -35,6 +35,7 @@ from features.simulation.behaviour import behaviour
 from features.simulation.enforcement import Enforcement, Ledger, evaluate
 from features.simulation.orders import CANCEL_REASONS, DAY, Week, simulate_week
 from features.simulation.population import ARCHETYPES, TRAJECTORIES, Sellers, draw_sellers
+from features.simulation.regime import DEFAULT_REGIME, Regime
 from features.simulation.world import CARRIERS, CATEGORIES, LATENTS, REGIONS, World, build_world
 
 CHUNK_SELLERS = 2500
@@ -54,6 +55,7 @@ class SimulationConfig:
     weeks: int
     seed: int
     workers: int = field(default=0, compare=False)  # 0: one per core, at most 2 per chunk pair
+    regime: Regime = DEFAULT_REGIME  # what kind of marketplace (features/simulation/regime.py)
 
     @property
     def n_days(self) -> int:
@@ -106,13 +108,19 @@ def _chunk_rng(seed: int, chunk: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, 1, chunk]))
 
 
+def _regime_rng(seed: int, chunk: int) -> np.random.Generator:
+    """The chunk's stream for what only some regimes draw (fast growers): a stream of its own, so that the
+    default regime's draws, and so its bytes, are the same whether or not these exist."""
+    return np.random.default_rng(np.random.SeedSequence([seed, 2, chunk]))
+
+
 def simulate_chunk(config: SimulationConfig, policy: Policy, chunk: int, out: Path, latent: Path | None) -> ChunkStats:
     """Simulate sellers of one chunk through every week and write their parts of every table."""
-    world = build_world(config.seed, config.start, config.n_days)
+    world = build_world(config.seed, config.start, config.n_days, config.regime)
     rng = _chunk_rng(config.seed, chunk)
     first = chunk * CHUNK_SELLERS
     n = min(CHUNK_SELLERS, config.n_sellers - first)
-    sellers = draw_sellers(rng, first, n, config.n_days)
+    sellers = draw_sellers(rng, first, n, config.n_days, config.regime, _regime_rng(config.seed, chunk))
     ledger = Ledger(n, config.n_days)
     enforcement = Enforcement(n)
     cutoff = config.n_days * DAY
@@ -122,7 +130,7 @@ def simulate_chunk(config: SimulationConfig, policy: Policy, chunk: int, out: Pa
     for w in range(config.weeks):
         days = np.arange(w * 7, w * 7 + 7)
         fix = np.minimum(enforcement.fix_start, sellers.self_fix_day)
-        b = behaviour(sellers, world, days, fix, enforcement.volume_factor())
+        b = behaviour(sellers, world, days, fix, enforcement.volume_factor(), config.regime.overload_effect)
         if latent is not None:
             latent_parts.append(_latent_week(sellers, b, enforcement, config.start, w))
         weeks.append(simulate_week(rng, sellers, b, days, cutoff, ledger))
@@ -422,7 +430,7 @@ def _summarise(config: SimulationConfig, policy: Policy, world: World, stats: li
     }
     return SimulationSummary(
         config={"sellers": config.n_sellers, "start": config.start.isoformat(), "weeks": config.weeks,
-                "seed": config.seed, "chunk_sellers": CHUNK_SELLERS},
+                "seed": config.seed, "chunk_sellers": CHUNK_SELLERS, **_regime_entry(config.regime)},
         policy_version=policy.version,
         rows=rows,
         rates=rates,
@@ -430,6 +438,13 @@ def _summarise(config: SimulationConfig, policy: Policy, world: World, stats: li
         per_metric_miss_share={k: ratio(v, counts["active_seller_weeks"]) for k, v in per_metric.items()},
         sellers=sellers,
     )
+
+
+def _regime_entry(regime: Regime) -> dict:
+    """The regime's knobs set away from today's marketplace, for the manifest and the summary; nothing for
+    today's marketplace, whose files stay as they always were."""
+    changed = regime.changed()
+    return {"regime": changed} if changed else {}
 
 
 def _run_chunks(config: SimulationConfig, policy: Policy, out: Path, latent: Path | None) -> Iterator[tuple[int, ChunkStats]]:
@@ -468,7 +483,8 @@ def simulate_marketplace(
                 done += size
                 if progress:
                     progress(done, config.n_sellers)
-            summary = _summarise(config, policy, build_world(config.seed, config.start, config.n_days), stats)
+            summary = _summarise(config, policy, build_world(config.seed, config.start, config.n_days, config.regime),
+                                 stats)
             manifest = {
                 "cutoff": config.cutoff.isoformat(),
                 "start": config.start.isoformat(),
@@ -477,6 +493,7 @@ def simulate_marketplace(
                 "sellers": config.n_sellers,
                 "weeks": config.weeks,
                 "seed": config.seed,
+                **_regime_entry(config.regime),
             }
             (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
             (tmp / SUMMARY_FILE).write_text(summary.to_json() + "\n")

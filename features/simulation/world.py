@@ -9,6 +9,8 @@ from datetime import date, timedelta
 
 import numpy as np
 
+from features.simulation.regime import DEFAULT_REGIME, Regime
+
 LATENTS = (
     "cancel",  # the seller cancels (out of stock, cannot ship)
     "late_ship",  # ships after the promised ship-by time
@@ -80,8 +82,9 @@ def _bump(doy: np.ndarray, centre: float, width: float) -> np.ndarray:
     return np.exp(-0.5 * ((doy - centre) / width) ** 2)
 
 
-def build_world(seed: int, start: date, n_days: int) -> World:
-    """The calendar and the disruptions for a simulation starting at `start`."""
+def build_world(seed: int, start: date, n_days: int, regime: Regime = DEFAULT_REGIME) -> World:
+    """The calendar and the disruptions for a simulation starting at `start`, in the kind of
+    marketplace `regime` says (its peak, and how often and how badly carriers fail)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     dates = [start + timedelta(days=i) for i in range(n_days)]
     doy = np.array([d.timetuple().tm_yday for d in dates], dtype=float)
@@ -90,16 +93,17 @@ def build_world(seed: int, start: date, n_days: int) -> World:
     cyber_week = _bump(doy, 332.0, 3.0)
     summer_sale = _bump(doy, 192.0, 2.0)
     post_holiday = _bump(doy, 8.0, 8.0) + _bump(doy - 365.0, 8.0, 8.0)
-    volume = (1.0 + 0.9 * holiday + 0.6 * cyber_week + 0.5 * summer_sale) * np.where(weekday >= 5, 0.85, 1.04)
-    strain = 1.0 + 1.3 * holiday + 0.5 * cyber_week + 0.3 * summer_sale
+    volume = (1.0 + regime.peak_volume * holiday + 0.6 * cyber_week + 0.5 * summer_sale) * np.where(weekday >= 5, 0.85, 1.04)
+    strain = 1.0 + regime.peak_strain * holiday + 0.5 * cyber_week + 0.3 * summer_sale
     remorse = 1.0 + 0.8 * post_holiday
     disruptions = []
     for region in range(len(REGIONS)):
-        for _ in range(rng.poisson(n_days / 75.0)):
+        for _ in range(rng.poisson(n_days / regime.disruption_every_days)):
             first = int(rng.integers(0, n_days))
             carrier = int(rng.choice(len(CARRIERS), p=CARRIER_WEIGHTS)) if rng.random() < 0.5 else -1
-            length = int(rng.integers(3, 13))
+            length = int(rng.integers(*regime.disruption_days))
             disruptions.append(
-                Disruption(region, carrier, first, first + length, float(rng.uniform(0.08, 0.35)))
+                Disruption(region, carrier, first, first + length,
+                           float(rng.uniform(0.08, 0.35)) * regime.disruption_severity)
             )
     return World(start, n_days, volume, strain, remorse, tuple(disruptions))

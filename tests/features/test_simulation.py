@@ -189,3 +189,148 @@ def test_rerunning_replaces_the_output_whole(tmp_path: Path, policy: Policy) -> 
     assert len(pd.read_parquet(out / "sellers")) == 200
     assert json.loads((out / "_manifest.json").read_text())["seed"] == 2
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------- the regime's knobs
+
+
+from features.simulation.behaviour import OVERLOAD_SHARES, behaviour  # noqa: E402
+from features.simulation.population import L, draw_sellers  # noqa: E402
+from features.simulation.regime import REGIMES, Regime, regime  # noqa: E402
+from features.simulation.world import build_world  # noqa: E402
+
+TODAYS_TABLES = "3a23c0a381b1d9bb2024a9ee1a67505d365b88110ab2cd15d1e470812d7b6959"
+"""sha256 of the event tables (as CSV) of SimulationConfig(300, 2025-01-06, 8 weeks, seed 3), computed with
+the simulator as it was before it had a regime: the default regime must keep making this marketplace."""
+
+
+def _tables_digest(events: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for table in ("sellers", "orders", "returns", "refunds", "feedback", "contacts", "policy_actions"):
+        h.update(pd.read_parquet(events / table).to_csv(index=False).encode())
+    return h.hexdigest()
+
+
+def test_the_default_regime_makes_todays_marketplace_and_says_nothing_of_itself(tmp_path: Path, policy: Policy) -> None:
+    config = SimulationConfig(300, date(2025, 1, 6), 8, 3, workers=1)
+    simulate_marketplace(config, policy, tmp_path / "a")
+    assert _tables_digest(tmp_path / "a") == TODAYS_TABLES
+    assert "regime" not in json.loads((tmp_path / "a" / "_manifest.json").read_text())
+    assert "regime" not in json.loads((tmp_path / "a" / "_summary.json").read_text())["config"]
+    explicit = SimulationConfig(300, date(2025, 1, 6), 8, 3, workers=1, regime=Regime(peak_strain=1.3))
+    simulate_marketplace(explicit, policy, tmp_path / "b")
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    outages = SimulationConfig(300, date(2025, 1, 6), 8, 3, workers=1, regime=REGIMES["carrier_outages"])
+    simulate_marketplace(outages, policy, tmp_path / "c")
+    stated = json.loads((tmp_path / "c" / "_manifest.json").read_text())["regime"]
+    assert stated == {"disruption_every_days": 18.0, "disruption_severity": 1.4}
+
+
+def test_the_outage_knobs_make_disruptions_more_frequent_and_more_severe() -> None:
+    start, days = date(2025, 1, 6), 364
+    today = build_world(3, start, days)
+    frequent = build_world(3, start, days, Regime(disruption_every_days=15.0))
+    assert len(frequent.disruptions) > 3 * len(today.disruptions) > 0
+    harsher = build_world(3, start, days, Regime(disruption_severity=1.5))
+    assert len(harsher.disruptions) == len(today.disruptions)  # the same disruptions, each worse
+    for mild, bad in zip(today.disruptions, harsher.disruptions, strict=True):
+        assert (bad.region, bad.carrier, bad.first_day, bad.last_day) == (mild.region, mild.carrier, mild.first_day, mild.last_day)
+        assert bad.severity == pytest.approx(1.5 * mild.severity, rel=1e-12)
+    longer = build_world(3, start, days, Regime(disruption_days=(20, 30)))
+    assert all(20 <= d.last_day - d.first_day < 30 for d in longer.disruptions)
+
+
+def test_the_peak_knobs_scale_the_holiday_and_nothing_else() -> None:
+    start = date(2025, 1, 6)
+    today = build_world(3, start, 364)
+    harsh = build_world(3, start, 364, Regime(peak_volume=1.8, peak_strain=2.6))
+    dec20, may1 = (date(2025, 12, 20) - start).days, (date(2025, 5, 1) - start).days
+    # at Dec 20 the holiday bump is all there is beyond 1 (cyber week and the summer sale are far away)
+    assert harsh.strain[dec20] - 1 == pytest.approx(2.0 * (today.strain[dec20] - 1), rel=1e-6)
+    weekday = 0.85  # Dec 20, 2025 is a Saturday: weekend demand
+    assert harsh.volume[dec20] / weekday - 1 == pytest.approx(2.0 * (today.volume[dec20] / weekday - 1), rel=1e-6)
+    assert harsh.strain[may1] == pytest.approx(today.strain[may1], abs=1e-9)
+    assert harsh.volume[may1] == pytest.approx(today.volume[may1], abs=1e-9)
+
+
+def _draw(r: Regime, n: int = 4000):
+    return draw_sellers(np.random.default_rng(1), 0, n, 364, r, np.random.default_rng(2))
+
+
+def test_fast_growers_grow_fast_past_a_fixed_capacity_and_leave_the_other_sellers_as_they_were() -> None:
+    today, fast = _draw(Regime()), _draw(Regime(fast_growth_share=0.3))
+    assert today.capacity is None
+    growers = np.isfinite(fast.capacity)
+    assert 0.27 < growers.mean() < 0.33
+    assert ((fast.growth[growers] >= 0.9) & (fast.growth[growers] < 2.2)).all()
+    np.testing.assert_array_equal(fast.growth[~growers], today.growth[~growers])
+    np.testing.assert_array_equal(fast.size, today.size)
+    np.testing.assert_array_equal(fast.quality, today.quality)
+    first = np.maximum(fast.onboard_day, 0)
+    headroom = fast.capacity[growers] / (fast.size[growers] * np.exp(fast.growth[growers] * first[growers] / 365.0))
+    assert ((headroom >= 1.2) & (headroom < 2.2)).all()
+    with pytest.raises(ValueError, match="regime_rng"):
+        draw_sellers(np.random.default_rng(1), 0, 10, 364, Regime(fast_growth_share=0.3))
+
+
+def test_a_seller_over_capacity_ships_late_answers_late_and_cancels_more_by_the_overload_effect() -> None:
+    s = _draw(Regime(fast_growth_share=1.0), n=50)
+    world = build_world(3, date(2025, 1, 6), 364)
+    days = np.arange(100, 107)
+    never, full = np.full(len(s), np.inf), np.ones(len(s))
+    from dataclasses import replace
+
+    loose = behaviour(replace(s, capacity=None), world, days, never, full, 3.0)
+    tight = behaviour(s, world, days, never, full, 3.0)
+    np.testing.assert_array_equal(loose.expected_orders, tight.expected_orders)
+    load = tight.expected_orders / s.capacity[:, None]
+    live = tight.expected_orders > 0
+    for latent, share in OVERLOAD_SHARES.items():
+        expect = loose.propensity[latent] * (1.0 + 3.0 * share * np.maximum(load - 1.0, 0.0))
+        np.testing.assert_allclose(tight.propensity[latent][live], np.minimum(expect, 0.9)[live], rtol=1e-12)
+    assert (load > 1.0).any() and (load <= 1.0).any()
+    np.testing.assert_array_equal(tight.propensity[L["defect"]], loose.propensity[L["defect"]])
+
+
+def _orders(events: Path) -> pd.DataFrame:
+    return pd.read_parquet(events / "orders", columns=["seller_id", "ordered_at", "fulfilment_channel",
+                                                        "shipped_at", "promised_ship_by"])
+
+
+def test_fast_growers_marketplace_has_sellers_whose_orders_multiply_and_who_then_ship_late(
+        tmp_path: Path, policy: Policy) -> None:
+    def run(name: str) -> tuple[pd.DataFrame, object]:
+        config = SimulationConfig(600, date(2025, 1, 6), 52, 4, workers=1, regime=REGIMES[name])
+        summary = simulate_marketplace(config, policy, tmp_path / name, write_latent=False)
+        return _orders(tmp_path / name), summary
+
+    _, today = run("baseline")
+    o, fast = run("fast_growers")
+    quarter = (o["ordered_at"] - pd.Timestamp("2025-01-06")).dt.days // 91
+    counts = o.groupby(["seller_id", quarter]).size().unstack(fill_value=0)
+    counts = counts[counts[0] >= 30]
+    multiplied = counts.index[counts[3] > 3 * counts[0]]
+    assert len(multiplied) > 0.1 * len(counts)
+    shipped = o[o["seller_id"].isin(multiplied) & o["shipped_at"].notna() & (o["fulfilment_channel"] == "seller")]
+    late = (shipped["shipped_at"] > shipped["promised_ship_by"]).groupby(quarter.loc[shipped.index]).mean()
+    assert late[3] > 2 * late[0]
+    assert fast.rates["breach_within_horizon_share"] > today.rates["breach_within_horizon_share"]
+
+
+def test_small_seller_marketplace_hovers_near_the_minimum_counts(tmp_path: Path, policy: Policy) -> None:
+    minimum = policy.metrics["cancellation_rate"].min_count  # the order-count standards' minimum
+    medians = {}
+    for name in ("baseline", "small_sellers"):
+        config = SimulationConfig(600, date(2025, 1, 6), 26, 4, workers=1, regime=regime(name))
+        simulate_marketplace(config, policy, tmp_path / name, write_latent=False)
+        o = _orders(tmp_path / name)
+        o = o[o["fulfilment_channel"] == "seller"]
+        windows = [o[(o["ordered_at"] < t) & (o["ordered_at"] >= t - pd.Timedelta(days=30))].groupby("seller_id").size()
+                   for t in pd.date_range("2025-03-03", "2025-06-30", freq="28D")]
+        medians[name] = float(pd.concat(windows).median())
+    assert 0.7 * minimum <= medians["small_sellers"] <= 1.3 * minimum
+    assert medians["baseline"] < 0.5 * minimum
+    with pytest.raises(ValueError, match="unknown regime 'tiny'.*small_sellers"):
+        regime("tiny")

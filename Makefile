@@ -16,7 +16,7 @@ PORT   ?= 3000
 PYTEST_WORKERS ?= -n 2 --dist loadgroup --no-loadscope-reorder
 PYTEST_ENV ?= SELLER_RISK_TRAIN_THREADS=1
 
-.PHONY: demo serve test test-fast lint bench bench-tools install install-dev java postgres chromium clean notebooks
+.PHONY: demo serve test test-fast lint bench bench-robustness bench-tools install install-dev java postgres chromium clean notebooks
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,10 @@ bench: install-dev bench-tools
 	$(BIN)/python benchmarks/bench_scoring.py
 	$(BIN)/python benchmarks/bench_service.py
 	$(BIN)/python benchmarks/bench_notebooks.py
+
+## bench-robustness: the model on five simulated marketplaces against issue 23's bounds (about 15 min on 2 cores)
+bench-robustness: install-dev
+	$(BIN)/python benchmarks/bench_robustness.py
 
 # the service benchmark's load tool: wrk, from Debian's packages, when the machine has none
 bench-tools:

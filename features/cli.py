@@ -45,6 +45,8 @@ def simulate(
     out: Path = typer.Option(DATA_DIR / "events", "--out", help="Output directory for the event tables."),
     policy: str = typer.Option(DEFAULT_POLICY, "--policy", help="Policy (name or YAML path) the marketplace enforces."),
     latent: bool = typer.Option(True, "--latent/--no-latent", help="Also write sellers' hidden propensities beside --out."),
+    regime: str = typer.Option("baseline", "--regime", help="Kind of marketplace: baseline (today's), holiday_peak, "
+                               "carrier_outages, fast_growers, small_sellers (features/simulation/regime.py)."),
 ) -> None:
     """Simulate a marketplace and write its event tables as Parquet, then print a summary."""
     from features.policy.definition import load_policy
@@ -52,9 +54,14 @@ def simulate(
     from features.platform.terminal import progress_bar
 
     from features.policy.definition import PolicyError
+    from features.simulation.regime import regime as named_regime
 
+    try:
+        chosen = named_regime(regime)
+    except ValueError as err:
+        fail(str(err))
     config = SimulationConfig(
-        n_sellers=sellers, start=date(start.year, start.month, start.day), weeks=weeks, seed=seed
+        n_sellers=sellers, start=date(start.year, start.month, start.day), weeks=weeks, seed=seed, regime=chosen
     )
     try:
         marketplace_policy = load_policy(policy)

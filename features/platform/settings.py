@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -61,6 +62,13 @@ class Settings(BaseModel):
     session_idle_minutes: int = Field(30, ge=1, description="A console session unused this long ends (sign in again).")
     session_hours: int = Field(12, ge=1, description="A console session ends this long after sign-in, however used.")
     behind_https: bool = Field(False, description="The service is reached over HTTPS (e.g. behind a proxy): session cookies are `Secure`.")
+    audit_retention_days: int = Field(90, ge=1, description="Served records older than this many days move from the audit "
+                                                            "database to Parquet files (`seller-risk audit archive`).")
+    audit_archive: Path | None = Field(None, description="Where `seller-risk audit archive` writes them (default <data>/audit).")
+    audit_sync: Literal["full", "normal"] = Field("full", description="full: each served record's audit row is on disk before "
+                                                                 "its reply (survives a power cut); normal: handed to the OS "
+                                                                 "(survives the service crashing, not the machine), a "
+                                                                 "fraction of the cost per request.")
     # the tracking store
     tracking_timeout: float = Field(5.0, gt=0, allow_inf_nan=False,
                                     description="Seconds one request to a tracking server may wait (3 tries).")
@@ -89,6 +97,10 @@ class Settings(BaseModel):
     @property
     def scores_dir(self) -> Path:
         return self.scores or self.data / "scores"
+
+    @property
+    def audit_archive_dir(self) -> Path:
+        return self.audit_archive or self.data / "audit"
 
     @property
     def db_url(self) -> str:

@@ -8,8 +8,10 @@ scoring call, waits for another writer's lock included, so it ends inside the re
 database locked for longer is a 503, never a 504 whose record is written once the lock clears (the
 audit would list a score no client received).
 
-The write runs off the event loop, in one thread per worker, one insert per coalesced call
-(`ServedAudit.submit` hands back a future every request of the call awaits before it replies)."""
+The write runs off the event loop, in one thread per worker, one transaction per coalesced call, or for
+all the calls that queued while the previous write committed (`ServedAudit.submit` hands back a future
+every request of the call awaits before it replies). Each record's feature values are kept once per
+distinct set (serving.store.store.Store.log_served), so a seller served all week costs one copy of them."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -69,14 +72,25 @@ class ServedAudit:
     """Writes served records to the database at `db_url`, opened on the first write (once per worker)
     and again on a later write if opening failed. A write has `within_s` from its submission: it waits at
     most half of that for the database's lock, and does not start once less than that half is left
-    (queued behind writes that waited), so it is done or refused within `within_s`."""
+    (queued behind writes that waited), so it is done or refused within `within_s`. `sync`: how far each
+    commit goes before the replies it holds are sent (`full` or `normal`, serving.store.store.SYNC;
+    default the `audit_sync` setting).
 
-    def __init__(self, db_url: str, within_s: float = 3.0) -> None:
+    Group commit: the calls submitted while a write is under way are written together by the next one, in
+    one transaction, so a slow commit (a disk's flush) is paid once for all the requests waiting on it."""
+
+    def __init__(self, db_url: str, within_s: float = 3.0, sync: str | None = None) -> None:
+        from features.platform.settings import Settings
+
         self.db_url = db_url
         self.within_s, self.lock_wait_s = within_s, within_s / 2
+        self.sync = sync or str(Settings.one("audit_sync"))
         self._store = None
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="audit")
+        self._queue: list[_Pending] = []
+        self._queued = threading.Lock()
+        self._draining = False
 
     @property
     def database(self) -> str:
@@ -94,26 +108,68 @@ class ServedAudit:
 
         from serving.store.store import Store, StoreUnavailable
 
-        if deadline is not None and deadline - time.monotonic() < self.lock_wait_s:
-            raise AuditUnavailable(f"score not served: the audit database {self.database} could not be written within "
-                                   f"the request's time (earlier writes waited for its lock)")
+        late = self._late(deadline)
+        if late is not None:
+            raise late
         try:
             if self._store is None:
                 with self._lock:
                     if self._store is None:
-                        self._store = Store.open(self.db_url, lock_wait_s=self.lock_wait_s)
+                        self._store = Store.open(self.db_url, lock_wait_s=self.lock_wait_s, sync=self.sync)
             self._store.log_served(rows)
         except (SQLAlchemyError, StoreUnavailable, OSError) as err:
             reason = err.orig if isinstance(err, DBAPIError) else err
             line = " ".join(str(reason).split()) or type(reason).__name__
             raise AuditUnavailable(f"score not served: the audit database {self.database} cannot be written ({line})") from None
 
+    def _late(self, deadline: float | None) -> AuditUnavailable | None:
+        """Why a write due by `deadline` must not start: less time is left than it may wait for the lock."""
+        if deadline is None or deadline - time.monotonic() >= self.lock_wait_s:
+            return None
+        return AuditUnavailable(f"score not served: the audit database {self.database} could not be written within "
+                                f"the request's time (earlier writes waited for its lock)")
+
     def submit(self, rows: list[dict]) -> asyncio.Future:
-        """Write the rows in the audit thread; the future every request of the call awaits."""
-        deadline = time.monotonic() + self.within_s
-        future = asyncio.get_running_loop().run_in_executor(self._pool, self.write, rows, deadline)
+        """Queue the rows for the audit thread; the future every request of the call awaits."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         future.add_done_callback(_retrieve)  # every waiter may be gone (clients hung up): no "never retrieved"
+        with self._queued:
+            self._queue.append(_Pending(rows, time.monotonic() + self.within_s, future, loop))
+            start, self._draining = not self._draining, True
+        if start:
+            self._pool.submit(self._drain)
         return future
+
+    def _drain(self) -> None:
+        """In the audit thread: write what is queued, together, until nothing is."""
+        while True:
+            with self._queued:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._draining = False
+                    return
+            self._write_together(batch)
+
+    def _write_together(self, batch: list[_Pending]) -> None:
+        """One transaction for the calls of `batch` still in time; those that are not are refused."""
+        due = []
+        for pending in batch:
+            late = self._late(pending.deadline)
+            if late is None:
+                due.append(pending)
+            else:
+                pending.settle(late)
+        if not due:
+            return
+        try:
+            self.write([row for pending in due for row in pending.rows])
+        except AuditUnavailable as err:
+            for pending in due:
+                pending.settle(err)
+            return
+        for pending in due:
+            pending.settle(None)
 
     @staticmethod
     async def wait(futures: Iterable[asyncio.Future]) -> str | None:
@@ -130,6 +186,29 @@ class ServedAudit:
         self._pool.shutdown(wait=True)
         if self._store is not None:
             self._store.close()
+
+
+@dataclass
+class _Pending:
+    """A coalesced call's rows waiting for the audit thread, and the future its requests await."""
+
+    rows: list[dict]
+    deadline: float
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+    def settle(self, error: AuditUnavailable | None) -> None:
+        """Resolve the future on its event loop's thread (gone already when the loop closed: nobody waits)."""
+        def resolve() -> None:
+            if not self.future.done():
+                if error is None:
+                    self.future.set_result(None)
+                else:
+                    self.future.set_exception(error)
+        try:
+            self.loop.call_soon_threadsafe(resolve)
+        except RuntimeError:
+            pass
 
 
 def _retrieve(future: asyncio.Future) -> None:

@@ -1,7 +1,7 @@
 """The store's commands: `accounts add`, `list`, `revoke-sessions` and `unlock` manage who can sign in,
 `decisions export` writes every decision as a Parquet table for training (keyed by seller and as-of
-date), and `audit verify` checks the hash chains of decisions and served records and the append-only
-triggers. `serving.main` adds the three groups to `seller-risk`. Each command opens the database of
+date), `audit verify` checks the hash chains of decisions and served records and the append-only
+triggers, and `audit archive` moves served records past the retention to Parquet files. `serving.main` adds the three groups to `seller-risk`. Each command opens the database of
 `SELLER_RISK_DB` (default sqlite:///<data>/console.db) unless `--db` names another."""
 
 from __future__ import annotations
@@ -140,26 +140,72 @@ def unlock_account(username: str = typer.Argument(..., help="The account locked 
 
 
 @audit.command("verify")
-def verify_audit(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def verify_audit(
+    archives: bool = typer.Option(False, "--archives", help="Also walk the Parquet files `audit archive` wrote "
+                                                            "(each must be there, unchanged and chained)."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
     """Walk the hash chains of decisions and served records in id order and check the append-only triggers.
 
     Exit 0: intact (the head hashes are printed: keep them elsewhere to anchor the chains); 1: the first
-    row of each chain that does not match (a changed, replaced or deleted row), and any trigger gone."""
+    row of each chain that does not match (a changed, replaced or deleted row), and any trigger gone. Archived
+    served records are checked from their checkpoint on, and with --archives in their files too."""
     from serving.store.db import describe
 
     store, url = _open(db)
     try:
-        verdict = store.verify()
+        verdict = store.verify(archives=archives)
     finally:
         store.close()
     for table, rows in verdict.rows.items():
-        console.print(f"{table}: {rows:,} rows intact in order, last hash {verdict.heads[table] or '(empty)'}",
-                      highlight=False)
+        moved = verdict.archived.get(table, 0)
+        console.print(f"{table}: {rows:,} rows intact in order{f' after {moved:,} archived' if moved else ''}, "
+                      f"last hash {verdict.heads[table] or '(empty)'}", highlight=False)
     if verdict.problems:
         for line in verdict.problems:
             console.print(f"TAMPERED: {line}", soft_wrap=True, highlight=False, markup=False)
         raise typer.Exit(code=1)
-    console.print(f"The audit of {describe(url)} is intact.", highlight=False)
+    console.print(f"The audit of {describe(url)} is intact{' (archive files included)' if archives else ''}.",
+                  highlight=False)
+
+
+@audit.command("archive")
+def archive_audit(
+    older_than_days: int | None = typer.Option(None, "--older-than-days", min=0,
+                                               help="Archive served records older than this "
+                                                    "(default: SELLER_RISK_AUDIT_RETENTION_DAYS, 90)."),
+    out: Path | None = typer.Option(None, "--out", help="Folder of the Parquet files (default: "
+                                                        "SELLER_RISK_AUDIT_ARCHIVE, else <data>/audit)."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Move the served records older than the retention from the database to Parquet files, oldest first.
+
+    Each file is written whole before its rows leave the database, in one transaction with a checkpoint the
+    hash chain carries on from; an interrupted run leaves every row in the database, and the next run
+    clears what it left. `audit verify --archives` walks the files."""
+    from datetime import UTC, datetime, timedelta
+
+    from features.platform.settings import Settings
+    from serving.store.db import describe
+
+    settings = Settings.from_env()
+    days = settings.audit_retention_days if older_than_days is None else older_than_days
+    folder = out or settings.audit_archive_dir
+    before = datetime.now(UTC) - timedelta(days=days)
+    store, url = _open(db)
+    try:
+        made = store.archive_served(before, folder)
+    except OSError as err:
+        fail(f"cannot write the archive in {folder}: {err.strerror or err}")
+    finally:
+        store.close()
+    print_facts("Served records archived", (
+        ("served before", f"{before:%Y-%m-%d %H:%M} UTC ({days} days ago)"),
+        ("records archived", f"{sum(a.rows for a in made):,}"),
+        ("files", "\n".join(str(a.file) for a in made) or "(none: nothing that old)"),
+        ("chain carries on from", made[-1].last_hash if made else "(unchanged)"),
+        ("database", describe(url)),
+    ))
 
 
 @decisions.command("export")

@@ -9,6 +9,10 @@ the one it corrects; triggers refuse UPDATE, DELETE and REPLACE on `decisions` a
 statement, the application's or one typed by hand, rewrites history; and each row carries a hash chained to
 the row before it (serving.store.chain), so an edit made around the triggers is found by `audit verify`.
 
+Served records are kept compactly: each distinct set of feature values once (`served_features`, named by
+a digest; their names once per list, `served_feature_names`), each record naming it; `audit archive` moves records older than the retention to Parquet files
+and leaves a checkpoint (`audit_archives`) the chain carries on from.
+
 Console sessions live here too (`console_sessions`, only a hash of each session's id), with every sign-in
 attempt (`signin_attempts`)."""
 
@@ -149,10 +153,57 @@ class ServedScoreRow(Base):
     risk_score: Mapped[float] = mapped_column(Double)
     features: Mapped[str] = mapped_column(Text)
     """Feature name -> value as JSON text; Python writes each float's shortest exact repr, so every
-    value reads back bit for bit (a JSON column would not promise that on every backend)."""
+    value reads back bit for bit (a JSON column would not promise that on every backend). Rows written
+    before revision 0003 hold it here; since then it is empty and `features_digest` names the values."""
     served_at: Mapped[datetime] = mapped_column(UtcDateTime())
     prev_hash: Mapped[str] = mapped_column(String(64), server_default="")
     row_hash: Mapped[str] = mapped_column(String(64), server_default="")
+    features_digest: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The digest of the feature values, kept once in `served_features`: a seller served a thousand
+    times in a week from the same snapshot row costs one copy of its 82 values, not a thousand."""
+
+
+class ServedFeaturesRow(Base):
+    """The feature values served records were computed from, each distinct set once: the values as a JSON
+    array in the order of their names (kept once per list of names, `served_feature_names`), named by
+    `features_digest` (serving.store.chain), so an edit is found by rehashing it. Deleted only by an
+    archive, once no served record still in the database names it (a trigger refuses otherwise)."""
+
+    __tablename__ = "served_features"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    names_digest: Mapped[str] = mapped_column(String(64))
+    feature_values: Mapped[str] = mapped_column(Text)
+
+
+class ServedFeatureNamesRow(Base):
+    """A list of feature names (a feature spec's, in its order) as a JSON array, once, named by its sha256:
+    the names are two thirds of a row of values, and the same for every record of a model."""
+
+    __tablename__ = "served_feature_names"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    names: Mapped[str] = mapped_column(Text)
+
+
+class AuditArchiveRow(Base):
+    """A checkpoint of a hash chain cut by `audit archive`: rows `first_id` to `last_id` were moved to the
+    Parquet file `file` (its sha256 `file_sha256`), and the rows left in the database carry on from
+    `last_hash`, the hash of row `last_id`. Append-only, like the chains."""
+
+    __tablename__ = "audit_archives"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chain: Mapped[str] = mapped_column(String(32))
+    first_id: Mapped[int] = mapped_column(Integer)
+    last_id: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    served_from: Mapped[datetime] = mapped_column(UtcDateTime())
+    served_to: Mapped[datetime] = mapped_column(UtcDateTime())
+    file: Mapped[str] = mapped_column(Text)
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    archived_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class ChainHeadRow(Base):

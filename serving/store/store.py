@@ -26,11 +26,12 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, event, exists, func, select, update
+from sqlalchemy import Engine, event, exists, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,6 +41,8 @@ from serving.store.db import (
     ROLES,
     DecisionRow,
     ReviewerRow,
+    ServedFeatureNamesRow,
+    ServedFeaturesRow,
     ServedScoreRow,
     SessionRow,
     SignInAttemptRow,
@@ -150,6 +153,29 @@ def _wait_for_locks_at_most(engine: Engine, seconds: float) -> None:
         cursor.close()
 
 
+SYNC = ("full", "normal")
+"""How far a commit goes before it returns: `full`, to the disk (SQLite `synchronous=FULL`, PostgreSQL
+`synchronous_commit=on`); `normal`, to the operating system (SQLite in WAL mode `synchronous=NORMAL`,
+PostgreSQL `synchronous_commit=off`): it survives the process, not a power cut, and the database is never
+corrupted either way."""
+
+
+def _commit_to(engine: Engine, sync: str) -> None:
+    """Every connection of `engine` commits as far as `sync` says (one of SYNC)."""
+    if sync not in SYNC:
+        raise ValueError(f"sync {sync!r}: one of {', '.join(SYNC)}")
+
+    @event.listens_for(engine, "connect")
+    def _sync(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        if engine.dialect.name == "sqlite":
+            cursor.execute(f"PRAGMA synchronous = {sync.upper()}")
+        else:
+            cursor.execute(f"SET synchronous_commit = {'on' if sync == 'full' else 'off'}")
+            dbapi_connection.commit()
+        cursor.close()
+
+
 class StoreUnavailable(RuntimeError):
     """The database cannot be opened or brought up to date."""
 
@@ -164,21 +190,26 @@ class Store:
         self._clock = clock or _now
         # objects stay readable after their transaction ends: they are turned into frozen dataclasses
         self._reading = sessionmaker(engine, expire_on_commit=False)
-        self._writing = sessionmaker(writer(engine), expire_on_commit=False)
+        self._writer = writer(engine)
+        self._writing = sessionmaker(self._writer, expire_on_commit=False)
         self._hasher = hasher or PasswordHasher()
         self._dummy_hash: str | None = None
 
     @classmethod
-    def open(cls, url: str, hasher: PasswordHasher | None = None, lock_wait_s: float | None = None) -> Store:
+    def open(cls, url: str, hasher: PasswordHasher | None = None, lock_wait_s: float | None = None,
+             sync: str = "full") -> Store:
         """Connect to the database at `url` (a SQLite file's folder is created) and bring its tables to
         the newest migration. `hasher`: argon2 parameters other than the library's (RFC 9106) defaults.
         `lock_wait_s`: how long a statement may wait for another writer's lock before it fails (default:
-        the database's own, 30 s on SQLite), for callers that must answer within a deadline."""
+        the database's own, 30 s on SQLite), for callers that must answer within a deadline. `sync`: how
+        far each commit goes before it returns (SYNC)."""
         from serving.store.migrations import upgrade
 
         engine = create_db_engine(url)
         if lock_wait_s is not None:
             _wait_for_locks_at_most(engine, lock_wait_s)
+        if sync != "full":
+            _commit_to(engine, sync)
         try:
             upgrade(engine)
         except OperationalError as err:
@@ -407,32 +438,63 @@ class Store:
     def log_served(self, rows: list[dict]) -> None:
         """Keep the score records the HTTP service answered with: record_id, seller_id, as_of, model_name,
         model_version, feature_spec_hash, policy_version, risk_score, features (feature -> value; floats
-        are kept bit for bit) and served_at (default: now)."""
+        are kept bit for bit) and served_at (default: now). One transaction and three prepared statements
+        for the whole batch: the chain head locked and moved, the feature names and values not kept yet
+        added (each distinct list of names and set of values once, by digest), the records appended."""
         if not rows:
             return
-        objects = [_served_row(r) for r in rows]
-        with self._writing() as session, session.begin():
-            chain.link(session, "served_scores", objects)
-            session.add_all(objects)
+        records, values, names = _served_rows(rows)
+        with self._writer.begin() as connection:
+            chain.append(connection, "served_scores", records)
+            connection.execute(_KEEP_NAMES, [{"digest": d, "names": t} for d, t in names.items()])
+            connection.execute(_KEEP_VALUES, [{"digest": d, "names_digest": n, "feature_values": v}
+                                              for d, (n, v) in values.items()])
+            connection.execute(_INSERT_SERVED, records)
 
-    def verify(self) -> chain.Verdict:
-        """Walk the decisions' and served records' hash chains and check the append-only triggers."""
+    def verify(self, archives: bool = False) -> chain.Verdict:
+        """Walk the decisions' and served records' hash chains and check the append-only triggers; with
+        `archives`, walk the Parquet files the archive checkpoints name too (serving.store.archive)."""
         with self._engine.connect() as connection:
-            return chain.verify(connection)
+            verdict = chain.verify(connection)
+            if archives:
+                from serving.store.archive import file_problems
+
+                verdict.problems.extend(file_problems(chain.checkpoints(connection, "served_scores")))
+        return verdict
 
     def served(self, record_id: str) -> dict | None:
         """The served record with this id (the latest, should it have been served more than once), with
-        the feature values it was computed from; None when it was never served."""
-        query = (select(ServedScoreRow).where(ServedScoreRow.record_id == record_id)
-                 .order_by(ServedScoreRow.served_at.desc(), ServedScoreRow.id.desc()).limit(1))
-        with self._reading() as session:
-            row = session.scalar(query)
+        the feature values it was computed from, from the database or else from the archive files its
+        checkpoints name; None when it was never served."""
+        served, kept, names = ServedScoreRow, ServedFeaturesRow, ServedFeatureNamesRow
+        query = (select(*_SERVED_FIELDS, kept.feature_values, names.names)
+                 .outerjoin(kept, kept.digest == served.features_digest)
+                 .outerjoin(names, names.digest == kept.names_digest).where(served.record_id == record_id)
+                 .order_by(served.served_at.desc(), served.id.desc()).limit(1))
+        with self._engine.connect() as connection:
+            row = connection.execute(query).first()
             if row is None:
-                return None
-            return {"record_id": row.record_id, "seller_id": row.seller_id, "as_of": row.as_of,
-                    "model_name": row.model_name, "model_version": row.model_version,
-                    "feature_spec_hash": row.feature_spec_hash, "policy_version": row.policy_version,
-                    "risk_score": row.risk_score, "features": json.loads(row.features), "served_at": row.served_at}
+                from serving.store.archive import find_archived
+
+                return find_archived(chain.checkpoints(connection, "served_scores"), record_id)
+        record = dict(zip([c.key for c in _SERVED_FIELDS], row))
+        record["features"] = (dict(zip(json.loads(row.names), json.loads(row.feature_values)))
+                              if row.features_digest else json.loads(row.features))
+        del record["features_digest"]
+        return record
+
+    def archive_served(self, before: datetime, folder: Path, most_rows: int = 500_000) -> list:
+        """Move the served records served before `before` from the database to Parquet files in `folder`,
+        oldest first, at most `most_rows` a file: each file written whole first (serving.store.archive),
+        then its checkpoint added and its rows deleted in one transaction. The archives made (Archived)."""
+        from serving.store.archive import archive_next, clear_leftovers
+
+        with self._engine.connect() as connection:
+            clear_leftovers(folder, chain.checkpoints(connection, "served_scores"))
+        made = []
+        while (archived := archive_next(self._engine, self._writer, before, folder, most_rows, self._clock())) is not None:
+            made.append(archived)
+        return made
 
 
 def decisions_frame(decisions: list[Decision]) -> pd.DataFrame:
@@ -495,20 +557,47 @@ def _check_correction(session: Session, corrects: int, reviewer: str, ref: Recor
         raise DecisionRefused(f"decision {corrects} was already corrected by decision {later}; correct that one")
 
 
-def _served_row(row: dict) -> ServedScoreRow:
-    missing = [k for k in ("record_id", "seller_id", "model_name", "model_version", "feature_spec_hash",
-                           "policy_version", "risk_score", "features") if row.get(k) is None]
-    if missing:
-        raise ValueError(f"served record {row.get('record_id')!r}: missing {', '.join(missing)}")
-    served_at = row.get("served_at") or _now()
-    if isinstance(served_at, str):
-        served_at = datetime.fromisoformat(served_at)
-    return ServedScoreRow(
-        record_id=str(row["record_id"]), seller_id=str(row["seller_id"]), as_of=_as_date(row.get("as_of")),
-        model_name=str(row["model_name"]), model_version=str(row["model_version"]),
-        feature_spec_hash=str(row["feature_spec_hash"]), policy_version=str(row["policy_version"]),
-        risk_score=float(row["risk_score"]), features=json.dumps(dict(row["features"]), default=_plain),
-        served_at=served_at)
+_SERVED_FIELDS = (ServedScoreRow.record_id, ServedScoreRow.seller_id, ServedScoreRow.as_of, ServedScoreRow.model_name,
+                  ServedScoreRow.model_version, ServedScoreRow.feature_spec_hash, ServedScoreRow.policy_version,
+                  ServedScoreRow.risk_score, ServedScoreRow.features, ServedScoreRow.served_at,
+                  ServedScoreRow.features_digest)
+"""A served record's columns as `Store.served` hands them back (features_digest only to find the values)."""
+
+_INSERT_SERVED = insert(ServedScoreRow.__table__)
+_KEEP_NAMES = text("INSERT INTO served_feature_names (digest, names) SELECT CAST(:digest AS VARCHAR(64)), "
+                   "CAST(:names AS TEXT) WHERE NOT EXISTS (SELECT 1 FROM served_feature_names WHERE digest = :digest)")
+_KEEP_VALUES = text("INSERT INTO served_features (digest, names_digest, feature_values) SELECT CAST(:digest AS "
+                    "VARCHAR(64)), CAST(:names_digest AS VARCHAR(64)), CAST(:feature_values AS TEXT) "
+                    "WHERE NOT EXISTS (SELECT 1 FROM served_features WHERE digest = :digest)")
+"""Feature names and values are added once: what is kept already (for another record, or earlier in the
+batch) is skipped."""
+
+
+def _served_rows(rows: list[dict]) -> tuple[list[dict], dict[str, tuple[str, str]], dict[str, str]]:
+    """The served_scores rows of a batch (without id and hashes yet), its distinct feature values as
+    digest -> (names digest, values' JSON array) and its distinct lists of names as digest -> JSON array.
+    The same values in the same order give the same digest, so a seller served again from the same
+    snapshot names the values already kept."""
+    now, records, values, names = _now(), [], {}, {}
+    for row in rows:
+        missing = [k for k in ("record_id", "seller_id", "model_name", "model_version", "feature_spec_hash",
+                               "policy_version", "risk_score", "features") if row.get(k) is None]
+        if missing:
+            raise ValueError(f"served record {row.get('record_id')!r}: missing {', '.join(missing)}")
+        served_at = row.get("served_at") or now
+        if isinstance(served_at, str):
+            served_at = datetime.fromisoformat(served_at)
+        listed, kept = chain.feature_texts(dict(row["features"]), default=_plain)
+        names_digest = chain.text_digest(listed)
+        names.setdefault(names_digest, listed)
+        digest = chain.features_digest(names_digest, kept)
+        values.setdefault(digest, (names_digest, kept))
+        records.append({
+            "record_id": str(row["record_id"]), "seller_id": str(row["seller_id"]), "as_of": _as_date(row.get("as_of")),
+            "model_name": str(row["model_name"]), "model_version": str(row["model_version"]),
+            "feature_spec_hash": str(row["feature_spec_hash"]), "policy_version": str(row["policy_version"]),
+            "risk_score": float(row["risk_score"]), "features": "", "features_digest": digest, "served_at": served_at})
+    return records, values, names
 
 
 def _as_date(value) -> date | None:

@@ -45,14 +45,14 @@ def model_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     missing = [n for n in spec.names if n not in df.columns]
     if missing:
         raise ValueError(f"feature columns missing: {', '.join(missing)}")
-    X = pd.DataFrame(index=df.index)
+    columns = {}
     for f in spec.features:
         col = df[f.name]
         if f.dtype == "category":
-            X[f.name] = col.astype("object").where(col.notna(), None).astype("category")
+            columns[f.name] = col.astype("object").where(col.notna(), None).astype("category")
         else:
-            X[f.name] = pd.to_numeric(col, errors="raise").astype("float64")
-    return X
+            columns[f.name] = pd.to_numeric(col, errors="raise").astype("float64")
+    return pd.DataFrame(columns, index=df.index)  # at once: column by column fragments a wide frame
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

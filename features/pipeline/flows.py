@@ -18,6 +18,9 @@ from features.policy.definition import Metric, Policy
 
 DAY_US = 86_400_000_000
 ALL_WINDOWS = (7, 30, 60, 90)
+LOST_AFTER_DAYS = 30
+"""A parcel not delivered this many days after it shipped is taken as lost: it leaves the late-in-transit stock
+(it will never count as a delivery), so a seller's lost parcels do not pile up in it for ever."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,15 @@ def measure_column(measure: str, channels: tuple[str, ...]) -> str:
     return f"{measure}__{'_'.join(sorted(channels))}"
 
 
+def next_known_window(metric: Metric, policy: Policy) -> int | None:
+    """Days of the next evaluation's window already known at t: the evaluation a cadence on looks at
+    (t + cadence - W, t + cadence], whose trailing W - cadence days lie at or before t; None when its window
+    lies wholly ahead. Only the next evaluation's: each further one's known part is another lag every running
+    total is fetched at, which costs the whole pipeline about a tenth more."""
+    known = metric.window_days - policy.evaluation_every_days
+    return known if known > 0 else None
+
+
 def metric_parts(metric: Metric, window: int) -> tuple[str, str]:
     """SQL for a metric's numerator and denominator over a trailing window."""
     num = " + ".join(f"w{window}_{measure_column(m, metric.channels)}" for m in metric.numerator)
@@ -57,6 +69,8 @@ def metric_parts(metric: Metric, window: int) -> tuple[str, str]:
 
 _OPEN_END = "LEAST({us}(shipped_at), {us}(cancelled_at))"
 _DUE = f"{{us}}(opened_at) + {RESPONSE_WINDOW_US}"
+_ARRIVED = f"LEAST({{us}}(delivered_at), {{us}}(shipped_at) + {LOST_AFTER_DAYS * DAY_US})"  # delivered or lost
+_LATE_FROM = "GREATEST({us}(shipped_at), {us}(promised_delivery_by))"  # in transit and past its promise
 
 FEATURE_FLOWS: tuple[Flow, ...] = (
     Flow("gmv_cents", "orders", "{us}(ordered_at)", value="CAST(ROUND(order_value * 100) AS BIGINT)"),
@@ -73,6 +87,10 @@ FEATURE_FLOWS: tuple[Flow, ...] = (
     Flow("overdue_contacts", "contacts", "{us}(first_response_at)", f"{{us}}(first_response_at) > {_DUE}",
          value="-1"),
     Flow("warnings", "policy_actions", "{us}(issued_at)", "action = 'warning'"),
+    # the label's mechanics: parcels past their promised delivery date and not yet delivered (nor lost), at t:
+    # certain late deliveries. Enters at the later of shipping and the promise, leaves on delivery or when lost
+    Flow("late_in_transit", "orders", _LATE_FROM, f"shipped_at IS NOT NULL AND {_ARRIVED} > {_LATE_FROM}"),
+    Flow("late_in_transit", "orders", _ARRIVED, f"{_ARRIVED} > {_LATE_FROM}", value="-1"),
 )
 
 SELLER = ("seller",)
@@ -86,6 +104,7 @@ FEATURE_COLUMNS: tuple[Column, ...] = (
     Column("unanswered_open", "unanswered_open", None, cumulative=True),
     Column("overdue_contacts", "overdue_contacts", None, cumulative=True),
     Column("warnings", "warnings", None, (90,), cumulative=True),
+    Column("late_in_transit_sf", "late_in_transit", SELLER, cumulative=True),
 )
 
 
@@ -95,12 +114,16 @@ def _measure_flow(name: str) -> Flow:
 
 
 def columns(policy: Policy) -> list[Column]:
-    """Every daily column the policy's metrics and the feature spec read, each once."""
+    """Every daily column the policy's metrics and the feature spec read, each once. A metric's measures
+    get the usual windows, the metric's own, and the known part of the next evaluation's (`next_known_window`)."""
     out: dict[str, Column] = {}
     for metric in policy.metrics.values():
         for measure in (*metric.numerator, metric.denominator):
             name = measure_column(measure, metric.channels)
-            out[name] = Column(name, measure, tuple(sorted(metric.channels)), ALL_WINDOWS)
+            before = out[name].windows if name in out else ALL_WINDOWS
+            known = next_known_window(metric, policy)
+            windows = tuple(sorted({*before, metric.window_days, *([known] if known else [])}))
+            out[name] = Column(name, measure, tuple(sorted(metric.channels)), windows)
     for c in FEATURE_COLUMNS:
         out[c.name] = c
     return list(out.values())

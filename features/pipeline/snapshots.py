@@ -30,6 +30,7 @@ from features.pipeline.probes import probe_calendar, probe_days
 from features.events.schema import TABLES
 from features.platform.settings import Settings
 from features.pipeline.spec import FeatureSpec, feature_spec
+from features.pipeline.world import DAILY, SELLERS as WORLD_SELLERS, carrier_calendar, staged_sql, world_sellers_sql
 from features.events.validation import open_events, read_cutoff
 
 EPOCH = date(1970, 1, 1)
@@ -119,9 +120,23 @@ def seller_ranges(con: duckdb.DuckDBPyConnection, n: int) -> list[str]:
             for lo, hi in zip(edges, edges[1:])]
 
 
+def stage_world(con: duckdb.DuckDBPyConnection, policy: Policy, as_of_days: list[int], grid_days: list[int]) -> None:
+    """Stage the world around the sellers (`features.pipeline.world.STAGED`: aggregates over ALL sellers at
+    each as-of date) once per build, before the passes over buckets of sellers. They are tables of the
+    database, which every cursor of `con` sees (temp tables and registered frames are each connection's own)."""
+    con.register("probe_days", probe_days(as_of_days, grid_days))
+    for name, query in staged_sql(policy, DUCKDB, as_of_days).items():
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS {query}")
+    con.execute(f"DROP TABLE {DAILY}")  # read by the others only
+
+
 def prepare_duckdb(con: duckdb.DuckDBPyConnection, policy: Policy, spec: FeatureSpec, as_of_days: list[int],
-                   grid_days: list[int], sellers: str = "TRUE") -> str:
-    """Stage the flows of the sellers matching `sellers` per probe point; return the query of their snapshot rows."""
+                   grid_days: list[int], sellers: str = "TRUE", world_staged: bool = False) -> str:
+    """Stage the flows of the sellers matching `sellers` per probe point, and the world around each of them
+    (first the aggregates over all sellers, `stage_world`, unless `world_staged`); return the query of their
+    snapshot rows."""
+    if not world_staged:
+        stage_world(con, policy, as_of_days, grid_days)
     lags = probe_lags(policy)
     calendar = probe_calendar(as_of_days, grid_days, lags)
     con.register("probe_days", probe_days(as_of_days, grid_days))
@@ -129,6 +144,9 @@ def prepare_duckdb(con: duckdb.DuckDBPyConnection, policy: Policy, spec: Feature
     con.register("probe_calendar", calendar)
     staged = point_flows_sql(policy, DUCKDB, int(calendar["point"].iloc[0]), sellers)
     con.execute(f"CREATE OR REPLACE TEMP TABLE point_flows AS {staged}")
+    for name, frame in carrier_calendar(as_of_days).items():
+        con.register(name, frame)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {WORLD_SELLERS} AS {world_sellers_sql(policy, DUCKDB, sellers)}")
     columns = ", ".join(snapshot_columns(policy, spec))
     return f"SELECT {columns} FROM ({snapshot_sql(policy, spec, DUCKDB, max(grid_days))}) s"
 
@@ -158,7 +176,7 @@ def _pass_connections(con: duckdb.DuckDBPyConnection, n: int) -> list[duckdb.Duc
 def write_duckdb(con: duckdb.DuckDBPyConnection, folder: Path, policy: Policy, spec: FeatureSpec,
                  as_of_days: list[int], grid_days: list[int], progress: Progress | None = None) -> None:
     """Compute and write the snapshots bucket by bucket of sellers (Parquet, partitioned by as-of date),
-    PARALLEL_PASSES buckets at a time."""
+    PARALLEL_PASSES buckets at a time, after staging the world around them once (`stage_world`)."""
     ranges = seller_ranges(con, seller_buckets(con))
     for d in as_of_days:  # made up front, so passes writing side by side never race to create them
         (folder / layout.partition_name(from_day_number(d))).mkdir(parents=True, exist_ok=True)
@@ -173,16 +191,17 @@ def write_duckdb(con: duckdb.DuckDBPyConnection, folder: Path, policy: Policy, s
                 b, sellers = next(todo, (None, None))
             if sellers is None:
                 return
-            query = prepare_duckdb(cur, policy, spec, as_of_days, grid_days, sellers)
+            query = prepare_duckdb(cur, policy, spec, as_of_days, grid_days, sellers, world_staged=True)
             cur.execute(f"COPY ({query}) TO $folder "
                         f"(FORMAT parquet, PARTITION_BY ({layout.PARTITION_KEY}), FILENAME_PATTERN 'part-{b:03d}-{{i}}', "
                         "OVERWRITE_OR_IGNORE)", {"folder": str(folder)})
-            cur.execute("DROP TABLE point_flows")
+            cur.execute(f"DROP TABLE point_flows; DROP TABLE {WORLD_SELLERS}")
             with lock:
                 done += 1
                 if progress:
                     progress(done, len(ranges))
 
+    stage_world(con, policy, as_of_days, grid_days)
     connections = _pass_connections(con, min(PARALLEL_PASSES, len(ranges)))
     try:
         with ThreadPoolExecutor(len(connections)) as pool:

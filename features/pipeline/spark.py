@@ -16,6 +16,7 @@ from features.policy.definition import Policy
 from features.pipeline.probes import probe_calendar, probe_days
 from features.events.schema import TABLES
 from features.pipeline.spec import FeatureSpec
+from features.pipeline.world import DAILY, SELLERS, carrier_calendar, staged_sql, world_sellers_sql
 
 SPARK_TYPES = {"string": "STRING", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "timestamp": "TIMESTAMP"}
 
@@ -59,7 +60,19 @@ def compute_spark(spark, events: Path, policy: Policy, spec: FeatureSpec, as_of_
     spark.createDataFrame(calendar).createOrReplaceTempView("probe_calendar")
     first_point = int(calendar["point"].iloc[0])
     spark.sql(point_flows_sql(policy, SPARK, first_point)).createOrReplaceTempView("point_flows")
+    _stage_world(spark, policy, as_of_days)
     return spark.sql(snapshot_sql(policy, spec, SPARK, max(grid_days))).select(*snapshot_columns(policy, spec))
+
+
+def _stage_world(spark, policy: Policy, as_of_days: list[int]) -> None:
+    """The world around the sellers as views, the same SQL as DuckDB's (`features.pipeline.world`); the
+    daily counts, read by both aggregates, are cached so the events are scanned for them once."""
+    for name, query in staged_sql(policy, SPARK, as_of_days).items():
+        df = spark.sql(query)
+        (df.cache() if name == DAILY else df).createOrReplaceTempView(name)
+    for name, frame in carrier_calendar(as_of_days).items():
+        spark.createDataFrame(frame).createOrReplaceTempView(name)
+    spark.sql(world_sellers_sql(policy, SPARK)).createOrReplaceTempView(SELLERS)
 
 
 def compute_spark_to(events: Path, folder: Path, policy: Policy, spec: FeatureSpec, as_of_days: list[int],

@@ -18,7 +18,7 @@ from typing import Literal
 
 import pandas as pd
 
-from features.pipeline.flows import DAY_US, metric_parts
+from features.pipeline.flows import DAY_US, LOST_AFTER_DAYS, metric_parts, next_known_window
 from features.policy.measures import RESPONSE_HOURS
 from features.policy.definition import Metric, Policy
 from features.policy.standing import units
@@ -244,9 +244,179 @@ def _general_features(policy: Policy) -> list[Feature]:
     ]
 
 
+RECENT_DAYS = 30
+"""The pace a projection assumes for the days to come: the last 30 days' daily volume and rate."""
+
+
+def _against(m: Metric, num: str, den: str) -> str:
+    """The events that count against a standard: its numerator when it is held at most, the rest of its
+    denominator when at least (late deliveries out of deliveries, messages answered late out of messages)."""
+    return num if m.direction == "at_most" else f"({den} - {num})"
+
+
+def _gap_sql(m: Metric, rate: str) -> str:
+    """SQL: how far a rate lies past the standard (positive: missing it)."""
+    return f"{'' if m.direction == 'at_most' else '-'}({rate} - {m.threshold})"
+
+
+def _projected_next(m: Metric, known: int, every: int) -> str:
+    """SQL: the gap to the standard the next evaluation would show if the coming `every` days go at the recent
+    pace (the known `known` days plus `every` days at the last RECENT_DAYS days' daily volume and rate); empty
+    when that volume would fall below the minimum, so the standard would not be judged."""
+    known_num, known_den = metric_parts(m, known)
+    recent_num, recent_den = metric_parts(m, RECENT_DAYS)
+    pace = f"{every} / CAST({RECENT_DAYS} AS DOUBLE)"
+    num = f"(CAST({known_num} AS DOUBLE) + CAST({recent_num} AS DOUBLE) * {pace})"
+    den = f"(CAST({known_den} AS DOUBLE) + CAST({recent_den} AS DOUBLE) * {pace})"
+    return f"CASE WHEN {den} >= {m.min_count} THEN {_gap_sql(m, _ratio(num, den))} END"
+
+
+def _standard_mechanics(m: Metric, policy: Policy) -> list[Feature]:
+    """The next evaluation of one standard, a cadence on: how the part of its window already known stands,
+    what leaves the window before it, and what it would show at the recent pace (none when its window lies
+    wholly ahead)."""
+    n, w, every = m.name, m.window_days, policy.evaluation_every_days
+    known = next_known_window(m, policy)
+    if known is None:
+        return []
+    std, misses = m.standard_text, m.miss_words[1].capitalize()
+    num_w, den_w = metric_parts(m, w)
+    num_k, den_k = metric_parts(m, known)
+    return [
+        Feature(f"{n}_next_known_gap", "float", known,
+                f"How far the {known} days of {n} that the next evaluation, {every} days on, still counts lie past "
+                "the standard.",
+                f"{m.label} in the last {known} days, which the next evaluation still counts: {{value:+.1%}} "
+                f"against the standard ({std}) (above zero: missing it)",
+                _gap_sql(m, _ratio(num_k, den_k)), standard=n, family="mechanics",
+                missing=f"{m.label}: nothing to judge yet in the {known} days the next evaluation still counts"),
+        Feature(f"{n}_leaving_next", "int", w,
+                f"{misses} in the {w}-day window that leave it before the next evaluation, {every} days on.",
+                f"{misses} leaving the {w}-day window before the next evaluation: {{value:,.0f}}",
+                f"{_against(m, num_w, den_w)} - {_against(m, num_k, den_k)}", standard=n, family="mechanics"),
+        Feature(f"{n}_next_projected_gap", "float", w,
+                f"The gap to the {n} standard the next evaluation would show if the coming {every} days go as the "
+                f"last {RECENT_DAYS} did; empty when it would not be judged (volume below {m.min_count}).",
+                f"{m.label} expected at the next evaluation if the coming {every} days go as the last {RECENT_DAYS} "
+                f"did: {{value:+.1%}} against the standard ({std}) (above zero: missing it)",
+                _projected_next(m, known, every),
+                missing=f"{m.label}: too few {units(m)} to be judged at the next evaluation at this pace",
+                standard=n, family="mechanics"),
+    ]
+
+
+def _late_parcels(policy: Policy) -> Feature:
+    """Parcels already past their promised delivery date at t: each is a late delivery the coming evaluations
+    will count (when it arrives), whatever the seller does now."""
+    return Feature("late_parcels_in_transit", "int", None,
+                   "Seller-shipped parcels past their promised delivery date and not delivered at t: certain late "
+                   f"deliveries (parcels not delivered {LOST_AFTER_DAYS} days after shipping count as lost).",
+                   "Parcels past their promised delivery date and still in transit: {value:,.0f}",
+                   "cum_late_in_transit_sf",
+                   standard=standard_driven_by(policy, "on_time_deliveries", "item_not_received_reports"),
+                   family="mechanics")
+
+
+def _mechanics_features(policy: Policy) -> list[Feature]:
+    """What the label's own arithmetic already fixes about the coming evaluations (family "mechanics"): per
+    standard its next evaluation (`_standard_mechanics`), then the late deliveries already certain at t."""
+    return [f for m in policy.metrics.values() for f in _standard_mechanics(m, policy)] + [_late_parcels(policy)]
+
+
+def _own_rate_minus(rate, policy: Policy, days: int, world_column: str) -> str | None:
+    """SQL of the seller's own rate of a world rate's outcome (`features.pipeline.world.WorldRate`) over
+    `days` minus the world's, read from the columns of the standard judging it; None when the policy judges
+    no such rate."""
+    m = rate.judged_by(policy)
+    if m is None:
+        return None
+    num, den = metric_parts(m, days)
+    own = _ratio(f"({den} - {num})", den) if rate.good else _ratio(num, den)
+    return f"{own} - {world_column}"
+
+
+def _world(name: str, window: int | None, description: str, reason: str, sql: str, standard: str | None,
+           missing: str) -> Feature:
+    return Feature(name, "float", window, description, reason, sql, missing=missing, role="context",
+                   standard=standard, family="world")
+
+
+def _world_rates(policy: Policy) -> list[Feature]:
+    """Late deliveries and invalid tracking for every seller in the seller's region (7 and 30 days), returns
+    and 1-2 star ratings for every seller in its category (60 days), and the seller's own rate against
+    them where its policy judges the same rate."""
+    from features.pipeline.world import INVALID_TRACKING, LATE_DELIVERY, NEGATIVE_FEEDBACK, RETURNS
+
+    rates = (  # (rate, its measure, feature stem, column stem, whose, what, out of, days, missing)
+        (LATE_DELIVERY, "on_time_deliveries", "late_delivery", "world_region_late", "region",
+         "late deliveries", "deliveries late", (7, 30), "No deliveries"),
+        (INVALID_TRACKING, "valid_tracking_shipments", "invalid_tracking", "world_region_invalid", "region",
+         "shipments without valid tracking", "shipments without valid tracking", (7, 30), "No shipments"),
+        (RETURNS, "returns", "return", "world_category_return", "category",
+         "returns", "delivered orders returned", (60,), "No deliveries"),
+        (NEGATIVE_FEEDBACK, "negative_feedback", "negative_feedback", "world_category_negative", "category",
+         "1-2 star ratings", "orders rated 1-2 stars", (60,), "No orders"),
+    )
+    out = []
+    for rate, measure, stem, column, whose, what, share, days, none in rates:
+        standard = standard_driven_by(policy, measure)
+        out += [_world(f"{whose}_{stem}_rate_{d}d", d,
+                       f"Share of {share} for all sellers in the seller's {whose}, last {d} days.",
+                       f"Sellers in this {whose}: {{value:.1%}} of {share} in the last {d} days",
+                       f"{column}_{d}d", standard, f"{none} in this {whose} in the last {d} days") for d in days]
+        d = days[-1]
+        own = _own_rate_minus(rate, policy, d, f"{column}_{d}d")
+        if own:
+            out.append(_world(f"{stem}_rate_vs_{whose}_{d}d", d,
+                              f"The seller's own share of {share} minus its {whose}'s, last {d} days.",
+                              f"This seller's {what} against all sellers in its {whose}, last {d} days: "
+                              "{value:+.1%}", own, rate.judged_by(policy).name,
+                              f"{none} of this seller or its {whose} to compare in the last {d} days"))
+    return out
+
+
+def _world_strain(policy: Policy) -> list[Feature]:
+    """The carriers the seller's recent parcels went with, and the strain on the whole marketplace
+    (orders against its recent weeks, late deliveries against its 90 days)."""
+    from features.pipeline.world import CARRIER_DAYS, RUNNING_LATE_FACTOR, VOLUME_WEEKS
+
+    late = standard_driven_by(policy, "on_time_deliveries")
+    weeks = VOLUME_WEEKS
+    return [
+        _world("carrier_late_delivery_rate_7d", 7,
+               f"Late deliveries in the last 7 days of every seller on the seller's carriers in its region, "
+               f"each (region, carrier) weighted by the seller's shipments with it in the last {CARRIER_DAYS} days.",
+               "Sellers on the same carriers in this region: {value:.1%} of deliveries late in the last 7 days",
+               "world_carrier_late_7d", late, "No recent deliveries on this seller's carriers in its region"),
+        _world(f"carriers_running_late_share_{CARRIER_DAYS}d", CARRIER_DAYS,
+               f"Share of the seller's shipments of the last {CARRIER_DAYS} days on a carrier running late in its "
+               f"region now: 7-day late rate at least {RUNNING_LATE_FACTOR}x its own 90-day rate and above the "
+               "marketplace's 7-day rate.",
+               f"Shipments of the last {CARRIER_DAYS} days on carriers running late in this region now: {{value:.0%}}",
+               "world_carriers_running_late_share", late, f"No shipments in the last {CARRIER_DAYS} days"),
+        _world(f"marketplace_order_volume_vs_{weeks}w", 7 * (weeks + 1),
+               f"Orders on the whole marketplace in the last 7 days over their weekly average in the {weeks} weeks "
+               "before: the season's strain (holiday peak, sales) as it happens.",
+               f"Marketplace orders in the last 7 days against the weekly average of the {weeks} weeks before: "
+               "{value:.2f}x", "world_market_volume_ratio", None, "No marketplace orders in the weeks before"),
+        _world("marketplace_late_delivery_vs_90d", 90,
+               "The whole marketplace's 7-day late-delivery rate over its 90-day rate: delivery strained for everyone.",
+               "Marketplace late deliveries in the last 7 days against their 90-day level: {value:.2f}x",
+               "world_market_late_ratio", late, "No marketplace late deliveries in the last 90 days to compare"),
+    ]
+
+
+def _world_features(policy: Policy) -> list[Feature]:
+    """The marketplace around the seller: its carriers and region, its category, the season (family "world"),
+    computed across all sellers by `features.pipeline.world`; context for a reason, never one on its own."""
+    return _world_rates(policy) + _world_strain(policy)
+
+
 def feature_spec(policy: Policy) -> FeatureSpec:
-    """The features for a policy: its metrics' features first, then volume, tenure and history."""
-    features = [f for m in policy.metrics.values() for f in _metric_features(m)] + _general_features(policy)
+    """The features for a policy: its metrics' features first, then volume, tenure and history, then the
+    label's mechanics and the world around the seller."""
+    features = ([f for m in policy.metrics.values() for f in _metric_features(m)] + _general_features(policy)
+                + _mechanics_features(policy) + _world_features(policy))
     return FeatureSpec(policy.version, tuple(features), policy_terms(policy))
 
 

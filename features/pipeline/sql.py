@@ -18,6 +18,7 @@ from features.pipeline.flows import DAY_US, Column, Flow, columns, flows, metric
 from features.policy.definition import Policy
 from features.events.schema import TABLES
 from features.pipeline.spec import FeatureSpec
+from features.pipeline.world import world_join
 
 CHANNELLED = {  # how each event table gets its order's fulfilment channel
     "orders": "SELECT *, fulfilment_channel AS channel FROM orders",
@@ -162,9 +163,13 @@ def snapshot_sql(policy: Policy, spec: FeatureSpec, d: Dialect, last_grid_day: i
     Windows are differences of running totals: each date t needs the running total at day t - 1
     and at t - 1 - W for each window W (the `probe_lags` table: lag 0 and every W). Those probe
     points are few (about four a week) and `point_flows` holds every seller at every one of them,
-    so a single running sum per column over each seller's points serves every window."""
+    so a single running sum per column over each seller's points serves every window.
+
+    The world around each seller at each as-of date (its region, carriers, category, the marketplace)
+    is read from the tables `features.pipeline.world` stages (`world_join`)."""
     sep = ",\n  "
     running, windowed, lag_joins = _window_parts(policy)
+    world_cols, world_joins = world_join("w.seller_id", "w.as_of_day", "s.region", "s.category")
     return f"""
 WITH running AS (
   SELECT seller_id, point, onboarded_us,
@@ -187,8 +192,9 @@ windowed AS (
 ),
 at_t AS (
   SELECT w.*, {d.us('s.onboarded_at')} AS onboarded_us, s.category, s.region,
-  {sep.join(_metric_columns(policy))}
+  {sep.join(world_cols + _metric_columns(policy))}
   FROM windowed w JOIN sellers s ON s.seller_id = w.seller_id
+  {world_joins}
 ),
 ahead AS (
   SELECT *, {sep.join(_label_columns(policy))}

@@ -32,6 +32,8 @@ from features.simulation.run import SimulationConfig, simulate_marketplace
 from features.pipeline.snapshots import build_snapshots, read_snapshots
 from features.pipeline.spec import feature_spec
 from features.events.validation import read_cutoff, validate_dir
+from tests.features.test_mechanics import hand_mechanics
+from tests.features.test_world import Hand
 from tests.events_builder import DAY, HOUR, EventsBuilder, write_tables
 
 US = timedelta(microseconds=1)
@@ -65,7 +67,7 @@ def _mismatches(row: pd.Series, want: dict[str, object], where: str) -> list[str
 
 # --- 1. the simulated marketplace, by hand ------------------------------------------------------
 
-MARKET_DATES = [date(2025, 3, 3), date(2025, 7, 7), date(2025, 12, 1)]
+MARKET_DATES = [date(2025, 3, 3), date(2025, 7, 7), date(2025, 10, 20)]
 
 
 @dataclass
@@ -231,7 +233,10 @@ def _active(ev: SellerEvents, t: pd.Timestamp) -> bool:
 
 def hand_row(ev: SellerEvents, t: pd.Timestamp, policy: Policy, grid: list[pd.Timestamp]) -> dict[str, object]:
     metrics, misses = hand_metrics(ev, t, policy)
-    row = {**metrics, **hand_general(ev, t), "compliant_at_t": not misses, "misses_at_t": ",".join(misses)}
+    tables = {"orders": ev.orders, "contacts": ev.contacts, "feedback": ev.feedback, "returns": ev.returns,
+              "refunds": ev.refunds}
+    row = {**metrics, **hand_general(ev, t), **hand_mechanics(tables, policy, ev.seller_id, t),
+           "compliant_at_t": not misses, "misses_at_t": ",".join(misses)}
     ahead = [g for g in grid if t < g <= t + policy.horizon_days * TD_DAY]
     missed_ahead = {m for g in ahead for m in hand_metrics(ev, g, policy)[1]}
     row["breach"] = bool(missed_ahead)
@@ -294,8 +299,9 @@ def test_rows_exist_exactly_for_onboarded_sellers_with_a_recent_order(market):
         assert got == expected, d
 
 
-def test_chosen_sellers_match_hand_computed_features(market, chosen, policy):
+def test_chosen_sellers_match_hand_computed_features(market, chosen, policy, marketplace):
     raw, snaps, grid = market
+    world = Hand(marketplace[0])  # the world around a seller: every seller's events
     assert set(HAND_METRICS) == set(policy.metrics)  # every metric of the policy is recomputed by hand
     events = _per_seller(raw, list(chosen.values()))
     spec = feature_spec(policy)
@@ -309,7 +315,7 @@ def test_chosen_sellers_match_hand_computed_features(market, chosen, policy):
                 assert rows.empty, f"{role} {sid} at {d}: inactive, yet has a snapshot row"
                 continue
             assert len(rows) == 1, f"{role} {sid} at {d}: expected one row, got {len(rows)}"
-            want = hand_row(ev, t, policy, grid)
+            want = {**hand_row(ev, t, policy, grid), **world.world(sid, t)}
             assert set(spec.names) <= set(want), set(spec.names) - set(want)
             problems += _mismatches(rows.iloc[0], want, f"{role} {sid} {d}")
             compared.append(want)
@@ -789,4 +795,6 @@ def test_changing_events_at_or_before_t_changes_features_at_t(small, policy):
     assert after.at[rated, "negative_feedback_rate_60d"] == pytest.approx(
         before.at[rated, "negative_feedback_rate_60d"] + 1 / n, rel=REL)
     untouched = before.index.difference([seller, rated])
-    pd.testing.assert_frame_equal(after.loc[untouched], before.loc[untouched], check_exact=True)
+    world = {f.name for f in feature_spec(policy).features if f.group == "world"}
+    own = [c for c in after.columns if c not in world]  # the world around a seller is everyone's
+    pd.testing.assert_frame_equal(after.loc[untouched, own], before.loc[untouched, own], check_exact=True)

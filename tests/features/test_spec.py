@@ -60,12 +60,13 @@ def test_every_feature_declares_its_role_and_standard(policy_name: str) -> None:
     for f in spec.features:
         assert f.role in {"behaviour", "exposure", "context"}, f.name
         assert f.standard is None or f.standard in policy.metrics, f.name
-        assert f.role == "behaviour" or f.name.endswith("_volume") or f.standard is None, f.name
+        assert f.role == "behaviour" or f.name.endswith("_volume") or f.group in {"mechanics", "world"} \
+            or f.standard is None, f.name
     for m in policy.metrics:
         assert spec[f"{m}_volume"].role == "exposure" and spec[f"{m}_volume"].standard == m
         for suffix in ("7d", "30d", "60d", "90d", "gap", "wilson", "trend"):
             assert (spec[f"{m}_{suffix}"].role, spec[f"{m}_{suffix}"].standard) == ("behaviour", m)
-    assert {f.name for f in spec.features if f.role == "context"} == {
+    assert {f.name for f in spec.features if f.role == "context" and f.group != "world"} == {
         "avg_order_value_30d", "marketplace_fulfilled_share_30d", "tenure_days", "category", "region",
         "week_of_year"}
     assert all(spec[n].role == "exposure" for n in ("orders_7d", "orders_30d", "orders_90d", "gmv_30d"))

@@ -151,12 +151,18 @@ def print_score_summary(summary: dict) -> None:
     """A weekly scoring run at a glance: bands, expected case volume, queue coverage, risers, drift."""
     eb, cap, m = summary["expected_breaches"], summary["review_capacity"], summary["model"]
     n = summary["sellers_scored"]
+    f = summary.get("breach_forecast")
+    plan = () if not f else ((
+        "breaches to plan for (compliant now)",
+        f"{f['planned']:,.1f} ({f['interval_level']:.0%} interval {f['low']:,.1f} to {f['high']:,.1f}; "
+        f"{f['interval_includes']})"),)
     print_facts(f"Scores for {summary['as_of']} (run {summary['run_id']})", (
         ("model / policy", f"{m['name']} v{m['version']} / {summary['policy_version']}"),
         ("snapshot", summary["snapshot"]),
         ("sellers scored", f"{n:,}"),
         (f"expected breaches within {eb['horizon_days']} days",
          f"{eb['expected']:,.1f} ({eb['interval_level']:.0%} interval {eb['low']:,.1f} to {eb['high']:,.1f})"),
+        *plan,
         ("weekly review capacity", f"{cap['sellers']:,} sellers"),
         ("early-warning queue (compliant now)",
          f"{summary['early_warning']['sellers']:,} sellers (risk >= {summary['early_warning']['lowest_score']:.3f}), "

@@ -141,14 +141,18 @@ def _wait_for_locks_at_most(engine: Engine, seconds: float) -> None:
     """Every connection of `engine` waits at most `seconds` for a lock another writer holds (SQLite's
     busy timeout, PostgreSQL's lock_timeout), then its statement fails."""
     ms = max(1, int(seconds * 1000))
+    _on_connect(engine, f"PRAGMA busy_timeout = {ms}", f"SET lock_timeout = {ms}")
 
+
+def _on_connect(engine: Engine, sqlite: str, postgresql: str) -> None:
+    """Run one statement on every new connection of `engine`: `sqlite`'s or `postgresql`'s."""
     @event.listens_for(engine, "connect")
-    def _lock_wait(dbapi_connection, _record) -> None:
+    def _run(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()
         if engine.dialect.name == "sqlite":
-            cursor.execute(f"PRAGMA busy_timeout = {ms}")
+            cursor.execute(sqlite)
         else:
-            cursor.execute(f"SET lock_timeout = {ms}")
+            cursor.execute(postgresql)
             dbapi_connection.commit()
         cursor.close()
 
@@ -164,16 +168,8 @@ def _commit_to(engine: Engine, sync: str) -> None:
     """Every connection of `engine` commits as far as `sync` says (one of SYNC)."""
     if sync not in SYNC:
         raise ValueError(f"sync {sync!r}: one of {', '.join(SYNC)}")
-
-    @event.listens_for(engine, "connect")
-    def _sync(dbapi_connection, _record) -> None:
-        cursor = dbapi_connection.cursor()
-        if engine.dialect.name == "sqlite":
-            cursor.execute(f"PRAGMA synchronous = {sync.upper()}")
-        else:
-            cursor.execute(f"SET synchronous_commit = {'on' if sync == 'full' else 'off'}")
-            dbapi_connection.commit()
-        cursor.close()
+    _on_connect(engine, f"PRAGMA synchronous = {sync.upper()}",
+                f"SET synchronous_commit = {'on' if sync == 'full' else 'off'}")
 
 
 class StoreUnavailable(RuntimeError):

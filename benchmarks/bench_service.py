@@ -231,6 +231,11 @@ def print_stages(console: Console, us: dict[str, float]) -> None:
     console.print(table)
 
 
+def _key(name: str, row: dict) -> str:
+    """A row of the runs history: how, and how many in flight (one setting is measured at several)."""
+    return f"{name} @ {row['concurrency']}"
+
+
 def remember(rows: list[tuple[str, dict]], stages: dict[str, float], load: float, cores: int) -> dict | None:
     """Append this run to the runs history; the previous run, if any."""
     previous = None
@@ -238,7 +243,8 @@ def remember(rows: list[tuple[str, dict]], stages: dict[str, float], load: float
         lines = [line for line in RUNS.read_text().splitlines() if line.strip()]
         previous = json.loads(lines[-1]) if lines else None
     run = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "load": load, "cores": cores, "stages_us": stages,
-           "rows": {name: {k: r[k] for k in ("concurrency", "rps", "p50_ms", "p99_ms", "errors")} for name, r in rows}}
+           "rows": {_key(name, r): {k: r[k] for k in ("concurrency", "rps", "p50_ms", "p99_ms", "errors")}
+                    for name, r in rows}}
     with RUNS.open("a") as fh:
         fh.write(json.dumps(run) + "\n")
     return previous
@@ -252,8 +258,8 @@ def print_change(console: Console, rows: list[tuple[str, dict]], previous: dict 
     for col in ("how", "in flight", "requests/s", "change", "p99 ms", "change"):
         table.add_column(col, justify="right" if col != "how" else "left")
     for name, r in rows:
-        before = previous["rows"].get(name)
-        if before is None:
+        before = previous["rows"].get(_key(name, r))
+        if before is None or before["concurrency"] != r["concurrency"]:  # runs kept before rows were keyed by both
             continue
         table.add_row(name, str(r["concurrency"]), f"{r['rps']:,.0f}", f"{r['rps'] / before['rps'] - 1:+.0%}",
                       f"{r['p99_ms']:.2f}", f"{r['p99_ms'] / before['p99_ms'] - 1:+.0%}")

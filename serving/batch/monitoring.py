@@ -120,8 +120,8 @@ def forecast(risk: np.ndarray, rows: list[dict], level: float) -> dict:
     n = len(ratios)
     says = (f"includes the model's own error over {n} matured week{'s' if n != 1 else ''} (realised against "
             "expected breaches among sellers compliant then), not only the spread of a calibrated model"
-            if n else "no week has matured yet: the interval assumes the model may be a quarter off either way "
-                      "(a wide prior), not only the spread of a calibrated model")
+            if n else "assumes the model may be a quarter off either way (a wide prior: no week has matured yet), "
+                      "not only the spread of a calibrated model")
     return {"population": "compliant_now", "sellers": int(len(risk)), "expected": float(np.sum(risk)),
             "planned": planned, "interval_level": level, "low": low, "high": high, "matured_weeks": n,
             "interval_includes": says}

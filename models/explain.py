@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.risk_model import RiskModel, sigmoid
+from models.risk_model import FEW_ROWS, RiskModel, sigmoid
 from features.pipeline.spec import FeatureSpec
 
 
@@ -55,10 +55,6 @@ def display_value(value: object) -> float | str | None:
         return float(value)
     return str(value)
 
-
-FEW_ROWS = 64
-"""Up to this many rows, group sums go through one `np.add.at` (unbuffered, in index order: the same
-additions as the column loop, 45x faster for one seller, slower for thousands)."""
 
 ValuesAt = Callable[[np.ndarray, np.ndarray], Sequence]
 """Given row positions and feature positions (in spec order), the sellers' values there."""

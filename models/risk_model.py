@@ -32,7 +32,11 @@ if TYPE_CHECKING:
     from models.treeshap import Tables
 
 MODEL_FILE = "model.lgb"  # the file name MLflow's LightGBM flavour uses for a native booster
-EXTRA_FILES = "extra_files"  # where MLflow keeps a model's extra files (the per-standard boosters)
+EXTRA_FILES = "extra_files"
+FEW_ROWS = 64
+"""Up to this many rows (a request's sellers) the per-call set-up dominates: per-standard risks go through the
+compiled tree walk and sums through one call each; a batch chunk keeps LightGBM's threaded predict and the
+column loops, which are faster there (same bits either way, tested)."""  # where MLflow keeps a model's extra files (the per-standard boosters)
 
 
 class ModelSpecMismatch(ValueError):
@@ -89,7 +93,7 @@ class StandardModel:
         was most of one seller's time over eight standards); a `model_frame` through LightGBM."""
         if self.booster is None or len(X) == 0:
             return self.calibration(np.zeros(len(X)))
-        if isinstance(X, np.ndarray):
+        if isinstance(X, np.ndarray) and len(X) <= FEW_ROWS:
             return self.calibration(self.shap_tables.raw_scores(X, threads))
         extra = {"num_threads": threads} if threads else {}
         return self.calibration(self.booster.predict(X, raw_score=True, **extra))
@@ -104,10 +108,16 @@ class StandardModel:
         contributions = tables.contributions(X, threads)
         # summed column by column, so a row's sums never depend on the other rows explained with it (a
         # reduction's blocking does): the HTTP service and the batch job agree bit for bit
-        # a running sum along each row adds in the same order as a loop over the columns, in one call
-        raw = np.cumsum(np.column_stack([np.full(len(X), tables.expected), contributions]), axis=1)[:, -1]
-        own = (np.cumsum(contributions[:, features], axis=1)[:, -1] + 0.0 if len(features)  # + 0.0: as 0.0 + -0.0
-               else np.zeros(len(X)))
+        if len(X) <= FEW_ROWS:  # a running sum along each row: the loop's additions in its order, in one call
+            raw = np.cumsum(np.column_stack([np.full(len(X), tables.expected), contributions]), axis=1)[:, -1]
+            own = (np.cumsum(contributions[:, features], axis=1)[:, -1] + 0.0 if len(features)  # as 0.0 + -0.0
+                   else np.zeros(len(X)))
+        else:  # column by column: no rows x features copy for a batch chunk
+            own, raw = np.zeros(len(X)), np.full(len(X), tables.expected)
+            for j in range(contributions.shape[1]):
+                raw += contributions[:, j]
+            for j in features:
+                own += contributions[:, j]
         slope = self.calibration.slope
         return slope * own, slope * raw + self.calibration.intercept
 

@@ -35,6 +35,7 @@ import pandas as pd
 from features.platform.settings import DEFAULT_POLICY, Settings
 from features.policy.definition import ReviewCapacity
 from features.simulation.regime import REGIMES
+from models.forecast import season_seen
 from training.backtest import LOGREG, MODEL, RULE
 from training.folds import Fold
 from training.metrics import calibration_by_week, evaluate, worst_week
@@ -132,23 +133,27 @@ def forecast_history(weekly: pd.DataFrame, fold: str, out_of_sample_only: bool =
 
 
 def forecast_weeks(rows: pd.DataFrame, horizon_days: int, level: float, interval: Interval,
-                   out_of_sample_only: bool = False) -> pd.DataFrame:
+                   out_of_sample_only: bool = False, trained: dict[str, Sequence] | None = None) -> pd.DataFrame:
     """Per test week of one model's rows: the forecast interval of breaches among compliant sellers
     (`interval(risk, matured_ratios, level)`, models.forecast.breach_interval's signature), the breaches
-    realised, and whether they fell inside."""
+    realised, and whether they fell inside. With `trained` (each fold's training as-of dates) the interval is
+    also told whether the week's season was in its model's training (`unseen_season`, models.forecast.season_seen),
+    as the batch job tells it from the champion's."""
     weekly = weekly_breaches(rows)
     ew = rows[rows["compliant_at_t"].astype(bool) & ~rows["after_intervention"].astype(bool)]
     records = []
     for r in weekly[weekly["slice"] == "test"].itertuples(index=False):
         ratios = matured_ratios(forecast_history(weekly, r.fold, out_of_sample_only), r.as_of, horizon_days)
         risk = ew.loc[(ew["fold"] == r.fold) & (ew["as_of"] == r.as_of), "score"].to_numpy(dtype="float64")
-        expected, low, high = interval(risk, ratios, level)
+        unseen = None if trained is None else not season_seen(trained[r.fold], r.as_of)
+        expected, low, high = (interval(risk, ratios, level) if unseen is None
+                               else interval(risk, ratios, level, unseen_season=unseen))
         records.append({"as_of": pd.Timestamp(r.as_of), "fold": r.fold, "sellers": int(r.sellers),
                         "sum_of_risks": float(r.expected), "expected": expected, "low": low, "high": high,
                         "realised": int(r.realised), "inside": bool(low <= r.realised <= high),
-                        "matured_weeks": len(ratios)})
+                        "matured_weeks": len(ratios), "unseen_season": bool(unseen)})
     return pd.DataFrame.from_records(records, columns=["as_of", "fold", "sellers", "sum_of_risks", "expected", "low",
-                                                       "high", "realised", "inside", "matured_weeks"])
+                                                       "high", "realised", "inside", "matured_weeks", "unseen_season"])
 
 
 def _ratio(a: float, b: float) -> float:
@@ -200,13 +205,17 @@ def regime_row(scored: pd.DataFrame, folds: Sequence[Fold], capacity: ReviewCapa
     marked = with_slices(scored, folds)
     test = marked[marked["slice"] == "test"]
     model_rows = marked[marked["model"] == MODEL]
-    weeks = forecast_weeks(model_rows, horizon_days, level, interval)
-    honest = forecast_weeks(model_rows, horizon_days, level, interval, out_of_sample_only=True)
+    trained = {f.name: list(f.train) for f in folds}
+    weeks = forecast_weeks(model_rows, horizon_days, level, interval, trained=trained)
+    honest = forecast_weeks(model_rows, horizon_days, level, interval, out_of_sample_only=True, trained=trained)
     row = {"test_weeks": int(test["as_of"].nunique()),
            "first_test_week": pd.Timestamp(test["as_of"].min()), "last_test_week": pd.Timestamp(test["as_of"].max()),
            **ranking_and_queue(test, capacity), **calibration_weeks(test[test["model"] == MODEL]),
            "interval_coverage": float(weeks["inside"].mean()) if len(weeks) else float("nan"),
            "interval_coverage_out_of_sample": float(honest["inside"].mean()) if len(honest) else float("nan"),
+           "interval_width": (float(((weeks["high"] - weeks["low"]) / weeks["expected"]).mean()) if len(weeks)
+                              else float("nan")),
+           "unseen_season_weeks": int(weeks["unseen_season"].sum()),
            "realised_over_expected": _ratio(float(weeks["realised"].sum()), float(weeks["sum_of_risks"].sum()))}
     return row | verdicts(row, bounds), weeks.assign(inside_out_of_sample=honest["inside"].to_numpy())
 
@@ -310,7 +319,8 @@ def table_view(table: pd.DataFrame, bounds: RobustnessBounds, title: str):
     for col in ("regime", "EW base", "EW PR AUC m/rule/LR", f"x rule >={bounds.pr_auc_over_rule}",
                 "queue prec m/rule/LR", f"x rule >={bounds.precision_over_rule}, x LR >1",
                 f"ECE <={bounds.max_pooled_ece}", f"worst wk <={bounds.max_week_ece}",
-                f"in intvl >={bounds.min_interval_coverage:.0%}", "(out of smpl)", "real/risks", "all met"):
+                f"in intvl >={bounds.min_interval_coverage:.0%}", "(out of smpl)", "width/exp", "real/risks",
+                "all met"):
         view.add_column(col, justify="left" if col == "regime" else "right", no_wrap=True)
     for r in table.to_dict("records"):
         worst = f"{num(r['ece_worst_week'])} ({r['worst_week']:%m-%d})" if pd.notna(r["worst_week"]) else "-"
@@ -323,6 +333,8 @@ def table_view(table: pd.DataFrame, bounds: RobustnessBounds, title: str):
             _mark(r["ece_pooled"] <= bounds.max_pooled_ece, num(r["ece_pooled"])),
             _mark(r["ece_worst_week"] <= bounds.max_week_ece, worst),
             _mark(r["pass_interval"], num(r["interval_coverage"], pct=True)),
-            num(r["interval_coverage_out_of_sample"], pct=True), f"{r['realised_over_expected']:.2f}",
+            num(r["interval_coverage_out_of_sample"], pct=True),
+            f"{r['interval_width']:.2f}" if pd.notna(r.get("interval_width")) else "-",
+            f"{r['realised_over_expected']:.2f}",
             _mark(r["passed"], "yes" if r["passed"] else "no"))
     return view

@@ -8,7 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from models.forecast import PRIOR_SD, breach_interval, model_error
+from datetime import date, timedelta
+
+from models.forecast import GRID, PRIOR_SD, UNSEEN_SD, _STD, breach_interval, model_error, season_seen
 
 Z90 = 1.6448536269514722
 
@@ -98,3 +100,61 @@ def test_coverage_when_the_error_drifts_with_the_season() -> None:
     log_m = 0.25 * np.sin(np.arange(weeks) * 2 * math.pi / 52) + 0.05 * rng.standard_normal(weeks)
     covered, _ = _rolling_coverage(log_m, 4_000, lag=4, rng=rng)
     assert covered >= 0.80, covered
+
+
+def _weeks(first: date, n: int) -> list[date]:
+    return [first + timedelta(weeks=i) for i in range(n)]
+
+
+def test_a_season_is_seen_when_its_place_a_year_or_more_back_lies_in_the_training_span() -> None:
+    """Training from 2025-01-13 for 30 weeks (to 2025-08-04): a year of 364 days back from 2026-01-12 is
+    2025-01-13, the first training week (seen); from 2026-01-05 it is 2025-01-06, a week before training
+    began; 2025-11-24 has nothing a year back; two years back counts; no training dates see nothing."""
+    trained = _weeks(date(2025, 1, 13), 30)
+    assert season_seen(trained, date(2026, 1, 12))
+    assert not season_seen(trained, date(2026, 1, 5))
+    assert not season_seen(trained, date(2025, 11, 24))
+    assert season_seen(trained, date(2026, 8, 3)) and not season_seen(trained, date(2026, 8, 17))
+    assert season_seen(trained, date(2027, 1, 11))  # 728 days back: 2025-01-13
+    assert not season_seen([], date(2026, 1, 12))
+
+
+def test_an_unseen_season_adds_its_spread_to_the_interval_and_leaves_the_planning_figure() -> None:
+    """Eight matured weeks at 1.0 and no prior: the matured error is 0, so in an unseen season log M ~
+    Normal(0, UNSEEN_SD²) exactly; with risks of 0 or 1 the Bernoulli part is 0 and Y = M·Σp, whose 90%
+    interval is Σp·exp(±z·UNSEEN_SD) up to the grid's quantile nodes (below the cap of 13 sellers); the
+    planning figure stays Σp."""
+    p = np.array([1.0, 0.0, 1.0, 1.0] + [0.0] * 9)
+    seen = breach_interval(p, [1.0] * 8, prior_weeks=0)
+    assert seen == pytest.approx((3.0, 3.0, 3.0))
+    expected, low, high = breach_interval(p, [1.0] * 8, prior_weeks=0, unseen_season=True)
+    assert expected == pytest.approx(3.0)
+    # the mixture's 5% quantile lies between the nodes either side of it
+    nodes = [UNSEEN_SD * _STD.inv_cdf((i + 0.5) / GRID) for i in range(GRID)]
+    k = int(0.05 * GRID)
+    assert 3 * math.exp(nodes[k - 1]) <= low <= 3 * math.exp(nodes[k + 1])
+    assert 3 * math.exp(-nodes[k + 1]) <= high <= 3 * math.exp(-nodes[k - 1])
+    assert low == pytest.approx(3 * math.exp(-Z90 * UNSEEN_SD), rel=0.02)
+    assert high == pytest.approx(3 * math.exp(Z90 * UNSEEN_SD), rel=0.02)
+
+
+def test_coverage_through_a_first_peak_only_with_the_unseen_season() -> None:
+    """A model calibrated all year whose error jumps to 3x through a peak it never saw and falls to 0.5x after
+    (the simulated marketplaces' first holiday peak): the matured weeks cannot see it coming, so the interval
+    holds the peak weeks only when it is told the season is new to the model."""
+    rng = np.random.default_rng(11)
+    log_m = np.concatenate([0.08 * rng.standard_normal(40),
+                            np.log([1.0, 1.1, 1.5, 2.2, 2.9, 3.2, 2.4, 1.8, 1.0, 0.65, 0.5, 0.5])])
+    peak = range(40, 52)
+    results = {}
+    for unseen in (False, True):
+        ratios, inside = [], []
+        for t, lm in enumerate(log_m):
+            p = rng.beta(0.6, 8, 1600)
+            y = rng.binomial(1, np.minimum(1, p * math.exp(lm))).sum()
+            _, low, high = breach_interval(p, ratios[:max(0, t - 3)], unseen_season=unseen and t in peak)
+            if t in peak:
+                inside.append(low <= y <= high)
+            ratios.append(y / p.sum())
+        results[unseen] = float(np.mean(inside))
+    assert results[False] < 0.5 and results[True] >= 0.8, results

@@ -100,6 +100,21 @@ def test_each_test_week_gets_the_interval_of_its_own_risks_and_of_the_weeks_matu
     assert real["inside"].item() == (low <= 2 <= high)
 
 
+def test_a_week_in_a_season_its_folds_model_never_trained_on_gets_the_unseen_season_interval() -> None:
+    """Two folds' test weeks: fold1's model trained a year before its week (seen), fold2's only on the weeks
+    just before (unseen); the interval of each is breach_interval's, told so, and the table says which."""
+    rows = _rows(fold=["fold1", "fold1", "fold2", "fold2"], slice=["valid", "test", "valid", "test"],
+                 as_of=[W[0], W[5], W[1], W[6]], score=[0.5, 0.5, 0.5, 0.5], breach=[1, 1, 1, 0])
+    trained = {"fold1": [W[5] - pd.Timedelta(days=364 + 7 * k) for k in range(3)],
+               "fold2": [W[0] - pd.Timedelta(weeks=1)]}
+    weeks = forecast_weeks(rows, 28, 0.9, breach_interval, trained=trained).set_index("fold")
+    assert weeks["unseen_season"].to_dict() == {"fold1": False, "fold2": True}
+    for fold, unseen in (("fold1", False), ("fold2", True)):
+        # each learns from its own validation week only (1 breach of 0.5 expected), matured by its test week
+        want = breach_interval(np.array([0.5]), [2.0], 0.9, unseen_season=unseen)
+        assert weeks.loc[fold, ["expected", "low", "high"]].tolist() == pytest.approx(list(want))
+
+
 def test_ranking_and_queue_against_the_rule_and_the_regression_by_hand() -> None:
     # six compliant sellers in one week, two breach (S0, S1); reviewers look at two a week
     breach = [1, 1, 0, 0, 0, 0]

@@ -112,16 +112,18 @@ def ratios_of(rows: list[dict], standards: Sequence[str]) -> dict[str, list[floa
     return out
 
 
-def forecast(risk: np.ndarray, rows: list[dict], level: float) -> dict:
+def forecast(risk: np.ndarray, rows: list[dict], level: float, unseen: str = "") -> dict:
     """This week's breach forecast among `risk` (sellers compliant now): the model's expected, the planning
-    figure and its interval with the model's own error over the matured weeks `rows`, and a sentence that says so."""
+    figure and its interval with the model's own error over the matured weeks `rows` and, when `unseen` says
+    the model never trained on the week's season, a seasonal error too; and a sentence that says so."""
     ratios = ratios_of(rows, [])[COMPLIANT]
-    planned, low, high = breach_interval(risk, ratios, level)
+    planned, low, high = breach_interval(risk, ratios, level, unseen_season=bool(unseen))
     n = len(ratios)
     says = (f"includes the model's own error over {n} matured week{'s' if n != 1 else ''} (realised against "
             "expected breaches among sellers compliant then), not only the spread of a calibrated model"
             if n else "assumes the model may be a quarter off either way (a wide prior: no week has matured yet), "
                       "not only the spread of a calibrated model")
+    says += f"; and {unseen}" if unseen else ""
     return {"population": "compliant_now", "sellers": int(len(risk)), "expected": float(np.sum(risk)),
             "planned": planned, "interval_level": level, "low": low, "high": high, "matured_weeks": n,
             "interval_includes": says}

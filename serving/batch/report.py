@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.forecast import breach_interval
-from serving.batch.drift import DriftCounts, Reference
+from models.forecast import breach_interval, season_seen
+from serving.batch.drift import DriftCounts, Reference, training_weeks
 from serving.batch.monitoring import ALL, forecast, ratios_of, warnings
 from serving.batch.ranking import RankedWeek
 from serving.batch.summary import (PSI_ALERT, PSI_WATCH, RECOVERY, band_counts, capacity_coverage, drift_table,
@@ -26,14 +26,15 @@ from serving.scoring import Scorer
 
 
 def summarise(scorer: Scorer, current: pd.DataFrame, as_of: date, previous: pd.DataFrame | None, previous_source: str,
-              reference: Reference | None, counts: dict, monitored: list[dict] = ()) -> dict:
+              reference: Reference | None, counts: dict, monitored: list[dict] = (), unseen: str = "") -> dict:
     """The run summary (JSON-ready) from the week's scores, last week's, the drift counts and the matured
-    weeks' figures (`monitored`, oldest first; their model errors widen the breach interval)."""
+    weeks' figures (`monitored`, oldest first; their model errors widen the breach interval), and, when the
+    model never trained on the week's season, why (`unseen_season`: the interval widens again)."""
     policy = scorer.policy
     p = current["risk_score"].to_numpy()
     eb = expected_breaches(p, policy.monitoring.interval_level)
     ratios = ratios_of(list(monitored), [])[ALL]
-    planned, low, high = breach_interval(p, ratios, eb.level)
+    planned, low, high = breach_interval(p, ratios, eb.level, unseen_season=bool(unseen))
     cov = capacity_coverage(p, policy.review_capacity)
     rise = risers(current, previous) if previous is not None else pd.DataFrame()
     drift = drift_table(reference.bins, counts) if reference is not None else pd.DataFrame()
@@ -47,7 +48,8 @@ def summarise(scorer: Scorer, current: pd.DataFrame, as_of: date, previous: pd.D
         "expected_breaches": {"horizon_days": policy.horizon_days, "expected": eb.expected, "std": eb.std,
                               "interval_level": eb.level, "low": low, "high": high, "planned": planned,
                               "bernoulli_low": eb.low, "bernoulli_high": eb.high, "matured_weeks": len(ratios),
-                              "interval_includes": f"the model's own error over {len(ratios)} matured weeks"},
+                              "interval_includes": f"the model's own error over {len(ratios)} matured weeks"
+                                                   + (f", and {unseen}" if unseen else "")},
         "review_capacity": {"sellers": cov.capacity, "expected_breaches_in_queue": cov.expected_in_queue,
                             "share_of_expected_breaches": cov.share_of_expected,
                             "lowest_score_in_queue": cov.lowest_score_in_queue,
@@ -67,17 +69,30 @@ def week_summary(scorer: Scorer, as_of: date, written: Written, ranked: RankedWe
     scores = written.scores["risk_score"].to_numpy()
     counts = drift.with_scores(scores)
     monitored = list(monitored)
-    summary = summarise(scorer, written.scores, as_of, *previous, drift.reference, counts, monitored)
+    unseen = unseen_season(scorer, as_of)
+    summary = summarise(scorer, written.scores, as_of, *previous, drift.reference, counts, monitored, unseen)
     summary.update(queue_summary(scores, ranked.queues, ranked.week.missed_by_standard))
     summary["band_cutoffs"] = ranked.cutoffs.to_json()
     rules = scorer.policy.monitoring
     summary["breach_forecast"] = {"horizon_days": scorer.policy.horizon_days,
-                                  **forecast(scores[ranked.queues.queue != RECOVERY], monitored, rules.interval_level)}
+                                  **forecast(scores[ranked.queues.queue != RECOVERY], monitored, rules.interval_level,
+                                             unseen)}
     summary["monitoring"] = {"labels_from": labels_from, "horizon_days": scorer.policy.horizon_days,
                              "interval_level": rules.interval_level, "warn_after_weeks": rules.warn_after_weeks,
                              "champion_max_age_days": rules.champion_max_age_days, "weeks": monitored,
                              "warnings": warnings(monitored, rules.warn_after_weeks)}
     return summary
+
+
+def unseen_season(scorer: Scorer, as_of: date) -> str:
+    """Why the week's breach interval is wider than the matured weeks say, when the champion never trained
+    on its season (models.forecast.season_seen over its training weeks); "" when it did, or when its training
+    run does not say which weeks it read."""
+    weeks = training_weeks(scorer)
+    if weeks is None or season_seen(weeks[1:], as_of):
+        return ""
+    return (f"a season the model never trained on (it learnt from {weeks[1]} to {weeks[2]}): a first holiday peak "
+            "can move breaches two- or threefold, which no matured week shows yet")
 
 
 def run_facts(stamp: Stamp, source: str, partition: Path, files: int, seconds: float) -> dict:

@@ -187,6 +187,26 @@ def test_summary_figures_add_up(first_run, latest, policy) -> None:
     assert s["drift"]["variables"][0]["variable"] == "risk_score" and len(s["drift"]["variables"]) == 11
 
 
+def test_a_season_the_champion_never_trained_on_widens_the_forecast(first_run, latest, models_dir, model_uri) -> None:
+    """The test marketplace holds under a year: the champion's training weeks never held the scored week's
+    season, so both forecasts say so and their intervals hold the seasonal error (models.forecast)."""
+    from models.forecast import breach_interval, season_seen
+    from serving.batch.drift import training_weeks
+    from serving.scoring import Scorer
+
+    out, _ = first_run
+    s = json.loads(layout.summary_file(out, latest).read_text())
+    _, first, last = training_weeks(Scorer.load(model_uri, models_dir))
+    assert first < last < latest and not season_seen([first, last], latest)
+    p = read_scores(out, latest, ["risk_score"]).column("risk_score").to_numpy()
+    eb, f = s["expected_breaches"], s["breach_forecast"]
+    assert (eb["planned"], eb["low"], eb["high"]) == breach_interval(p, [], 0.9, unseen_season=True)
+    assert f"a season the model never trained on (it learnt from {first} to {last})" in eb["interval_includes"]
+    assert "a season the model never trained on" in f["interval_includes"]
+    _, narrow_low, narrow_high = breach_interval(p, [], 0.9)
+    assert eb["low"] < narrow_low and eb["high"] > narrow_high
+
+
 def test_the_weekly_lists(first_run, latest, policy) -> None:
     """The early-warning queue: compliant sellers only, as many as the capacity, riskiest first, each with
     a reason by standard; the recovery list: exactly the sellers missing a standard now, with their way back."""

@@ -84,6 +84,17 @@ def test_the_forecast_says_over_how_many_weeks() -> None:
     assert "no week has matured" in forecast(risk, [], 0.9)["interval_includes"]
 
 
+def test_an_unseen_season_widens_the_forecast_and_says_why() -> None:
+    rows = monitor({A: outcomes(scored_a(), labels_a(), STANDARDS, A)}, STANDARDS, 28, 0.9)
+    risk = np.full(100, 0.05)
+    seen, unseen = forecast(risk, rows, 0.9), forecast(risk, rows, 0.9, "a season the model never trained on")
+    assert unseen["planned"] == seen["planned"]  # a doubt either way: the planning figure stays
+    assert unseen["low"] < seen["low"] and unseen["high"] > seen["high"]
+    assert (unseen["planned"], unseen["low"], unseen["high"]) == breach_interval(risk, [2 / 1.3], 0.9,
+                                                                                 unseen_season=True)
+    assert unseen["interval_includes"].endswith("; and a season the model never trained on")
+
+
 def _row(as_of: str, inside: bool, low: float = 10.0, realised: float = 5.0) -> dict:
     fig = {"sellers": 100, "realised": realised if not inside else low, "low": low, "high": 20.0, "inside": inside,
            "ratio": 0.5, "expected": 10.0}

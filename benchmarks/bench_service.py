@@ -13,9 +13,10 @@ median of the rounds.
     .venv/bin/python benchmarks/bench_service.py --rounds 1 --duration 5 --settings 2x1
 
 Settings are WORKERSxTHREADS, with +telemetry (Prometheus metrics and OpenTelemetry spans on),
-+unbatched (SELLER_RISK_MAX_BATCH=1: every request scored on its own) or +keepalive
++unbatched (SELLER_RISK_MAX_BATCH=1: every request scored on its own), +keepalive
 (SELLER_RISK_RECYCLE_EVERY=0: connections never asked to reconnect, so they stay on whichever worker
-accepted them). Targets (printed met or MISSED): in process, one seller per call, p50 <= 1 ms; HTTP
+accepted them) or +normal (SELLER_RISK_AUDIT_SYNC=normal: the audit's commits reach the operating
+system, not the disk, before the reply: what the disk's flush costs). Targets (printed met or MISSED): in process, one seller per call, p50 <= 1 ms; HTTP
 at concurrency 1, p99 <= 10 ms; at concurrency 32, >= 1,500 requests/s with p99 <= 100 ms and at least
 70% of in-process requests/s (one seller per call, one process per core); no error. Inputs (the demo
 marketplace and champion) are made once under benchmarks/out/ by bench_scoring.py's `demo_champion`.
@@ -78,7 +79,8 @@ def _ids(path: Path) -> Path:
 def serve(workers: int, threads: int, extra: str, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "SELLER_RISK_THREADS": str(threads), "SELLER_RISK_TELEMETRY": str(int(extra == "telemetry")),
            "SELLER_RISK_MAX_BATCH": "1" if extra == "unbatched" else os.environ.get("SELLER_RISK_MAX_BATCH", "256"),
-           "SELLER_RISK_RECYCLE_EVERY": "0" if extra == "keepalive" else os.environ.get("SELLER_RISK_RECYCLE_EVERY", "100")}
+           "SELLER_RISK_RECYCLE_EVERY": "0" if extra == "keepalive" else os.environ.get("SELLER_RISK_RECYCLE_EVERY", "100"),
+           "SELLER_RISK_AUDIT_SYNC": "normal" if extra == "normal" else os.environ.get("SELLER_RISK_AUDIT_SYNC", "full")}
     env.pop("SELLER_RISK_API_KEY", None)
     proc = subprocess.Popen([str(BIN / "seller-risk"), "serve", "--features", str(DEMO / "features"),
                              "--models", str(DEMO / "models"), "--port", str(port), "--workers", str(workers)],
@@ -299,7 +301,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=8.0, help="Seconds measured per row and round.")
     ap.add_argument("--rounds", type=int, default=3, help="Every row is measured this many times; medians shown.")
     ap.add_argument("--settings", nargs="*", default=["2x1", "2x1+unbatched", "2x1+keepalive"],
-                    help="BentoML settings to try, as WORKERSxTHREADS[+telemetry|+unbatched|+keepalive].")
+                    help="BentoML settings to try, as WORKERSxTHREADS[+telemetry|+unbatched|+keepalive|+normal].")
     ap.add_argument("--in-process-worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--stage-worker", type=Path, help=argparse.SUPPRESS)

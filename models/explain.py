@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,7 @@ def frame_values(frame: pd.DataFrame, spec: FeatureSpec) -> ValuesAt:
 
     def at(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), dtype=object)
-        for j in np.unique(cols):
+        for j in dict.fromkeys(cols.tolist()):  # each feature once, its template bound once
             where = np.flatnonzero(cols == j)
             column = frame[spec.names[j]]
             if spec.names[j] in categorical:
@@ -105,6 +106,11 @@ class Groups:
     names: tuple[str, ...]
     of_feature: np.ndarray  # group position per feature, in spec order
     standards: int  # the first `standards` groups are the policy's standards
+
+    @cached_property
+    def members(self) -> dict[str, np.ndarray]:
+        """Each group's feature positions, in spec order."""
+        return {name: np.flatnonzero(self.of_feature == g) for g, name in enumerate(self.names)}
 
     @property
     def matrix(self) -> np.ndarray:
@@ -149,7 +155,7 @@ def context_texts(ex: Explanation, groups: Groups, spec: FeatureSpec, values_at:
     if n == 0:
         return out
     for g, name in enumerate(OTHER_GROUPS):
-        members = np.flatnonzero(groups.of_feature == groups.names.index(name))
+        members = groups.members[name]
         if len(members) == 0:
             continue
         k = min(per_group, len(members))
@@ -160,7 +166,7 @@ def context_texts(ex: Explanation, groups: Groups, spec: FeatureSpec, values_at:
         values = np.empty(len(rows), dtype=object)
         values[:] = values_at(rows, cols)
         texts = np.empty(len(rows), dtype=object)
-        for j in np.unique(cols):
+        for j in dict.fromkeys(cols.tolist()):  # each feature once, its template bound once
             where = np.flatnonzero(cols == j)
             feature = spec.features[j]
             fmt, missing = feature.reason_format, feature.reason_text(None)

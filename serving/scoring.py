@@ -150,15 +150,20 @@ class Scorer:
         """The same scorer, placing sellers in bands by `queue`'s cut-offs (a week's, or a reader's)."""
         return replace(self, queue=queue)
 
-    @property
+    @cached_property
     def groups(self) -> Groups:
         return feature_groups(self.spec, list(self.policy.metrics))
+
+    @cached_property
+    def _standing_columns(self) -> dict[str, int]:
+        """Where each feature a standing is read from sits in the model inputs."""
+        at = {n: j for j, n in enumerate(self.spec.names)}
+        return {c: at[c] for c in standing_inputs(self.policy)}
 
     def standings(self, X: np.ndarray) -> dict[str, Standing]:
         """Where each row stands against every standard, read from the model inputs (so a seller
         scored over HTTP and in the batch stands exactly the same)."""
-        at = {n: j for j, n in enumerate(self.spec.names)}
-        return standings({c: X[:, at[c]] for c in standing_inputs(self.policy)}, self.policy)
+        return standings({c: X[:, j] for c, j in self._standing_columns.items()}, self.policy)
 
     def score_matrix(self, X: np.ndarray, values_at: ValuesAt, seller_id: Sequence[str],
                      as_of: Sequence[date | None], top: int = REASONS_SHOWN, lowering: int = 0) -> Scored:
@@ -414,7 +419,10 @@ def _say_when_judged(context: np.ndarray, at_risk: np.ndarray, reasons: Standard
     comes from being judged (in place)."""
     compliant = ~_any_missed(missing)
     exposure = OTHER_GROUPS.index("exposure")
-    for name, s in stand.items():
+    for name in dict.fromkeys(at_risk[compliant].tolist()):  # the standards some compliant seller is at risk on
+        if name not in stand:
+            continue
+        s = stand[name]
         without = (at_risk == name) & compliant
         without[reasons.row[reasons.standard == name]] = False
         rows = np.flatnonzero(without)
@@ -431,10 +439,9 @@ def _reason_rows(reasons: StandardReasons, stand: dict[str, Standing], policy: P
     volume = np.zeros(n, dtype="int64")
     headroom = np.full(n, -1, dtype="int64")
     text = np.empty(n, dtype=object)
-    for name, s in stand.items():
+    for name in dict.fromkeys(reasons.standard.tolist()):  # the standards some reason is about
+        s = stand[name]
         where = np.flatnonzero(reasons.standard == name)
-        if len(where) == 0:
-            continue
         rows = reasons.row[where]
         label[where] = policy.metrics[name].label
         value[where] = s.rate[rows]
@@ -451,11 +458,9 @@ def _recovery_rows(missing: np.ndarray, stand: dict[str, Standing], as_of: np.nd
     needed = np.empty(len(rows), dtype="int64")
     back = np.full(len(rows), np.datetime64("NaT", "D"))
     text = np.empty(len(rows), dtype=object)
-    for j, name in enumerate(names):
+    for j in dict.fromkeys(cols.tolist()):  # the standards someone misses
         where = np.flatnonzero(cols == j)
-        if len(where) == 0:
-            continue
-        s = stand[name]
+        s = stand[names[j]]
         needed[where] = s.recovery[rows[where]]
         back[where] = back_by(s.recovery_days[rows[where]], as_of[rows[where]], every_days)
         text[where] = recovery_texts(s, rows[where], as_of[rows[where]], every_days)

@@ -271,36 +271,6 @@ def _projected_next(m: Metric, known: int, every: int) -> str:
     return f"CASE WHEN {den} >= {m.min_count} THEN {_gap_sql(m, _ratio(num, den))} END"
 
 
-FAST_DAYS = 7
-"""The short pace a surge shows in first: the last 7 days' daily volume and rate, taken for a projection when it
-is faster than the last RECENT_DAYS days' (a seller whose orders surge past what it usually handles)."""
-USUAL_DAYS = 90
-"""The seller's usual weekly volume: its orders per day over the 90 days before the last FAST_DAYS, times 7."""
-
-
-def _pace(m: Metric, every: int) -> tuple[str, str]:
-    """SQL (numerator, denominator) a standard's next `every` days would add at the faster of two paces: the last
-    FAST_DAYS days' daily volume and rate when that volume is above the last RECENT_DAYS days', else those."""
-    fast_num, fast_den = metric_parts(m, FAST_DAYS)
-    slow_num, slow_den = metric_parts(m, RECENT_DAYS)
-    faster = f"{fast_den} * {RECENT_DAYS} > {slow_den} * {FAST_DAYS}"
-
-    def pick(fast: str, slow: str) -> str:
-        return (f"(CASE WHEN {faster} THEN CAST({fast} AS DOUBLE) * {every} / {float(FAST_DAYS)} "
-                f"ELSE CAST({slow} AS DOUBLE) * {every} / {float(RECENT_DAYS)} END)")
-
-    return pick(fast_num, slow_num), pick(fast_den, slow_den)
-
-
-def _projected_fast(m: Metric, known: int, every: int) -> str:
-    """SQL: `_projected_next` at the faster pace (`_pace`): what a surge of the last week would bring to the next
-    evaluation if it goes on; empty when the standard would not be judged then."""
-    known_num, known_den = metric_parts(m, known)
-    add_num, add_den = _pace(m, every)
-    num, den = f"(CAST({known_num} AS DOUBLE) + {add_num})", f"(CAST({known_den} AS DOUBLE) + {add_den})"
-    return f"CASE WHEN {den} >= {m.min_count} THEN {_gap_sql(m, _ratio(num, den))} END"
-
-
 def _standard_mechanics(m: Metric, policy: Policy) -> list[Feature]:
     """The next evaluation of one standard, a cadence on: how the part of its window already known stands,
     what leaves the window before it, and what it would show at the recent pace (none when its window lies
@@ -332,16 +302,6 @@ def _standard_mechanics(m: Metric, policy: Policy) -> list[Feature]:
                 _projected_next(m, known, every),
                 missing=f"{m.label}: too few {units(m)} to be judged at the next evaluation at this pace",
                 standard=n, family="mechanics"),
-        Feature(f"{n}_next_fast_projected_gap", "float", w,
-                f"The gap to the {n} standard the next evaluation would show if the coming {every} days go at the "
-                f"last {FAST_DAYS} days' volume and rate, when those are busier than the last {RECENT_DAYS} days' "
-                "(else as the last 30 did): a surge's load, if it lasts.",
-                f"{m.label} expected at the next evaluation if the coming {every} days go at the busier of the last "
-                f"{FAST_DAYS} and {RECENT_DAYS} days' paces: {{value:+.1%}} against the standard ({std}) "
-                "(above zero: missing it)",
-                _projected_fast(m, known, every),
-                missing=f"{m.label}: too few {units(m)} to be judged at the next evaluation at this pace",
-                standard=n, family="mechanics"),
     ]
 
 
@@ -357,32 +317,10 @@ def _late_parcels(policy: Policy) -> Feature:
                    family="mechanics")
 
 
-def _load(policy: Policy) -> Feature:
-    """The seller's load: its orders of the last FAST_DAYS days against its usual week (orders per day over the
-    USUAL_DAYS - FAST_DAYS days before, or its tenure's days before when shorter, times 7). A seller whose volume
-    surges past what it usually handles ships late first, then answers late and cancels: a surge during the year
-    teaches what the holiday peak, when every seller's volume surges, will do. Empty for a seller with fewer than
-    14 days of tenure before the last week, or no orders in them."""
-    day = f"CAST({DAY_US} AS DOUBLE)"
-    before = f"LEAST({USUAL_DAYS - FAST_DAYS}.0, (as_of_day * {DAY_US} - onboarded_us) / {day} - {FAST_DAYS})"
-    usual = f"((w{USUAL_DAYS}_orders_all - w{FAST_DAYS}_orders_all) * 7.0 / {before})"
-    return Feature(f"orders_{FAST_DAYS}d_vs_usual_week", "float", USUAL_DAYS,
-                   f"Orders in the last {FAST_DAYS} days over the seller's usual week (its daily orders in the "
-                   f"{USUAL_DAYS - FAST_DAYS} days before, times 7): load against what it usually handles.",
-                   f"Orders in the last {FAST_DAYS} days against this seller's usual week: {{value:.2f}}x",
-                   f"CASE WHEN {before} >= 14 AND w{USUAL_DAYS}_orders_all > w{FAST_DAYS}_orders_all "
-                   f"THEN w{FAST_DAYS}_orders_all / {usual} END",
-                   missing=f"Orders in the last {FAST_DAYS} days against this seller's usual week: too new or no "
-                           "orders before to compare",
-                   standard=standard_driven_by(policy, "on_time_deliveries", "late_shipments"), family="mechanics")
-
-
 def _mechanics_features(policy: Policy) -> list[Feature]:
     """What the label's own arithmetic already fixes about the coming evaluations (family "mechanics"): per
-    standard its next evaluation (`_standard_mechanics`), then the late deliveries already certain at t and the
-    seller's load against its usual week."""
-    return ([f for m in policy.metrics.values() for f in _standard_mechanics(m, policy)]
-            + [_late_parcels(policy), _load(policy)])
+    standard its next evaluation (`_standard_mechanics`), then the late deliveries already certain at t."""
+    return [f for m in policy.metrics.values() for f in _standard_mechanics(m, policy)] + [_late_parcels(policy)]
 
 
 def _own_rate_minus(rate, policy: Policy, days: int, world_column: str) -> str | None:

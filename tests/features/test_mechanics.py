@@ -32,8 +32,6 @@ AS_OF = [T - 7 * DAY, T, T + 3 * DAY]  # a week before, t, and a Thursday (off t
 CUTOFF = T + 30 * DAY
 US = timedelta(microseconds=1)
 RECENT = 30                          # the recent pace a projection assumes: the last 30 days
-FAST = 7                             # the short pace taken instead when its volume is busier: the last 7 days
-USUAL = 90                           # a seller's usual week: its orders per day over the 83 days before the last 7
 LOST_AFTER = pd.Timedelta(days=30)   # a parcel undelivered 30 days after shipping counts as lost
 REL = 1e-9
 
@@ -92,16 +90,6 @@ def _edges(b: EventsBuilder) -> None:
     b.order("EDGE", T - 3 * HOUR, ship_by=5 * HOUR, shipped=3 * HOUR, handover=4 * HOUR, delivered=2 * DAY)  # at T
 
 
-def _surge(b: EventsBuilder) -> None:
-    """Seller SURGE, onboarded 25 days before T: one order a day, then four a day from 7 days before T. At T its
-    usual week is 18 orders over the 18 days before the last 7, times 7 (7 orders), and the last 7 days hold 28:
-    4.0x; a week before T it has 11 days before its last week, too few for a usual week."""
-    b.seller("SURGE", T - 25 * DAY)
-    for k in range(25, -6, -1):
-        for _ in range(4 if k <= 7 else 1):
-            b.order("SURGE", T - k * DAY + 10 * HOUR)
-
-
 @pytest.fixture(scope="module")
 def events(tmp_path_factory) -> Path:
     b = EventsBuilder()
@@ -111,7 +99,6 @@ def events(tmp_path_factory) -> Path:
         _busy(b, rng, seller, per_day)
     b.seller("EDGE", datetime(2024, 1, 1))
     _edges(b)
-    _surge(b)
     out = b.write(tmp_path_factory.mktemp("mechanics") / "events", CUTOFF)
     assert validate_dir(out) == []
     return out
@@ -171,26 +158,9 @@ def hand_standard(ev: pd.DataFrame, m: Metric, policy: Policy, t: pd.Timestamp) 
 
     (known_num, known_den), (recent_num, recent_den) = part(w - c), part(RECENT)
     num, den = known_num + recent_num * c / RECENT, known_den + recent_den * c / RECENT
-    fast_num, fast_den = part(FAST)
-    if fast_den / FAST > recent_den / RECENT:  # the last week is busier: its pace
-        f_num, f_den = known_num + fast_num * c / FAST, known_den + fast_den * c / FAST
-    else:
-        f_num, f_den = num, den
     return {f"{m.name}_next_known_gap": _gap(m, known_num, known_den),
             f"{m.name}_leaving_next": against(*part(w)) - against(known_num, known_den),
-            f"{m.name}_next_projected_gap": _gap(m, num, den) if den >= m.min_count else None,
-            f"{m.name}_next_fast_projected_gap": _gap(m, f_num, f_den) if f_den >= m.min_count else None}
-
-
-def hand_load(ev: pd.DataFrame, onboarded: pd.Timestamp, t: pd.Timestamp) -> float | None:
-    """Orders (every channel) of the last 7 days over the seller's usual week: its orders per day in the days
-    (t - 90 d, t - 7 d], or since it was onboarded when that is later, times 7; none with under 14 such days
-    or no order in them."""
-    orders = ev[ev["measure"] == "orders"]["time"]
-    last = int(((orders > t - pd.Timedelta(days=FAST)) & (orders <= t)).sum())
-    before = int(((orders > t - pd.Timedelta(days=USUAL)) & (orders <= t - pd.Timedelta(days=FAST))).sum())
-    days = min(USUAL - FAST, (t - onboarded) / pd.Timedelta(days=1) - FAST)
-    return last / (before * 7 / days) if days >= 14 and before > 0 else None
+            f"{m.name}_next_projected_gap": _gap(m, num, den) if den >= m.min_count else None}
 
 
 def hand_late_parcels(orders: pd.DataFrame, seller: str, t: pd.Timestamp) -> int:
@@ -209,9 +179,7 @@ def hand_mechanics(tables: dict[str, pd.DataFrame], policy: Policy, seller: str,
     out: dict[str, object] = {}
     for m in policy.metrics.values():
         out |= hand_standard(ev, m, policy, t)
-    onboarded = pd.Timestamp(tables["sellers"].set_index("seller_id").loc[seller, "onboarded_at"])
-    return out | {"late_parcels_in_transit": hand_late_parcels(tables["orders"], seller, t),
-                  "orders_7d_vs_usual_week": hand_load(ev, onboarded, t)}
+    return out | {"late_parcels_in_transit": hand_late_parcels(tables["orders"], seller, t)}
 
 
 def _same(got: object, want: object) -> bool:
@@ -230,7 +198,7 @@ def test_every_mechanics_feature_matches_the_hand_computation(built):
     policy, snaps, tables = built
     names = [f.name for f in feature_spec(policy).features if f.group == "mechanics"]
     problems, compared = [], []
-    for seller in ("BUSY", "MID", "SMALL", "EDGE", "SURGE"):
+    for seller in ("BUSY", "MID", "SMALL", "EDGE"):
         for t in AS_OF:
             row = snaps[(snaps["seller_id"] == seller) & (snaps["as_of"] == pd.Timestamp(t))]
             assert len(row) == 1, f"{seller} at {t}: {len(row)} rows"
@@ -260,14 +228,6 @@ def test_edge_seller_counts_at_t(built):
         # first only; before one 14 days on, (T - 30 d, T - 16 d]: the first two
         leaving = {7: 1, 14: 2}[policy.evaluation_every_days]
         assert row["on_time_delivery_rate_leaving_next"] == leaving
-
-
-def test_surge_seller_load_at_t(built):
-    """SURGE's load, written out (`_surge`): 4.0x its usual week at T, none a week before (too new to compare)."""
-    _, snaps, _ = built
-    load = snaps[snaps["seller_id"] == "SURGE"].set_index("as_of")["orders_7d_vs_usual_week"]
-    assert load[pd.Timestamp(T)] == pytest.approx(4.0, rel=REL)
-    assert pd.isna(load[pd.Timestamp(T - 7 * DAY)])
 
 
 def _shift_future(events: Path, out: Path, t: datetime, by: timedelta) -> Path:
@@ -309,11 +269,9 @@ def test_mechanics_are_declared_per_standard_from_the_policy(name):
     spec = feature_spec(policy)
     mechanics = [f for f in spec.features if f.group == "mechanics"]
     for m in policy.metrics.values():
-        own = sorted(f.name for f in mechanics if f.standard == m.name
-                     and f.name not in ("late_parcels_in_transit", "orders_7d_vs_usual_week"))
+        own = sorted(f.name for f in mechanics if f.standard == m.name and f.name != "late_parcels_in_transit")
         expected = [] if m.window_days <= policy.evaluation_every_days else sorted(
-            f"{m.name}_{s}" for s in ("next_known_gap", "leaving_next", "next_projected_gap",
-                                      "next_fast_projected_gap"))
+            f"{m.name}_{s}" for s in ("next_known_gap", "leaving_next", "next_projected_gap"))
         assert own == expected, m.name
     assert all(f.role == "behaviour" and f.family == "mechanics" for f in mechanics)
     late = spec["late_parcels_in_transit"]

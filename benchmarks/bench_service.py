@@ -16,9 +16,11 @@ Settings are WORKERSxTHREADS, with +telemetry (Prometheus metrics and OpenTeleme
 +unbatched (SELLER_RISK_MAX_BATCH=1: every request scored on its own), +keepalive
 (SELLER_RISK_RECYCLE_EVERY=0: connections never asked to reconnect, so they stay on whichever worker
 accepted them) or +normal (SELLER_RISK_AUDIT_SYNC=normal: the audit's commits reach the operating
-system, not the disk, before the reply: what the disk's flush costs). Targets (printed met or MISSED): in process, one seller per call, p50 <= 1 ms; HTTP
-at concurrency 1, p99 <= 10 ms; at concurrency 32, >= 1,500 requests/s with p99 <= 100 ms and at least
-70% of in-process requests/s (one seller per call, one process per core); no error. Inputs (the demo
+system, not the disk, before the reply: what the disk's flush costs). Targets (printed met or MISSED, the HTTP
+ones judged on the plain 2x1 setting, the service's defaults, never the best of the settings tried): in
+process, one seller per call, p50 <= 1 ms; HTTP at concurrency 1, p99 <= 10 ms; at concurrency 32, >= 1,500
+requests/s with p99 <= 100 ms and at least 70% of in-process requests/s (one seller per call, one process
+per core); no error. Inputs (the demo
 marketplace and champion) are made once under benchmarks/out/ by bench_scoring.py's `demo_champion`.
 
 Where one request's time goes, at concurrency 1: the stages of a /score_seller call timed one by one
@@ -59,6 +61,9 @@ TARGET_P50_IN_MS = 1.0  # in process, one seller per call, one process
 TARGET_P99_MS = 10.0  # HTTP, 1 in flight
 TARGET_RPS, TARGET_P99_32_MS, TARGET_SHARE = 1500.0, 100.0, 0.70  # HTTP, 32 in flight, against in-process
 RUNS = DEMO.parent / "bench_service_runs.jsonl"
+DEFAULT_HTTP = "HTTP, 2 worker(s) x 1 thread(s)"
+"""The rows the targets are judged on: the service as it ships (2 workers x 1 thread, reconnect every ~100
+requests, audit flushed to disk), not whichever setting did best."""
 STAGES = ("parse", "look-up", "score", "reasons", "words, bands and id", "audit", "serialise")
 
 
@@ -239,12 +244,14 @@ def verdicts(rows: list[tuple[str, dict]], base: dict, cores: int) -> list[str]:
     """One line per target (issue 25's): the figure, the target, met or missed."""
     def says(ok: bool) -> str:
         return "met" if ok else "MISSED"
-    http = [r for name, r in rows if name.startswith("HTTP")]
+    judged = next((name for name, _ in rows if name == DEFAULT_HTTP), next(name for name, _ in rows if name.startswith("HTTP")))
+    http = [r for name, r in rows if name == judged]
     one = next(r for name, r in rows if name == "in-process, 1 process(es), 1 seller(s) per call")
-    c1 = min(r["p99_ms"] for r in http if r["concurrency"] == 1)
-    c32 = max((r for r in http if r["concurrency"] == 32), key=lambda r: r["rps"])
+    c1 = next(r["p99_ms"] for r in http if r["concurrency"] == 1)
+    c32 = next(r for r in http if r["concurrency"] == 32)
     share = c32["rps"] / base["rps"]
     return [
+        f"judged on {judged} (the service's defaults), not the best of the settings tried",
         f"in process, one seller per call: p50 {one['p50_ms']:.2f} ms (target <= {TARGET_P50_IN_MS:.0f} ms: "
         f"{says(one['p50_ms'] <= TARGET_P50_IN_MS)})",
         f"HTTP, 1 in flight: p99 {c1:.2f} ms (target <= {TARGET_P99_MS:.0f} ms: {says(c1 <= TARGET_P99_MS)})",
@@ -293,7 +300,8 @@ def print_change(console: Console, rows: list[tuple[str, dict]], previous: dict 
 def _median(runs: list[dict]) -> dict:
     out = {k: float(np.median([r[k] for r in runs])) for k in ("rps", "p50_ms", "p99_ms", "together")}
     return {**out, "concurrency": runs[0]["concurrency"], "errors": sum(r["errors"] for r in runs),
-            "low": min(r["rps"] for r in runs), "high": max(r["rps"] for r in runs)}
+            "low": min(r["rps"] for r in runs), "high": max(r["rps"] for r in runs),
+            "p99_low": min(r["p99_ms"] for r in runs), "p99_high": max(r["p99_ms"] for r in runs)}
 
 
 def main() -> None:
@@ -356,12 +364,13 @@ def main() -> None:
     base = next(r for name, r in rows if name == f"in-process, {cores} process(es), 1 seller(s) per call")
     table = Table(title=f"One seller per request, 5 reasons; median of {args.rounds} round(s) of {args.duration:.0f} s; "
                         f"load average at start {load_avg:.2f} on {cores} cores")
-    for col in ("how", "in flight", "requests/s", "range", "p50 ms", "p99 ms", "scored together", "errors",
+    for col in ("how", "in flight", "requests/s", "range", "p50 ms", "p99 ms", "p99 range", "scored together", "errors",
                 "share of in-process"):
         table.add_column(col, justify="right" if col != "how" else "left")
     for name, r in rows:
         table.add_row(name, str(r["concurrency"]), f"{r['rps']:,.0f}", f"{r['low']:,.0f}-{r['high']:,.0f}",
-                      f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['together']:.0f}", str(r["errors"]),
+                      f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['p99_low']:.1f}-{r['p99_high']:.1f}",
+                      f"{r['together']:.0f}", str(r["errors"]),
                       f"{r['rps'] / base['rps']:.0%}")
     console.print(table)
     for line in verdicts(rows, base, cores):

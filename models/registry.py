@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from features.platform.settings import CHALLENGER, CHAMPION, MODEL_NAME, MODELS_DIR, Settings, env_name
@@ -312,6 +314,38 @@ def resolve(model_uri: str) -> ModelRef:
                                     "train and promote one first") from None
             raise ModelNotFound(_missing_version(client, name, version)) from None
     return ModelRef(mv.name, str(mv.version), mv.run_id)
+
+
+_SPAN = re.compile(r"(train|valid) (\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})")
+
+
+@dataclass(frozen=True)
+class FittedWeeks:
+    """The as-of weeks a registered model was fitted and calibrated on, and the snapshots they came from.
+    A week is out of sample for it only once its labels never reached the model: after `last` plus the
+    label horizon (training.folds.before, the same rule the backtest's folds keep)."""
+
+    features_dir: Path
+    first: date
+    last: date
+
+
+def fitted_weeks(ref: ModelRef) -> FittedWeeks | None:
+    """Read from the version's training run (its `final` split and `features_dir` parameters); None when
+    the run does not say (no run, deleted, on another server, or logged before these parameters)."""
+    from mlflow import MlflowClient
+
+    if not ref.run_id:
+        return None
+    try:
+        params = MlflowClient().get_run(ref.run_id).data.params
+    except Exception:  # a run deleted or on another server: nothing to say
+        return None
+    spans = {m.group(1): (m.group(2), m.group(3)) for m in _SPAN.finditer(params.get("final", ""))}
+    if "train" not in spans or "features_dir" not in params:
+        return None
+    last = spans.get("valid", spans["train"])[1]
+    return FittedWeeks(Path(params["features_dir"]), date.fromisoformat(spans["train"][0]), date.fromisoformat(last))
 
 
 def _missing_version(client, name: str, version: str) -> str:

@@ -23,6 +23,8 @@ from training.folds import Fold, rows
 from training.metrics import by_segment, calibration_by_week, evaluate, evaluate_standards, reason_accuracy, weekly_metrics
 
 MODEL, LOGREG, RULE, CHAMPION = "lightgbm", "logistic_regression", "rule", "champion"
+ON_CHAMPION_WEEKS = f"{MODEL}.champion_weeks"
+"""The challenger's rows on the weeks the champion is scored on: what the gate compares it with."""
 LEAK_AUC = 0.95
 """A single feature that separates breaches this well on its own is treated as a leak, not a signal."""
 
@@ -48,9 +50,24 @@ def _scored(test: pd.DataFrame, score: np.ndarray, model: str, fold: str) -> pd.
     return out
 
 
+@dataclass(frozen=True)
+class Champion:
+    """The model in production, to be judged beside the challenger, and the last as-of week whose label
+    it was fitted or calibrated on (models.registry.fitted_weeks)."""
+
+    model: RiskModel
+    fitted_until: pd.Timestamp
+
+    def unseen(self, weeks: pd.Series, horizon_days: int) -> pd.Series:
+        """The weeks no label it learnt from reached: after `fitted_until` plus the horizon (the folds' rule,
+        training.folds.before). On any other week it would be judged on its own training data."""
+        return weeks > self.fitted_until + pd.Timedelta(days=horizon_days)
+
+
 def score_fold(frame: pd.DataFrame, fold: Fold, spec: FeatureSpec, policy: Policy, params: dict, seed: int,
-               champion: RiskModel | None = None) -> pd.DataFrame:
-    """Fit the model and the baselines on the fold's past; score its test weeks with each."""
+               champion: Champion | None = None) -> pd.DataFrame:
+    """Fit the model and the baselines on the fold's past; score its test weeks with each, and the
+    champion's on those of its test weeks it never learnt from."""
     train, valid, test = untouched(rows(frame, fold.train)), untouched(rows(frame, fold.valid)), rows(frame, fold.test)
     _, cal = halves(valid)
     model = fit_risk_model(train, valid, spec, params, seed, tuple(policy.metrics))
@@ -71,7 +88,9 @@ def score_fold(frame: pd.DataFrame, fold: Fold, spec: FeatureSpec, policy: Polic
     out.append(_scored(test, rule_cal(rule_score(test, policy)), RULE, fold.name))
 
     if champion is not None:
-        out.append(_scored(test, champion.probability(model_frame(test, spec)), CHAMPION, fold.name))
+        unseen = test[champion.unseen(test["as_of"], policy.horizon_days).to_numpy()]
+        if len(unseen):
+            out.append(_scored(unseen, champion.model.probability(model_frame(unseen, spec)), CHAMPION, fold.name))
     return pd.concat(out, ignore_index=True)
 
 
@@ -108,9 +127,11 @@ def suspected_leaks(frame: pd.DataFrame, spec: FeatureSpec, threshold: float = L
 
 
 def run_backtest(frame: pd.DataFrame, folds: list[Fold], spec: FeatureSpec, policy: Policy, params: dict,
-                 seed: int, champion: RiskModel | None = None,
+                 seed: int, champion: Champion | None = None,
                  progress: Callable[[int, int], None] | None = None) -> Backtest:
-    """Score every fold, evaluate each model per fold and pooled, by segment, and look for leaks."""
+    """Score every fold, evaluate each model per fold and pooled, by segment, and look for leaks. With a
+    champion: how many test weeks it never learnt from (`champion.unseen_weeks`, 0 when none) and, on
+    those weeks, the challenger's metrics and segments as model `ON_CHAMPION_WEEKS`."""
     parts = []
     for i, fold in enumerate(folds):
         parts.append(score_fold(frame, fold, spec, policy, params, seed, champion))
@@ -120,6 +141,13 @@ def run_backtest(frame: pd.DataFrame, folds: list[Fold], spec: FeatureSpec, poli
     capacity = policy.review_capacity
     metrics: dict[str, float] = {}
     segments, weekly = [], []
+    if champion is not None:
+        weeks = scored.loc[scored["model"] == CHAMPION, "as_of"].unique()
+        metrics[f"{CHAMPION}.unseen_weeks"] = float(len(weeks))
+        if len(weeks):
+            same = scored[(scored["model"] == MODEL) & scored["as_of"].isin(weeks)]
+            metrics |= {f"{ON_CHAMPION_WEEKS}.{k}": v for k, v in evaluate(same, capacity).items()}
+            segments.append(by_segment(same, capacity).assign(model=ON_CHAMPION_WEEKS))
     for model, by_model in scored.groupby("model", sort=False):
         for fold, part in by_model.groupby("fold", sort=False):
             metrics |= {f"{model}.{fold}.{k}": v for k, v in evaluate(part, capacity).items()}

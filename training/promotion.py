@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from training.backtest import CHAMPION, LOGREG, MODEL, RULE
+from training.backtest import CHAMPION, LOGREG, MODEL, ON_CHAMPION_WEEKS, RULE
 from training.metrics import CALIBRATION_POPULATIONS, weeks_in
 
 HISTORY_TAG = "champion_history"
@@ -103,19 +103,28 @@ def _beats_baselines(metrics: dict[str, float], bounds: GateBounds) -> list[dict
 
 
 def _not_worse_than_champion(metrics: dict[str, float], champion_version: str | None, bounds: GateBounds) -> list[dict]:
-    """Not worse than the champion on the same backtest, within tolerance (nothing to compare when
-    there is no champion; only the baselines when the champion was built for another feature spec)."""
+    """Not worse than the champion on the test weeks it never learnt from, the challenger measured on the
+    same weeks, within tolerance. Nothing to compare when there is no champion, when it was built for
+    another feature spec or its run does not say what it was fitted on, or when its labels reached every
+    test week (a model scored on its own training weeks looks better than any backtest: a model trained
+    again on the same data would be refused for being itself)."""
     if champion_version is None:
         return []
-    if f"{CHAMPION}.pooled.{EW}" not in metrics:
+    unseen = metrics.get(f"{CHAMPION}.unseen_weeks")
+    if unseen is None:
         return _check("not worse than champion", True,
-                      f"champion v{champion_version} was built for another feature spec; compared with the baselines only")
+                      f"champion v{champion_version} was built for another feature spec, or its run does not say which "
+                      "weeks it was fitted on; compared with the baselines only")
+    if unseen == 0:
+        return _check("not worse than champion", True,
+                      f"champion v{champion_version} learnt from labels reaching every test week: no week is out of "
+                      "sample for it; compared with the baselines only")
     checks = []
     for key in (EW, "all.roc_auc"):
-        theirs = _m(metrics, CHAMPION, key)
-        checks += _check(f"not worse than champion ({key})", mine_ok := _m(metrics, MODEL, key) >= theirs - bounds.champion_tolerance,
-                         f"{key} {_m(metrics, MODEL, key):.4f} vs champion v{champion_version} {theirs:.4f} on the same backtest"
-                         + ("" if mine_ok else f" (more than {bounds.champion_tolerance} worse)"))
+        mine, theirs = metrics[f"{ON_CHAMPION_WEEKS}.{key}"], _m(metrics, CHAMPION, key)
+        checks += _check(f"not worse than champion ({key})", ok := mine >= theirs - bounds.champion_tolerance,
+                         f"{key} {mine:.4f} vs champion v{champion_version} {theirs:.4f} on the {unseen:.0f} test "
+                         "week(s) it never learnt from" + ("" if ok else f" (more than {bounds.champion_tolerance} worse)"))
     return checks
 
 
@@ -195,14 +204,15 @@ def _no_segment_collapses(segments: pd.DataFrame, champion_version: str | None, 
     """No segment with enough breaches falls below the ROC AUC floor, or far below the champion's."""
     seg = segments[(segments["population"] == "all") & (segments["positives"] >= bounds.min_segment_positives)]
     mine_seg = seg[seg["model"] == MODEL].set_index(["segment_type", "segment"])["roc_auc"]
+    same_weeks = seg[seg["model"] == ON_CHAMPION_WEEKS].set_index(["segment_type", "segment"])["roc_auc"]
     theirs_seg = seg[seg["model"] == CHAMPION].set_index(["segment_type", "segment"])["roc_auc"]
     collapsed = []
     for key, auc in mine_seg.items():
-        if pd.isna(auc):
-            continue
-        if auc < bounds.min_segment_auc:
+        if not pd.isna(auc) and auc < bounds.min_segment_auc:
             collapsed.append(f"{key[0]}={key[1]}: ROC AUC {auc:.3f} < {bounds.min_segment_auc}")
-        elif champion_version is not None and key in theirs_seg.index and auc < theirs_seg[key] - bounds.segment_drop:
+    for key, auc in same_weeks.items():  # beside the champion, on the weeks it never learnt from
+        if (champion_version is not None and not pd.isna(auc) and key in theirs_seg.index
+                and auc < theirs_seg[key] - bounds.segment_drop):
             collapsed.append(f"{key[0]}={key[1]}: ROC AUC {auc:.3f} vs champion {theirs_seg[key]:.3f}")
     return _check("no segment collapses", not collapsed,
                   "; ".join(collapsed) if collapsed else f"{len(mine_seg)} segments with >= {bounds.min_segment_positives} breaches hold up")

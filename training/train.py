@@ -25,7 +25,7 @@ from features.platform.settings import MODELS_DIR, Settings
 from models.registry import CHALLENGER, CHAMPION as CHAMPION_ALIAS, EXPERIMENT, MODEL_NAME, ensure_experiment, use_store
 from models.reasons.choose import reason_sources
 from models.risk_model import RiskModel, model_frame
-from training.backtest import CHAMPION, LOGREG, MODEL, RULE, Backtest, run_backtest
+from training.backtest import CHAMPION, LOGREG, MODEL, ON_CHAMPION_WEEKS, RULE, Backtest, Champion, run_backtest
 from training.dataset import TrainingSet, load_training_set, untouched
 from training.fit import ModelSize, fit_risk_model, model_size
 from training.folds import Fold, final_split, rolling_origin, rows
@@ -68,15 +68,19 @@ class TrainResult:
     tracking_uri: str
 
 
-def _champion(spec_hash: str) -> tuple[RiskModel | None, str | None]:
-    """The current champion, if any, and whether it can be scored on these features."""
-    from models.registry import AliasNotFound, load_risk_model
+def _champion(spec_hash: str) -> tuple[Champion | None, str | None]:
+    """The current champion's version, if any, and the champion to score beside the challenger when it
+    can be: built for these features, with a training run that says which weeks it was fitted on."""
+    from models.registry import AliasNotFound, fitted_weeks, load_risk_model
 
     try:
         model, ref = load_risk_model(f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}")
     except AliasNotFound:  # no champion yet; a registry that cannot be asked is not "no champion"
         return None, None
-    return (model if model.spec_hash == spec_hash else None), ref.version
+    weeks = fitted_weeks(ref)
+    if model.spec_hash != spec_hash or weeks is None:
+        return None, ref.version
+    return Champion(model, pd.Timestamp(weeks.last)), ref.version
 
 
 def _plots(bt: Backtest, model: RiskModel, data: TrainingSet, final: Fold, capacity) -> dict:
@@ -234,11 +238,13 @@ def train(cfg: TrainConfig, report: Report | None = None) -> TrainResult:
 
 
 def summary_rows(result: TrainResult) -> pd.DataFrame:
-    """The pooled backtest, one row per model and population, for people to read."""
+    """The pooled backtest, one row per model and population, for people to read; the champion only on the
+    test weeks it never learnt from, beside the challenger on the same weeks."""
     out = []
-    for m in (MODEL, LOGREG, RULE, CHAMPION):
+    for m, pooled in ((MODEL, f"{MODEL}.pooled"), (LOGREG, f"{LOGREG}.pooled"), (RULE, f"{RULE}.pooled"),
+                      (f"{MODEL} (champion's weeks)", ON_CHAMPION_WEEKS), (CHAMPION, f"{CHAMPION}.pooled")):
         for pop in ("all", "early_warning", "after_intervention"):
-            key = f"{m}.pooled.{pop}"
+            key = f"{pooled}.{pop}"
             if f"{key}.roc_auc" not in result.backtest.metrics:
                 continue
             g = {k.removeprefix(key + "."): v for k, v in result.backtest.metrics.items() if k.startswith(key + ".")}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -50,25 +49,13 @@ def drift_features(scorer: Scorer, n: int = TOP_FEATURES) -> list[str]:
     return [scorer.model.feature_names[i] for i in order[:n]]
 
 
-_SPAN = re.compile(r"(train|valid) (\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})")
-
-
 def training_weeks(scorer: Scorer) -> tuple[Path, date, date] | None:
     """The snapshots folder and first and last as-of week the model was fitted and calibrated on, from
-    its training run's parameters (`features_dir`, `final`); None when the run does not say."""
-    from mlflow import MlflowClient
+    its training run's parameters (`models.registry.fitted_weeks`); None when the run does not say."""
+    from models.registry import fitted_weeks
 
-    if not scorer.ref.run_id:
-        return None
-    try:
-        params = MlflowClient().get_run(scorer.ref.run_id).data.params
-    except Exception:  # a run deleted or on another server: fall back
-        return None
-    spans = {m.group(1): (m.group(2), m.group(3)) for m in _SPAN.finditer(params.get("final", ""))}
-    if "train" not in spans or "features_dir" not in params:
-        return None
-    last = spans.get("valid", spans["train"])[1]
-    return Path(params["features_dir"]), date.fromisoformat(spans["train"][0]), date.fromisoformat(last)
+    weeks = fitted_weeks(scorer.ref)
+    return None if weeks is None else (weeks.features_dir, weeks.first, weeks.last)
 
 
 def sample_weeks(features_dir: Path, first: date, last: date, columns: list[str], rows: int) -> pd.DataFrame:

@@ -4,6 +4,7 @@ the gate, promotion and rollback, and leak detection."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -14,15 +15,24 @@ from mlflow import MlflowClient
 
 from features.platform import layout
 from features.policy.definition import load_policy
-from models.registry import load_risk_model, use_store
+from models.registry import fitted_weeks, load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, model_frame
 from features.pipeline.spec import feature_spec
-from training.backtest import LOGREG, MODEL, RULE, run_backtest
+from training.backtest import LOGREG, MODEL, ON_CHAMPION_WEEKS, RULE, run_backtest
 from training.dataset import load_training_set
 from training.folds import rolling_origin
+from training.metrics import evaluate
 from training.promotion import GateBounds, decide, promote, rollback
 from training.search import best_guess
 from training.train import TrainConfig, TrainResult, train
+
+
+def _weeks_ago(feature_dir: Path, to: Path, weeks: int) -> Path:
+    """The snapshots as they stood `weeks` weeks ago: a copy without the last `weeks` as-of weeks."""
+    shutil.copytree(feature_dir, to)
+    for week in sorted(layout.snapshots_dir(to).glob("as_of=*"))[-weeks:]:
+        shutil.rmtree(week)
+    return to
 
 
 def _latest(feature_dir: Path) -> pd.DataFrame:
@@ -148,17 +158,35 @@ def test_a_model_for_another_feature_spec_is_refused(trained: TrainResult) -> No
 def test_promotion_refuses_a_worse_model_and_rollback_restores_the_champion(feature_dir: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
     fast = {**best_guess(), "learning_rate": 0.1}
-    first = train(TrainConfig(feature_dir, models, seed=1, params=fast))
+    # the champion was trained twelve weeks ago (eight of the weeks it lacks had a label): the last
+    # test weeks of today's backtest are weeks no label it learnt from reached
+    earlier = _weeks_ago(feature_dir, tmp_path / "earlier", 12)
+    first = train(TrainConfig(earlier, models, seed=1, params=fast))
     assert first.gate.passed, first.gate.failures()
     move = promote("seller-risk", models)
     assert move.done and move.to_version == first.version
     client = MlflowClient()
     assert str(client.get_model_version_by_alias("seller-risk", "champion").version) == first.version
 
-    # one tree of two leaves: worse than the champion and than the baselines (on one fold, where the
-    # champion is scored too: the comparison is on the same weeks however many folds)
+    # the same model trained again on the champion's own data: every test week is one the champion
+    # learnt from, so it is not compared (scored on its training weeks it would refuse itself)
+    again = train(TrainConfig(earlier, models, seed=1, params=fast, n_folds=1))
+    line = next(c for c in again.gate.checks if c["check"].startswith("not worse than champion"))
+    assert line["passed"] and "no week is out of sample" in line["detail"], line
+    assert again.backtest.metrics["champion.unseen_weeks"] == 0 and "champion" not in set(again.backtest.scored["model"])
+
+    # one tree of two leaves: worse than the champion and than the baselines, compared on the test weeks
+    # the champion never learnt from, the challenger on the same weeks
     worse = train(TrainConfig(feature_dir, models, seed=1, params={"num_boost_round": 1, "num_leaves": 2}, n_folds=1))
     assert worse.champion_version == first.version and not worse.gate.passed
+    fitted = fitted_weeks(load_risk_model(f"models:/seller-risk/{first.version}")[1])
+    scored = worse.backtest.scored
+    theirs = sorted(scored.loc[scored["model"] == "champion", "as_of"].unique())
+    assert theirs == sorted(worse.folds[0].test) and min(theirs) > pd.Timestamp(fitted.last) + pd.Timedelta(days=28)
+    assert worse.backtest.metrics["champion.unseen_weeks"] == len(theirs) == 4
+    same = scored[(scored["model"] == MODEL) & scored["as_of"].isin(theirs)]
+    assert worse.backtest.metrics[f"{ON_CHAMPION_WEEKS}.early_warning.pr_auc"] == pytest.approx(
+        evaluate(same, load_policy("walmart-us-2026").review_capacity)["early_warning.pr_auc"])
     refused = promote("seller-risk", models)
     assert not refused.done
     assert any("champion" in r and r.startswith("FAILED") for r in refused.reasons)

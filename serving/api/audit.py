@@ -106,21 +106,41 @@ class ServedAudit:
         not before `deadline` (time.monotonic) with the lock waited for: then nothing is written."""
         from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-        from serving.store.store import Store, StoreUnavailable
+        from serving.store.store import StoreUnavailable
 
         late = self._late(deadline)
         if late is not None:
             raise late
         try:
-            if self._store is None:
-                with self._lock:
-                    if self._store is None:
-                        self._store = Store.open(self.db_url, lock_wait_s=self.lock_wait_s, sync=self.sync)
-            self._store.log_served(rows)
+            self._opened().log_served(rows)
         except (SQLAlchemyError, StoreUnavailable, OSError) as err:
             reason = err.orig if isinstance(err, DBAPIError) else err
             line = " ".join(str(reason).split()) or type(reason).__name__
             raise AuditUnavailable(f"score not served: the audit database {self.database} cannot be written ({line})") from None
+
+    def _opened(self):
+        """The store, opened now if it is not yet (Store.open's errors propagate: the next call tries again)."""
+        from serving.store.store import Store
+
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = Store.open(self.db_url, lock_wait_s=self.lock_wait_s, sync=self.sync)
+        return self._store
+
+    def warm_up(self, rows: list[dict]) -> str | None:
+        """Before the worker says it is ready: open the database and run one write's statements on `rows`,
+        rolled back (nothing is kept), so the first request's write costs what the hundredth's does. None
+        when done, else why not (one line): the worker still starts, and the first write tries again."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from serving.store.store import StoreUnavailable
+
+        try:
+            self._opened().rehearse_served(rows)
+        except (SQLAlchemyError, StoreUnavailable, OSError, ValueError) as err:
+            return " ".join(str(err).split())[:300] or type(err).__name__
+        return None
 
     def _late(self, deadline: float | None) -> AuditUnavailable | None:
         """Why a write due by `deadline` must not start: less time is left than it may wait for the lock."""

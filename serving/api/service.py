@@ -81,7 +81,7 @@ class SellerRisk:
         self.by_features: Coalescer[tuple, tuple] = Coalescer(self._score_features, SETTINGS.max_batch)
         # every record served is first written to the decisions database (serving/audit.py), opened on first use
         self.audit = ServedAudit(SETTINGS.db_url, within_s=TIMEOUT_S - AUDIT_MARGIN_S)
-        _warm_up(self.scorer, self.snapshot)
+        _warm_up(self.scorer, self.snapshot, self.audit)
         # what was loaded lives as long as the worker: keep it out of the garbage collector's full
         # passes, which otherwise walk it all and stall requests (p99 at 8 in flight: 184 -> 6 ms)
         gc.freeze()
@@ -209,14 +209,20 @@ class _NoRequestValues(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], ValidationError))
 
 
-def _warm_up(scorer: Scorer, snapshot: Snapshot) -> None:
-    """Score a seller of the snapshot once, unserved and unaudited, before the worker says it is ready:
-    the trees' TreeSHAP tables, the compiled kernels and the policy's cached terms are built now, so the
-    first request is as fast as the hundredth."""
-    if len(snapshot):
-        first = next(iter(snapshot.index))
-        for lowering in (0, 1):
-            scorer.records(scorer.score_ids(snapshot, [first], top=5, lowering=lowering))
+def _warm_up(scorer: Scorer, snapshot: Snapshot, audit: ServedAudit) -> None:
+    """Score a seller of the snapshot once, unserved, before the worker says it is ready: the trees'
+    TreeSHAP tables, the compiled kernels and the policy's cached terms are built now, and the audit
+    database is opened and its write rehearsed (rolled back, nothing kept), so the first request is as
+    fast as the hundredth (benchmarks/bench_service.py times both)."""
+    if not len(snapshot):
+        return
+    first = next(iter(snapshot.index))
+    for lowering in (0, 1):
+        scored = scorer.score_ids(snapshot, [first], top=5, lowering=lowering)
+        scorer.records(scored)
+    why = audit.warm_up(served_rows(scorer, scored, snapshot_features(snapshot, scorer, [first])))
+    if why is not None:
+        log.warning(json.dumps({"event": "audit_not_warmed", "database": audit.database, "why": why}))
 
 
 def _log_to_stdout() -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, event, exists, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, event, exists, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -439,13 +439,18 @@ class Store:
         added (each distinct list of names and set of values once, by digest), the records appended."""
         if not rows:
             return
-        records, values, names = _served_rows(rows)
         with self._writer.begin() as connection:
-            chain.append(connection, "served_scores", records)
-            connection.execute(_KEEP_NAMES, [{"digest": d, "names": t} for d, t in names.items()])
-            connection.execute(_KEEP_VALUES, [{"digest": d, "names_digest": n, "feature_values": v}
-                                              for d, (n, v) in values.items()])
-            connection.execute(_INSERT_SERVED, records)
+            _append_served(connection, rows)
+
+    def rehearse_served(self, rows: list[dict]) -> None:
+        """`log_served`'s transaction on `rows`, rolled back: nothing is kept, and the statements, the
+        connection and the database's pages are ready for the first real write (a worker's warm-up)."""
+        with self._writer.connect() as connection:
+            transaction = connection.begin()
+            try:
+                _append_served(connection, rows)
+            finally:
+                transaction.rollback()
 
     def verify(self, archives: bool = False) -> chain.Verdict:
         """Walk the decisions' and served records' hash chains and check the append-only triggers; with
@@ -567,6 +572,17 @@ _KEEP_VALUES = text("INSERT INTO served_features (digest, names_digest, feature_
                     "WHERE NOT EXISTS (SELECT 1 FROM served_features WHERE digest = :digest)")
 """Feature names and values are added once: what is kept already (for another record, or earlier in the
 batch) is skipped."""
+
+
+def _append_served(connection: Connection, rows: list[dict]) -> None:
+    """Within the caller's transaction: the chain head locked and moved, the feature names and values not
+    kept yet added, the records appended."""
+    records, values, names = _served_rows(rows)
+    chain.append(connection, "served_scores", records)
+    connection.execute(_KEEP_NAMES, [{"digest": d, "names": t} for d, t in names.items()])
+    connection.execute(_KEEP_VALUES, [{"digest": d, "names_digest": n, "feature_values": v}
+                                      for d, (n, v) in values.items()])
+    connection.execute(_INSERT_SERVED, records)
 
 
 def _served_rows(rows: list[dict]) -> tuple[list[dict], dict[str, tuple[str, str]], dict[str, str]]:

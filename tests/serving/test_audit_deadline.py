@@ -82,3 +82,32 @@ def test_writes_queued_behind_a_lock_are_refused_not_written_late(db) -> None:
     store = Store.open(url)
     assert [store.served(f"r-{i}") for i in range(3)] == [None, None, None]
     store.close()
+
+
+def test_the_warm_up_rehearses_a_write_and_keeps_nothing(db) -> None:
+    """A worker opens the audit and runs a write's statements before it says ready (rolled back), so the
+    first request does not pay for them; the chain is as if it never happened."""
+    url, path = db
+    audit = ServedAudit(url)
+    assert audit.warm_up([_row("r-rehearsed")]) is None
+    assert audit._store is not None  # opened before any request
+    store = Store.open(url)
+    assert store.served("r-rehearsed") is None
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT count(*) FROM served_scores").fetchone() == (0,)
+    audit.write([_row("r-served")])
+    assert store.served("r-served") is not None and store.verify().problems == []
+    store.close()
+    audit.close()
+
+
+def test_a_warm_up_that_cannot_open_the_audit_says_why_and_the_first_write_tries_again(tmp_path: Path) -> None:
+    """The worker still starts (its requests get the 503 naming the database until it can be written)."""
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the database's folder should be")
+    audit = ServedAudit(f"sqlite:///{blocked}/console.db")
+    why = audit.warm_up([_row("r-1")])
+    assert why and "\n" not in why
+    with pytest.raises(AuditUnavailable, match="not-a-folder"):
+        audit.write([_row("r-1")])
+    audit.close()

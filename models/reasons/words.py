@@ -81,8 +81,21 @@ def judged_texts(s: Standing, rows: np.ndarray) -> list[str]:
     context: "Mostly being judged: Seller cancellations 0.0% of 25 orders in the last 30 days (standard:
     at most 2%, judged from 50 orders); its risk comes from how much of it is judged, not from anything
     the seller does on it"."""
-    return [f"Mostly being judged: {status}; its risk comes from how much of it is judged, not from anything "
-            "the seller does on it" for status in status_texts(s, rows)]
+    return [f"{JUDGED}{status}{_JUDGED_END}" for status in status_texts(s, rows)]
+
+
+JUDGED, _JUDGED_END = "Mostly being judged: ", "; its risk comes from how much of it is judged, not from anything the seller does on it"
+
+
+def judged_line(context) -> str:
+    """The being-judged line (`judged_texts`) a record's exposure context starts with, or "" when it has
+    none: what every list shows for a compliant seller whose standard at risk has no reason, in place of
+    one (the queue page, the CLI's queue), so that no queued row is blank."""
+    for c in context if context is not None else ():
+        text = c.get("features") or ""
+        if c.get("group") == "exposure" and text.startswith(JUDGED) and _JUDGED_END in text:
+            return text[:text.index(_JUDGED_END) + len(_JUDGED_END)]
+    return ""
 
 
 def reason_texts(s: Standing, rows: np.ndarray) -> list[str]:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from features.platform import layout
 from features.policy.definition import Policy, PolicyError, load_policy
+from models.reasons.words import judged_line
 from serving.batch.summary import EARLY_WARNING
 from serving.console.errors import BadInput, NotFound
 from serving.records import queue_columns
@@ -289,23 +290,28 @@ def _list_order(table: pa.Table) -> np.ndarray:
 def queue_frame(table: pa.Table) -> pd.DataFrame:
     """One row per queued seller: the list, rank, risk, band, and the record's standard at risk (for a
     seller missing standards, the missed one with the largest share of the risk) with that standard's
-    own reason, or, for a seller missing a standard, its recovery path: what the seller page and the
-    HTTP record say, never another standard's reason. The standard filter finds a seller by its
+    own reason (when it has none, the record's line saying its risk comes from being judged), or, for a
+    seller missing a standard, its recovery path: what the seller page and the HTTP record say, never
+    another standard's reason. The standard filter finds a seller by its
     standard at risk, or by the standards it misses now."""
     reasons = table.column("reasons").to_pylist()
     missed = table.column("standards_missed_now").to_pylist()
     recovery = table.column("recovery").to_pylist()
     at_risk = (table.column("standard_at_risk").to_pylist() if "standard_at_risk" in table.column_names
                else [None] * table.num_rows)
-    first_standard, first_text, standards = [], [], []
-    for r, m, rec, a in zip(reasons, missed, recovery, at_risk):
+    context = (table.column("context").to_pylist() if "context" in table.column_names else [None] * table.num_rows)
+    first_standard, first_text, kind, standards = [], [], [], []
+    for r, m, rec, a, c in zip(reasons, missed, recovery, at_risk, context):
         r, m, rec = r or [], m or [], rec or []
         a = a or (m[0] if m else "")
         first_standard.append(a)
         if m:
             first_text.append(next((x["text"] for x in rec if x["standard"] == a), rec[0]["text"] if rec else ""))
+            kind.append("recovery")
         else:
-            first_text.append(next((x["text"] for x in r if x["standard"] == a), ""))
+            own = next((x["text"] for x in r if x["standard"] == a), "")
+            first_text.append(own or judged_line(c))
+            kind.append("behaviour" if own else "judged")
         standards.append("|" + "|".join(dict.fromkeys(m or ([a] if a else []))) + "|")
     return pd.DataFrame({
         "seller_id": table.column("seller_id").to_pylist(),
@@ -316,6 +322,7 @@ def queue_frame(table: pa.Table) -> pd.DataFrame:
         "risk_band": table.column("risk_band").to_pylist(),
         "standard": first_standard,
         "reason": first_text,
+        "reason_kind": kind,  # behaviour (the standard's own reason), judged (its being-judged line), recovery
         "standards": standards,
         "model_version": table.column("model_version").to_pylist(),
     })

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from features.platform.formatting import percent, percent_against
 from features.policy.definition import Policy
 from features.policy.standing import back_by, standing
-from models.reasons.words import reason_text, reason_texts, recovery_text, recovery_texts, status_texts
+from models.reasons.words import (judged_line, judged_texts, reason_text, reason_texts, recovery_text, recovery_texts,
+                                  status_texts)
 from tests.standing_frames import standing_frame
 
 
@@ -30,6 +31,21 @@ def test_cancellation_reasons_hand_worked(policy: Policy) -> None:
     assert reason_text(s, 4) == "Seller cancellations: no orders in the last 30 days (standard: at most 2%); " \
                                 "not judged yet: 0 of the 50 orders it needs"
     assert reason_texts(s, np.arange(5)) == [reason_text(s, i) for i in range(5)]
+
+
+def test_a_seller_at_risk_only_for_being_judged_gets_one_line_every_list_reads_back(policy: Policy) -> None:
+    """A new seller, 0 cancellations of 25 orders (judged from 50): its standard at risk has no reason, and
+    the queue page and the CLI show the line its record's exposure context starts with, never a blank."""
+    m = policy.metrics["cancellation_rate"]
+    s = standing(standing_frame(m, [(0, 25)], trend=float("nan")), m)  # new: no 30 days before
+    line = ("Mostly being judged: Seller cancellations 0.0% of 25 orders in the last 30 days (standard: at most 2%, "
+            "judged from 50 orders); its risk comes from how much of it is judged, not from anything the seller does on it")
+    assert judged_texts(s, np.array([0])) == [line]
+    context = [{"group": "history", "features": "Never warned by the marketplace"},
+               {"group": "exposure", "features": f"{line}; Orders in the last 7 days: 23"}]
+    assert judged_line(context) == line
+    assert judged_line([{"group": "exposure", "features": "Orders in the last 7 days: 23"}]) == ""
+    assert judged_line([{"group": "context", "features": line}]) == "" and judged_line(None) == ""
 
 
 def test_on_time_reasons_hand_worked(policy: Policy) -> None:

@@ -202,8 +202,13 @@ def test_the_queue_lists_the_weeks_early_warning_sellers_then_the_recovery_list(
         assert row[2] == f"{want['risk_score']:.1%}"
         at_risk = want["standard_at_risk"]  # the standard it is likeliest to miss, with its reason when it has one
         assert row[3] == policy.metrics[at_risk].label
-        # that standard's own reason, never another standard's (none when it has no reason)
-        assert row[4] == next((x["text"] for x in want["reasons"] if x["standard"] == at_risk), "")
+        # that standard's own reason, never another standard's
+        own = next((x["text"] for x in want["reasons"] if x["standard"] == at_risk), "")
+        if own:
+            assert row[4] == own
+        else:  # none: the record's line saying its risk comes from being judged on it, never a blank row
+            exposure = next(c["features"] for c in want["context"] if c["group"] == "exposure")
+            assert row[4].startswith(f"Mostly being judged: {policy.metrics[at_risk].label} ") and row[4] in exposure
         assert row[5] == want["risk_band"]
         assert row[8] == "open"
     recovery = week_rows[week_rows["queue"] == "recovery"].sort_values("queue_rank")

@@ -83,11 +83,15 @@ def _ids(path: Path) -> Path:
 
 
 def serve(workers: int, threads: int, extra: str, port: int, log: Path) -> subprocess.Popen:
+    (log.parent / "data").mkdir(exist_ok=True)
     env = {**os.environ, "SELLER_RISK_THREADS": str(threads), "SELLER_RISK_TELEMETRY": str(int(extra == "telemetry")),
            "SELLER_RISK_MAX_BATCH": "1" if extra == "unbatched" else os.environ.get("SELLER_RISK_MAX_BATCH", "256"),
            "SELLER_RISK_RECYCLE_EVERY": "0" if extra == "keepalive" else os.environ.get("SELLER_RISK_RECYCLE_EVERY", "100"),
-           "SELLER_RISK_AUDIT_SYNC": "normal" if extra == "normal" else os.environ.get("SELLER_RISK_AUDIT_SYNC", "full")}
-    env.pop("SELLER_RISK_API_KEY", None)
+           "SELLER_RISK_AUDIT_SYNC": "normal" if extra == "normal" else os.environ.get("SELLER_RISK_AUDIT_SYNC", "full"),
+           # the audit the requests write goes to the benchmark's own folder, never the reviewers' database
+           "SELLER_RISK_DATA": str(log.parent / "data")}
+    for name in ("SELLER_RISK_API_KEY", "SELLER_RISK_DB"):
+        env.pop(name, None)
     proc = subprocess.Popen([str(BIN / "seller-risk"), "serve", "--features", str(DEMO / "features"),
                              "--models", str(DEMO / "models"), "--port", str(port), "--workers", str(workers)],
                             env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)

@@ -26,7 +26,7 @@ from features.platform import layout
 from features.policy.definition import Policy, load_policy
 from features.platform.settings import CHAMPION_URI, MODELS_DIR
 from features.policy.standing import Standing, back_by, standing_inputs, standings
-from models.reasons.words import judged_texts, reason_texts, recovery_texts
+from models.reasons.words import PEERS, Peer, judged_texts, peer_texts, reason_texts, recovery_texts
 from models.registry import ModelRef, load_risk_model, use_store
 from models.risk_model import ModelSpecMismatch, RiskModel
 from features.pipeline.spec import FeatureSpec, feature_spec
@@ -155,6 +155,13 @@ class Scorer:
         return feature_groups(self.spec, list(self.policy.metrics))
 
     @cached_property
+    def _peer_columns(self) -> dict[str, tuple[Peer, int]]:
+        """For each standard with a peer (models.reasons.words.PEERS) whose feature the model reads: the
+        peer and where its feature sits in the model inputs."""
+        at = {n: j for j, n in enumerate(self.spec.names)}
+        return {m: (p, at[p.feature]) for m, p in PEERS.items() if m in self.policy.metrics and p.feature in at}
+
+    @cached_property
     def _standing_columns(self) -> dict[str, int]:
         """Where each feature a standing is read from sits in the model inputs."""
         at = {n: j for j, n in enumerate(self.spec.names)}
@@ -180,7 +187,7 @@ class Scorer:
         band, meaning = self.bands(ex.score, _any_missed(missing), as_of)
         shares = standard_shares(ex.score, per_standard)
         up, down = (_reason_rows(choose_reasons(self.model, X, shares, stand, self.spec, self.policy.reasons.min_effect,
-                                                k, direction, self.threads), stand, self.policy)
+                                                k, direction, self.threads), stand, self.policy, X, self._peer_columns)
                     for k, direction in ((top, "raises"), (lowering, "lowers")))
         seller_id = np.asarray(seller_id, dtype=object)
         ids = record_ids(X, seller_id, as_of, self.ref.name, self.ref.version, self.spec.hash)
@@ -431,8 +438,10 @@ def _say_when_judged(context: np.ndarray, at_risk: np.ndarray, reasons: Standard
             context[rows, exposure] = [f"{line}; {c}" if c else line for line, c in zip(lines, context[rows, exposure])]
 
 
-def _reason_rows(reasons: StandardReasons, stand: dict[str, Standing], policy: Policy) -> ReasonRows:
-    """Reasons by standard with where each seller stands against the standard, worded (one pass per standard)."""
+def _reason_rows(reasons: StandardReasons, stand: dict[str, Standing], policy: Policy, X: np.ndarray,
+                 peers: Mapping[str, tuple[Peer, int]]) -> ReasonRows:
+    """Reasons by standard with where each seller stands against the standard, worded (one pass per
+    standard), each with what its peers show when the standard has a peer."""
     n = len(reasons)
     label = np.empty(n, dtype=object)
     value = np.full(n, np.nan)
@@ -447,7 +456,11 @@ def _reason_rows(reasons: StandardReasons, stand: dict[str, Standing], policy: P
         value[where] = s.rate[rows]
         volume[where] = s.volume[rows]
         headroom[where] = s.headroom[rows]
-        text[where] = reason_texts(s, rows)
+        words = reason_texts(s, rows)
+        if name in peers:
+            peer, j = peers[name]
+            words = [w + p for w, p in zip(words, peer_texts(peer, X[rows, j]))]
+        text[where] = words
     return ReasonRows(reasons, label, value, volume, headroom, text)
 
 

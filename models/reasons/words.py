@@ -16,6 +16,7 @@ rows of one standard and binds the standard's own words once; the one-seller for
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
@@ -96,6 +97,36 @@ def judged_line(context) -> str:
         if c.get("group") == "exposure" and text.startswith(JUDGED) and _JUDGED_END in text:
             return text[:text.index(_JUDGED_END) + len(_JUDGED_END)]
     return ""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """What the other sellers show on a standard's events, from a world feature (features.pipeline.world):
+    told beside a reason, so that a seller whose late deliveries come from a carrier late for everyone
+    reads differently from one that ships late. Context, never a reason of its own."""
+
+    feature: str  # the world feature: a rate of the same events over every seller of a carrier, region or category
+    who: str  # "sellers on its carriers in its region"
+    days: int  # the feature's window
+    misses: bool  # the feature counts the misses of an at-least standard (late, invalid): the standard's rate is 1 - it
+
+
+PEERS = {
+    "on_time_delivery_rate": Peer("carrier_late_delivery_rate_7d", "sellers on its carriers in its region", 7, True),
+    "valid_tracking_rate": Peer("region_invalid_tracking_rate_30d", "sellers in its region", 30, True),
+    "return_rate": Peer("category_return_rate_60d", "sellers in its category", 60, False),
+    "negative_feedback_rate": Peer("category_negative_feedback_rate_60d", "sellers in its category", 60, False),
+}
+"""The peers a standard's reasons are told beside (the issue's example: "on-time deliveries 86% (sellers on
+the same carrier in this region: 84% this week)"); a standard without one, or a row without the feature's
+value, has no peer clause."""
+
+
+def peer_texts(peer: Peer, values: np.ndarray) -> list[str]:
+    """The peer clause for each value of `peer.feature` ("" when unknown): "; sellers on its carriers in
+    its region: 84.1% in the last 7 days", the standard's own rate (on time, not late), its window named."""
+    rates = 1.0 - values if peer.misses else values
+    return ["" if r != r else f"; {peer.who}: {percent(r)} in the last {peer.days} days" for r in rates.tolist()]
 
 
 def reason_texts(s: Standing, rows: np.ndarray) -> list[str]:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from features.platform.formatting import percent, percent_against
 from features.policy.definition import Policy
 from features.policy.standing import back_by, standing
-from models.reasons.words import (judged_line, judged_texts, reason_text, reason_texts, recovery_text, recovery_texts,
+from models.reasons.words import (PEERS, judged_line, judged_texts, peer_texts, reason_text, reason_texts, recovery_text, recovery_texts,
                                   status_texts)
 from tests.standing_frames import standing_frame
 
@@ -46,6 +46,15 @@ def test_a_seller_at_risk_only_for_being_judged_gets_one_line_every_list_reads_b
     assert judged_line(context) == line
     assert judged_line([{"group": "exposure", "features": "Orders in the last 7 days: 23"}]) == ""
     assert judged_line([{"group": "context", "features": line}]) == "" and judged_line(None) == ""
+
+
+def test_a_reason_is_told_beside_what_its_peers_show() -> None:
+    """15.9% of the deliveries on a seller's carriers in its region late this week reads as their on-time
+    rate, its window named; 5.1% of its category's delivered orders returned, as it is; unknown: nothing."""
+    assert peer_texts(PEERS["on_time_delivery_rate"], np.array([0.159, np.nan])) == [
+        "; sellers on its carriers in its region: 84.1% in the last 7 days", ""]
+    assert peer_texts(PEERS["return_rate"], np.array([0.051, 0.06])) == [
+        "; sellers in its category: 5.1% in the last 60 days", "; sellers in its category: 6% in the last 60 days"]
 
 
 def test_on_time_reasons_hand_worked(policy: Policy) -> None:

@@ -17,7 +17,8 @@ import pytest
 from features.platform import layout
 from features.policy.definition import ReviewCapacity
 from features.policy.standing import standings
-from models.reasons.words import reason_text, recovery_text
+from features.platform.formatting import percent
+from models.reasons.words import PEERS, reason_text, recovery_text
 from serving.batch.summary import EARLY_WARNING, RECOVERY, weekly_queues
 from serving.records import SCORE_ARROW, ScoreRecord
 
@@ -121,14 +122,21 @@ def test_every_record_is_a_valid_score_record_whose_groups_add_up_to_the_score(r
 
 
 def test_every_reason_is_worded_as_standing_words_it(records, snapshot, scorer) -> None:
-    """The batch words its reasons column-wise (`reason_texts`); each sentence is `reason_text`'s."""
+    """The batch words its reasons column-wise (`reason_texts`); each sentence is `reason_text`'s, then,
+    for a standard with peers, what the other sellers show, read off the snapshot's world feature."""
     stand = standings(snapshot, scorer.policy)
-    n = 0
+    n = peered = 0
     for i, r in enumerate(records):
         for x in r["reasons"] + r["lowering_reasons"]:
-            assert x["text"] == reason_text(stand[x["standard"]], i)
+            want = reason_text(stand[x["standard"]], i)
+            peer = PEERS.get(x["standard"])
+            if peer is not None and not pd.isna(value := snapshot.iloc[i][peer.feature]):
+                rate = 1.0 - float(value) if peer.misses else float(value)
+                want += f"; {peer.who}: {percent(rate)} in the last {peer.days} days"
+                peered += 1
+            assert x["text"] == want
             n += 1
-    assert n > len(records) // 2
+    assert n > len(records) // 2 and peered > 0
 
 
 def test_the_population_and_the_recovery_follow_the_snapshots_own_status(records, snapshot, scorer) -> None:

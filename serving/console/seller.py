@@ -102,6 +102,17 @@ def history_rows(history: pd.DataFrame) -> list[dict]:
     return out
 
 
+def _judged(record: dict) -> str:
+    """For a compliant seller whose standard at risk has no reason: the line saying its risk comes from
+    being judged, as its queue row shows it (models.reasons.words.judged_line); else ""."""
+    from models.reasons.words import judged_line
+
+    at_risk = record.get("standard_at_risk")
+    if record.get("standards_missed_now") or any(r.get("standard") == at_risk for r in record.get("reasons") or []):
+        return ""
+    return judged_line(record.get("context"))
+
+
 def record_view(record: dict) -> dict:
     """A score record as the seller page shows it: reasons by standard, context beside them (never as a
     reason), the recovery path, and what the record is (model, spec hash, snapshot date)."""
@@ -115,6 +126,7 @@ def record_view(record: dict) -> dict:
         "missed": list(record.get("standards_missed_now") or []),
         "by_standard": by_standard(record),
         "reasons": [r for r in record.get("reasons") or [] if r.get("direction", "raises") == "raises"],
+        "judged": _judged(record),
         "context": list(record.get("context") or []),
         "recovery": list(record.get("recovery") or []),
         "model": f"{record['model_name']} v{record['model_version']}",

@@ -206,9 +206,11 @@ def test_the_queue_lists_the_weeks_early_warning_sellers_then_the_recovery_list(
         own = next((x["text"] for x in want["reasons"] if x["standard"] == at_risk), "")
         if own:
             assert row[4] == own
-        else:  # none: the record's line saying its risk comes from being judged on it, never a blank row
+        else:  # none (one seller of this week): the record's line saying its risk comes from being judged on it
             exposure = next(c["features"] for c in want["context"] if c["group"] == "exposure")
             assert row[4].startswith(f"Mostly being judged: {policy.metrics[at_risk].label} ") and row[4] in exposure
+            page = client.get(f"/console/sellers/{want['seller_id']}?week={latest}")  # the seller page says it too
+            assert f'<p class="reason-judged">{escape(row[4])}</p>' in page.text
         assert row[5] == want["risk_band"]
         assert row[8] == "open"
     recovery = week_rows[week_rows["queue"] == "recovery"].sort_values("queue_rank")

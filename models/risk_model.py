@@ -32,11 +32,11 @@ if TYPE_CHECKING:
     from models.treeshap import Tables
 
 MODEL_FILE = "model.lgb"  # the file name MLflow's LightGBM flavour uses for a native booster
-EXTRA_FILES = "extra_files"
+EXTRA_FILES = "extra_files"  # where MLflow keeps a model's extra files (the per-standard boosters)
 FEW_ROWS = 64
 """Up to this many rows (a request's sellers) the per-call set-up dominates: per-standard risks go through the
 compiled tree walk and sums through one call each; a batch chunk keeps LightGBM's threaded predict and the
-column loops, which are faster there (same bits either way, tested)."""  # where MLflow keeps a model's extra files (the per-standard boosters)
+column loops, which are faster there (same bits either way, tested)."""
 
 
 class ModelSpecMismatch(ValueError):

@@ -158,14 +158,13 @@ class Scorer:
     def _peer_columns(self) -> dict[str, tuple[Peer, int]]:
         """For each standard with a peer (models.reasons.words.PEERS) whose feature the model reads: the
         peer and where its feature sits in the model inputs."""
-        at = {n: j for j, n in enumerate(self.spec.names)}
+        at = self.spec.position
         return {m: (p, at[p.feature]) for m, p in PEERS.items() if m in self.policy.metrics and p.feature in at}
 
     @cached_property
     def _standing_columns(self) -> dict[str, int]:
         """Where each feature a standing is read from sits in the model inputs."""
-        at = {n: j for j, n in enumerate(self.spec.names)}
-        return {c: at[c] for c in standing_inputs(self.policy)}
+        return {c: self.spec.position[c] for c in standing_inputs(self.policy)}
 
     def standings(self, X: np.ndarray) -> dict[str, Standing]:
         """Where each row stands against every standard, read from the model inputs (so a seller

@@ -109,6 +109,11 @@ class FeatureSpec:
         return {f.name: f for f in self.features}
 
     @cached_property
+    def position(self) -> dict[str, int]:
+        """Each feature's column in the model inputs (spec order)."""
+        return {f.name: j for j, f in enumerate(self.features)}
+
+    @cached_property
     def hash(self) -> str:
         """Identifies what a model is trained on: the features' names, order, dtypes, windows and
         definitions, and the policy's terms that decide the labels and the status at t (thresholds,

@@ -49,15 +49,6 @@ def drift_features(scorer: Scorer, n: int = TOP_FEATURES) -> list[str]:
     return [scorer.model.feature_names[i] for i in order[:n]]
 
 
-def training_weeks(scorer: Scorer) -> tuple[Path, date, date] | None:
-    """The snapshots folder and first and last as-of week the model was fitted and calibrated on, from
-    its training run's parameters (`models.registry.fitted_weeks`); None when the run does not say."""
-    from models.registry import fitted_weeks
-
-    weeks = fitted_weeks(scorer.ref)
-    return None if weeks is None else (weeks.features_dir, weeks.first, weeks.last)
-
-
 def sample_weeks(features_dir: Path, first: date, last: date, columns: list[str], rows: int) -> pd.DataFrame:
     """A repeatable sample of `rows` seller-weeks of the snapshots from `first` to `last`."""
     import duckdb
@@ -107,10 +98,12 @@ def drift_reference(scorer: Scorer, features_dir: Path, as_of: date, out: Path) 
 
 def _training_reference(scorer: Scorer, features: list[str], columns: list[str]) -> Reference | None:
     """The reference cut from the model's own training weeks; None when they are gone or empty."""
-    weeks = training_weeks(scorer)
-    if weeks is None or not layout.snapshots_dir(weeks[0]).is_dir():
+    from models.registry import fitted_weeks
+
+    weeks = fitted_weeks(scorer.ref)
+    if weeks is None or not layout.snapshots_dir(weeks.features_dir).is_dir():
         return None
-    folder, first, last = weeks
+    folder, first, last = weeks.features_dir, weeks.first, weeks.last
     sample = sample_weeks(folder, first, last, columns, REFERENCE_ROWS)
     if not len(sample):
         return None

@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from models.forecast import breach_interval, season_seen
-from serving.batch.drift import DriftCounts, Reference, training_weeks
+from models.registry import fitted_weeks
+from serving.batch.drift import DriftCounts, Reference
 from serving.batch.monitoring import ALL, forecast, ratios_of, warnings
 from serving.batch.ranking import RankedWeek
 from serving.batch.summary import (PSI_ALERT, PSI_WATCH, RECOVERY, band_counts, capacity_coverage, drift_table,
@@ -88,10 +89,10 @@ def unseen_season(scorer: Scorer, as_of: date) -> str:
     """Why the week's breach interval is wider than the matured weeks say, when the champion never trained
     on its season (models.forecast.season_seen over its training weeks); "" when it did, or when its training
     run does not say which weeks it read."""
-    weeks = training_weeks(scorer)
-    if weeks is None or season_seen(weeks[1:], as_of):
+    weeks = fitted_weeks(scorer.ref)
+    if weeks is None or season_seen((weeks.first, weeks.last), as_of):
         return ""
-    return (f"a season the model never trained on (it learnt from {weeks[1]} to {weeks[2]}): a first holiday peak "
+    return (f"a season the model never trained on (it learnt from {weeks.first} to {weeks.last}): a first holiday peak "
             "can move breaches two- or threefold, which no matured week shows yet")
 
 

@@ -191,12 +191,13 @@ def test_a_season_the_champion_never_trained_on_widens_the_forecast(first_run, l
     """The test marketplace holds under a year: the champion's training weeks never held the scored week's
     season, so both forecasts say so and their intervals hold the seasonal error (models.forecast)."""
     from models.forecast import breach_interval, season_seen
-    from serving.batch.drift import training_weeks
+    from models.registry import fitted_weeks
     from serving.scoring import Scorer
 
     out, _ = first_run
     s = json.loads(layout.summary_file(out, latest).read_text())
-    _, first, last = training_weeks(Scorer.load(model_uri, models_dir))
+    weeks = fitted_weeks(Scorer.load(model_uri, models_dir).ref)
+    first, last = weeks.first, weeks.last
     assert first < last < latest and not season_seen([first, last], latest)
     p = read_scores(out, latest, ["risk_score"]).column("risk_score").to_numpy()
     eb, f = s["expected_breaches"], s["breach_forecast"]

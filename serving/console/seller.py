@@ -21,6 +21,7 @@ from features.policy.definition import Policy
 from serving.console.app import Console
 from serving.console.errors import BadInput
 from serving.console.rates import Rates
+from serving.console.tables import at_risk_words
 
 @dataclass(frozen=True)
 class Chart:
@@ -104,13 +105,10 @@ def history_rows(history: pd.DataFrame) -> list[dict]:
 
 def _judged(record: dict) -> str:
     """For a compliant seller whose standard at risk has no reason: the line saying its risk comes from
-    being judged, as its queue row shows it (models.reasons.words.judged_line); else ""."""
-    from models.reasons.words import judged_line
-
-    at_risk = record.get("standard_at_risk")
-    if record.get("standards_missed_now") or any(r.get("standard") == at_risk for r in record.get("reasons") or []):
-        return ""
-    return judged_line(record.get("context"))
+    being judged, as its queue row shows it (tables.at_risk_words); else ""."""
+    _, text, kind = at_risk_words(record.get("reasons"), record.get("standards_missed_now"), record.get("recovery"),
+                                  record.get("standard_at_risk"), record.get("context"))
+    return text if kind == "judged" else ""
 
 
 def record_view(record: dict) -> dict:

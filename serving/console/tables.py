@@ -287,6 +287,21 @@ def _list_order(table: pa.Table) -> np.ndarray:
     return np.lexsort((rank, q != EARLY_WARNING))
 
 
+def at_risk_words(reasons: list | None, missed: list | None, recovery: list | None, at_risk: str | None,
+                  context: list | None) -> tuple[str, str, str]:
+    """A record's standard at risk (for a seller missing standards, the missed one with the largest share)
+    and what is said of it, with its kind: the standard's own reason ("behaviour"), else the line saying its
+    risk comes from being judged ("judged"), or for a seller missing a standard its recovery path
+    ("recovery"). What the queue row and the seller page both say."""
+    reasons, missed, recovery = reasons or [], missed or [], recovery or []
+    at_risk = at_risk or (missed[0] if missed else "")
+    if missed:
+        return at_risk, next((x["text"] for x in recovery if x["standard"] == at_risk),
+                             recovery[0]["text"] if recovery else ""), "recovery"
+    own = next((x["text"] for x in reasons if x["standard"] == at_risk), "")
+    return (at_risk, own, "behaviour") if own else (at_risk, judged_line(context), "judged")
+
+
 def queue_frame(table: pa.Table) -> pd.DataFrame:
     """One row per queued seller: the list, rank, risk, band, and the record's standard at risk (for a
     seller missing standards, the missed one with the largest share of the risk) with that standard's
@@ -302,16 +317,10 @@ def queue_frame(table: pa.Table) -> pd.DataFrame:
     context = (table.column("context").to_pylist() if "context" in table.column_names else [None] * table.num_rows)
     first_standard, first_text, kind, standards = [], [], [], []
     for r, m, rec, a, c in zip(reasons, missed, recovery, at_risk, context):
-        r, m, rec = r or [], m or [], rec or []
-        a = a or (m[0] if m else "")
+        a, text, k = at_risk_words(r, m, rec, a, c)
         first_standard.append(a)
-        if m:
-            first_text.append(next((x["text"] for x in rec if x["standard"] == a), rec[0]["text"] if rec else ""))
-            kind.append("recovery")
-        else:
-            own = next((x["text"] for x in r if x["standard"] == a), "")
-            first_text.append(own or judged_line(c))
-            kind.append("behaviour" if own else "judged")
+        first_text.append(text)
+        kind.append(k)
         standards.append("|" + "|".join(dict.fromkeys(m or ([a] if a else []))) + "|")
     return pd.DataFrame({
         "seller_id": table.column("seller_id").to_pylist(),

@@ -314,14 +314,17 @@ def queue_frame(table: pa.Table) -> pd.DataFrame:
     recovery = table.column("recovery").to_pylist()
     at_risk = (table.column("standard_at_risk").to_pylist() if "standard_at_risk" in table.column_names
                else [None] * table.num_rows)
-    context = (table.column("context").to_pylist() if "context" in table.column_names else [None] * table.num_rows)
     first_standard, first_text, kind, standards = [], [], [], []
-    for r, m, rec, a, c in zip(reasons, missed, recovery, at_risk, context):
-        a, text, k = at_risk_words(r, m, rec, a, c)
+    for r, m, rec, a in zip(reasons, missed, recovery, at_risk):
+        a, text, k = at_risk_words(r, m, rec, a, None)  # the context, read below for the few that need it
         first_standard.append(a)
         first_text.append(text)
         kind.append(k)
         standards.append("|" + "|".join(dict.fromkeys(m or ([a] if a else []))) + "|")
+    judged = [i for i, k in enumerate(kind) if k == "judged"]
+    if judged and "context" in table.column_names:
+        for i, c in zip(judged, table.column("context").take(judged).to_pylist()):
+            first_text[i] = judged_line(c)
     return pd.DataFrame({
         "seller_id": table.column("seller_id").to_pylist(),
         "record_id": table.column("record_id").to_pylist() if "record_id" in table.column_names else None,

@@ -6,6 +6,8 @@ the issue's bounds (training/robustness.py).
     .venv/bin/python benchmarks/bench_robustness.py                          # five regimes, 2,000 sellers
     .venv/bin/python benchmarks/bench_robustness.py --regimes baseline carrier_outages --sellers 800
     .venv/bin/python benchmarks/bench_robustness.py --report                 # the table of the last run kept
+    .venv/bin/python benchmarks/bench_robustness.py --ceiling                # and what a model that saw the
+                                                                             # sellers' hidden state reaches
 
 Each run writes the table and the per-week forecasts (Parquet and CSV) under benchmarks/out/robustness/
 (git-ignored) and appends one line per regime to benchmarks/out/bench_robustness_runs.jsonl. Training uses
@@ -29,7 +31,14 @@ from rich.console import Console
 
 from features.platform.terminal import staged_progress
 from features.simulation.regime import REGIMES
-from training.robustness import RESULTS, RobustnessConfig, run_robustness, table_view, write_results
+from training.robustness import (
+    RESULTS,
+    RobustnessConfig,
+    ceiling_view,
+    run_robustness,
+    table_view,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
@@ -46,6 +55,9 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--trials", type=int, default=0, help="search hyperparameters per regime (0: the fixed ones)")
     ap.add_argument("--out", type=Path, default=OUT / "robustness")
     ap.add_argument("--keep", action="store_true", help="keep each marketplace's events and features")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also backtest a model given the sellers' hidden state (training/ceiling.py): a second "
+                         "table says which bounds no model reaches")
     ap.add_argument("--report", action="store_true", help="print the table of the last run kept under --out")
     return ap.parse_args()
 
@@ -56,24 +68,33 @@ def _title(cfg: RobustnessConfig, seconds: float | None) -> str:
             f"{cfg.n_folds} folds of {cfg.test_weeks} test weeks ({os.cpu_count()} cores{took})")
 
 
+def _print(console: Console, table: pd.DataFrame, bounds, title: str) -> None:
+    """The results table, and the model beside the ceiling when the run measured one."""
+    console.print(table_view(table, bounds, title))
+    if "ceiling_pr_auc" in table.columns:
+        console.print(ceiling_view(table, bounds, "The model beside a model given the sellers' hidden state "
+                                                  "(red in both: no model reaches the bound here)"))
+
+
 def main() -> None:
     args = _args()
     # models.risk_model.model_frame builds the model's matrix a column at a time; pandas warns once per fold
     warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning)
     cfg = RobustnessConfig(out=args.out, regimes=tuple(args.regimes), sellers=args.sellers, weeks=args.weeks,
-                           start=args.start, seed=args.seed, trials=args.trials, keep=args.keep)
+                           start=args.start, seed=args.seed, trials=args.trials, keep=args.keep,
+                           ceiling=args.ceiling)
     console = Console(width=220)
     if args.report:
         table = pd.read_parquet(args.out / f"{RESULTS}.parquet")
         kept = replace(cfg, sellers=int(table["sellers"].iloc[0]), weeks=int(table["weeks"].iloc[0]))
-        console.print(table_view(table, cfg.bounds, _title(kept, None)))
+        _print(console, table, cfg.bounds, _title(kept, None))
         return
     start = time.perf_counter()
     with staged_progress() as report:
         result = run_robustness(cfg, report)
     seconds = time.perf_counter() - start
     written = write_results(result, args.out)
-    console.print(table_view(result.table, cfg.bounds, _title(cfg, seconds)))
+    _print(console, result.table, cfg.bounds, _title(cfg, seconds))
     console.print("written: " + ", ".join(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
                                           for p in written))
     RUNS.parent.mkdir(parents=True, exist_ok=True)

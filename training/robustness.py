@@ -82,6 +82,7 @@ class RobustnessConfig:
     level: float = 0.90  # of the forecast interval
     threads: int = field(default_factory=lambda: Settings.from_env().train_threads)
     keep: bool = False  # keep each marketplace's events and features under out/<regime>/
+    ceiling: bool = False  # also backtest a model given the sellers' hidden state (training/ceiling.py)
     bounds: RobustnessBounds = field(default_factory=RobustnessBounds)
 
 
@@ -223,6 +224,17 @@ def regime_row(scored: pd.DataFrame, folds: Sequence[Fold], capacity: ReviewCapa
 # ------------------------------------------------------------------ the run (I/O: simulate, build, backtest)
 
 
+CEILING = {"pr_auc_model": "ceiling_pr_auc", "pr_auc_over_rule": "ceiling_pr_auc_over_rule",
+           "precision_model": "ceiling_precision", "precision_over_rule": "ceiling_precision_over_rule",
+           "ece_pooled": "ceiling_ece_pooled", "ece_worst_week": "ceiling_ece_worst_week"}
+"""The columns of the ceiling's row (training/ceiling.py) kept beside the model's, renamed."""
+
+
+def ceiling_columns(row: dict) -> dict:
+    """The ceiling's figures out of its own `regime_row`, under the names the table keeps them."""
+    return {new: row[old] for old, new in CEILING.items()}
+
+
 def extended(folds: Sequence[Fold]) -> list[Fold]:
     """The folds with their validation weeks scored too (added to the test weeks); training and
     calibration are unchanged, so the test weeks' scores are the plain backtest's."""
@@ -255,7 +267,7 @@ def backtest_regime(name: str, cfg: RobustnessConfig, say: Report, interval: Int
     work = Path(cfg.out) / name
     policy = load_policy(cfg.policy)
     sim = SimulationConfig(cfg.sellers, cfg.start, cfg.weeks, cfg.seed, regime=regime(name))
-    summary = simulate_marketplace(sim, policy, work / "events", write_latent=False,
+    summary = simulate_marketplace(sim, policy, work / "events", write_latent=cfg.ceiling,
                                    progress=lambda d, t: say(f"{name}: simulate", d, t))
     build_snapshots(work / "events", work / "features", policy, progress=lambda d, t: say(f"{name}: features", d, t))
     data = load_training_set(work / "features")
@@ -265,6 +277,14 @@ def backtest_regime(name: str, cfg: RobustnessConfig, say: Report, interval: Int
                       progress=lambda d, t: say(f"{name}: backtest (folds)", d, t))
     row, weeks = regime_row(bt.scored, folds, policy.review_capacity, policy.horizon_days, cfg.level, cfg.bounds,
                             interval)
+    if cfg.ceiling:
+        from training.ceiling import read_hidden_state, with_hidden_state
+
+        frame, spec = with_hidden_state(data.frame, read_hidden_state(work / "events"), data.spec)
+        top = run_backtest(frame, extended(folds), spec, data.policy, params, cfg.seed,
+                           progress=lambda d, t: say(f"{name}: ceiling (folds)", d, t))
+        row |= ceiling_columns(regime_row(top.scored, folds, policy.review_capacity, policy.horizon_days, cfg.level,
+                                          cfg.bounds, interval)[0])
     if not cfg.keep:
         shutil.rmtree(work, ignore_errors=True)
     facts = {"regime": name, "knobs": regime(name).describe(), "sellers": cfg.sellers, "weeks": cfg.weeks,
@@ -337,4 +357,29 @@ def table_view(table: pd.DataFrame, bounds: RobustnessBounds, title: str):
             f"{r['interval_width']:.2f}" if pd.notna(r.get("interval_width")) else "-",
             f"{r['realised_over_expected']:.2f}",
             _mark(r["passed"], "yes" if r["passed"] else "no"))
+    return view
+
+
+def ceiling_view(table: pd.DataFrame, bounds: RobustnessBounds, title: str):
+    """The model beside the ceiling (a model given the sellers' hidden state, training/ceiling.py) for each
+    bound: where the ceiling misses a bound too (red), no model reaches it on that marketplace."""
+    from rich.table import Table
+
+    from features.platform.terminal import num
+
+    view = Table(title=title)
+    for col in ("regime", f"EW PR AUC x rule >={bounds.pr_auc_over_rule}: model / ceiling",
+                f"queue x rule >={bounds.precision_over_rule}: model / ceiling",
+                f"ECE <={bounds.max_pooled_ece}: model / ceiling", f"worst wk <={bounds.max_week_ece}: model / ceiling"):
+        view.add_column(col, justify="left" if col == "regime" else "right", no_wrap=True)
+    times = "{:.2f}x".format
+    pairs = (("pr_auc_over_rule", "ceiling_pr_auc_over_rule", lambda v: v >= bounds.pr_auc_over_rule, times),
+             ("precision_over_rule", "ceiling_precision_over_rule", lambda v: v >= bounds.precision_over_rule, times),
+             ("ece_pooled", "ceiling_ece_pooled", lambda v: v <= bounds.max_pooled_ece, num),
+             ("ece_worst_week", "ceiling_ece_worst_week", lambda v: v <= bounds.max_week_ece, num))
+    for r in table.to_dict("records"):
+        cells = []
+        for model, top, met, text in pairs:
+            cells.append(f"{_mark(met(r[model]), text(r[model]))} / {_mark(met(r[top]), text(r[top]))}")
+        view.add_row(r["regime"], *cells)
     return view

@@ -16,6 +16,7 @@ from models.forecast import breach_interval
 from training.backtest import LOGREG, MODEL, RULE
 from training.folds import Fold
 from training.robustness import (
+    CEILING,
     RobustnessBounds,
     RobustnessConfig,
     extended,
@@ -153,7 +154,7 @@ def test_verdicts_at_the_bounds_pass_and_just_past_them_or_nan_fail() -> None:
 @pytest.mark.slow
 def test_a_small_run_on_two_marketplaces_gives_the_whole_table(tmp_path: Path) -> None:
     cfg = RobustnessConfig(out=tmp_path / "rob", regimes=("baseline", "carrier_outages"), sellers=300,
-                           start=date(2025, 1, 6), weeks=56, threads=1)
+                           start=date(2025, 1, 6), weeks=56, threads=1, ceiling=True)
     stages = []
     result = run_robustness(cfg, lambda stage, done, total: stages.append(stage))
     table = result.table
@@ -162,7 +163,7 @@ def test_a_small_run_on_two_marketplaces_gives_the_whole_table(tmp_path: Path) -
     numbers = ["breach_share", "early_warning_base_rate", "pr_auc_model", "pr_auc_rule", "pr_auc_logreg",
                "pr_auc_over_rule", "precision_model", "precision_rule", "precision_logreg", "precision_over_rule",
                "precision_over_logreg", "ece_pooled", "ece_worst_week", "interval_coverage",
-               "interval_coverage_out_of_sample", "realised_over_expected"]
+               "interval_coverage_out_of_sample", "realised_over_expected", *CEILING.values()]
     assert all(math.isfinite(v) for v in table[numbers].to_numpy(dtype="float64").ravel())
     assert set(table["passed"]) <= {True, False}
     assert (table["test_weeks"] == 12).all()
@@ -171,5 +172,8 @@ def test_a_small_run_on_two_marketplaces_gives_the_whole_table(tmp_path: Path) -
     assert len(weeks) == 24 and weeks.groupby("regime")["matured_weeks"].min().min() >= 4
     assert ((weeks["low"] <= weeks["expected"]) & (weeks["expected"] <= weeks["high"])).all()
     assert "Regimes" in stages and not (tmp_path / "rob" / "baseline").exists()  # work folders removed
+    assert "baseline: ceiling (folds)" in stages
+    # the ceiling is a second backtest with more inputs, not the model's figures copied
+    assert not np.allclose(table["ceiling_pr_auc"], table["pr_auc_model"])
     written = write_results(result, tmp_path / "rob")
     assert pd.read_parquet(written[0])["regime"].tolist() == ["baseline", "carrier_outages"]

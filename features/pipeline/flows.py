@@ -23,6 +23,13 @@ LOST_AFTER_DAYS = 30
 (it will never count as a delivery), so a seller's lost parcels do not pile up in it for ever."""
 
 
+def day_bucket(us_expr: str) -> str:
+    """SQL for the day bucket k of a time in (day k, day k + 1]: an as-of day D sees buckets below D. A seller's
+    flows and the world around it (`features.pipeline.world`) bucket by it, so a window ending at t holds the
+    same events in both."""
+    return f"CAST(FLOOR(({us_expr} - 1) / {float(DAY_US)}) AS BIGINT)"
+
+
 @dataclass(frozen=True)
 class Flow:
     """Rows of `table` where `condition` holds, each adding `value` on the day of `time_us`

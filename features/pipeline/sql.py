@@ -14,7 +14,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from features.pipeline.flows import DAY_US, Column, Flow, columns, flows, metric_parts, window_columns
+from features.pipeline.flows import (
+    DAY_US,
+    Column,
+    Flow,
+    columns,
+    day_bucket,
+    flows,
+    metric_parts,
+    window_columns,
+)
 from features.policy.definition import Policy
 from features.events.schema import TABLES
 from features.pipeline.spec import FeatureSpec
@@ -52,11 +61,6 @@ def _channelled(table: str) -> str:
         return CHANNELLED[table]
     return (f"SELECT x.*, COALESCE(o.o_channel, 'seller') AS channel FROM {table} x LEFT JOIN "
             f"(SELECT order_id AS o_id, channel AS o_channel FROM t_orders) o ON o.o_id = x.order_id")
-
-
-def _bucket(us_expr: str) -> str:
-    """Day bucket k of a time in (day k, day k + 1]: an as-of day D sees buckets below D."""
-    return f"CAST(FLOOR(({us_expr} - 1) / {float(DAY_US)}) AS BIGINT)"
 
 
 def _fill(sql: str, d: Dialect) -> str:
@@ -112,7 +116,7 @@ def _point_sums(policy: Policy, d: Dialect, table: str, time_us: str, kind: list
     t = _fill(time_us, d)
     keep = " OR ".join(f"({_fill(f.condition, d)})" for f in kind)
     query = (f"SELECT e.seller_id, c.point, {', '.join(f'{x} AS {n}' for n, x in sums.items())}\n"
-             f"  FROM (SELECT *, {_bucket(t)} AS day FROM t_{table} WHERE ({t}) IS NOT NULL AND ({keep})) e\n"
+             f"  FROM (SELECT *, {day_bucket(t)} AS day FROM t_{table} WHERE ({t}) IS NOT NULL AND ({keep})) e\n"
              f"  JOIN probe_calendar c ON c.day = GREATEST(e.day, {first_point})\n"
              f"  GROUP BY e.seller_id, c.point")
     return query, list(sums)

@@ -5,7 +5,7 @@ holiday peak straining the marketplace), so a model can tell a seller's slip fro
 
 Point in time like the flows: each event is dated by the moment it became known (a late delivery when it
 is delivered, an invalid tracking number when the order ships, a return when it is requested, a rating
-when it is submitted) and bucketed by day the same way (`day_bucket`), so a window of W days ending at t
+when it is submitted) and bucketed by day the same way (`flows.day_bucket`), so a window of W days ending at t
 holds buckets t - W .. t - 1, that is every event in (t - W days, t].
 
 The aggregates are over ALL sellers, whatever bucket of sellers a pass computes, so they are staged
@@ -35,7 +35,7 @@ from typing import Protocol
 import pandas as pd
 
 from features.events.schema import FULFILMENT_CHANNELS
-from features.pipeline.flows import DAY_US
+from features.pipeline.flows import day_bucket
 from features.policy.definition import Metric, Policy
 
 DAILY, CONTEXT, CARRIERS, SELLERS = "world_daily", "world_context", "world_carriers", "world_sellers"
@@ -60,11 +60,6 @@ class Engine(Protocol):
     epoch_us: str
 
     def us(self, column: str) -> str: ...
-
-
-def day_bucket(us_expr: str) -> str:
-    """Day bucket k of a time in (day k, day k + 1]: an as-of day D sees buckets below D."""
-    return f"CAST(FLOOR(({us_expr} - 1) / {float(DAY_US)}) AS BIGINT)"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.policy.definition import Policy
+from features.policy.definition import Metric, Policy
 from features.events.schema import TABLES
 
 DAY = pd.Timedelta(days=1)
@@ -129,3 +129,63 @@ def breach_label(ev: Evaluations, horizon_weeks: int) -> tuple[np.ndarray, np.nd
         label[:, k] = any_miss[:, k + 1: k + 1 + horizon_weeks].any(axis=1)
         defined[:, k] = True
     return label, defined
+
+
+# --- the label's mechanics: the next evaluation of each standard as known at t, and late parcels in transit
+
+RECENT = 30                          # the recent pace a projection assumes: the last 30 days
+LOST_AFTER = pd.Timedelta(days=30)   # a parcel undelivered 30 days after shipping counts as lost
+
+
+def _count(ev: pd.DataFrame, measures: tuple[str, ...], channels: tuple[str, ...], t: pd.Timestamp,
+           days: int) -> int:
+    """Counted events of these measures on these channels in (t - days, t]; none for an empty window."""
+    if days <= 0:
+        return 0
+    keep = ev["measure"].isin(measures) & ev["channel"].isin(channels)
+    keep &= (ev["time"] > t - pd.Timedelta(days=days)) & (ev["time"] <= t)
+    return int(keep.sum())
+
+
+def _gap(m: Metric, num: float, den: float) -> float | None:
+    if den <= 0:
+        return None
+    return num / den - m.threshold if m.direction == "at_most" else m.threshold - num / den
+
+
+def hand_standard(ev: pd.DataFrame, m: Metric, policy: Policy, t: pd.Timestamp) -> dict[str, object]:
+    """One standard's next evaluation at t, from the policy's words: one cadence on, over the standard's window."""
+    w, c = m.window_days, policy.evaluation_every_days
+    if w <= c:  # the next evaluation's window lies wholly ahead
+        return {}
+
+    def part(days: int) -> tuple[int, int]:
+        return _count(ev, m.numerator, m.channels, t, days), _count(ev, (m.denominator,), m.channels, t, days)
+
+    def against(num: int, den: int) -> int:
+        return num if m.direction == "at_most" else den - num
+
+    (known_num, known_den), (recent_num, recent_den) = part(w - c), part(RECENT)
+    num, den = known_num + recent_num * c / RECENT, known_den + recent_den * c / RECENT
+    return {f"{m.name}_next_known_gap": _gap(m, known_num, known_den),
+            f"{m.name}_leaving_next": against(*part(w)) - against(known_num, known_den),
+            f"{m.name}_next_projected_gap": _gap(m, num, den) if den >= m.min_count else None}
+
+
+def hand_late_parcels(orders: pd.DataFrame, seller: str, t: pd.Timestamp) -> int:
+    """The seller's own (seller-fulfilled) parcels shipped, past their promised delivery date and neither
+    delivered nor 30 days in transit (lost) at t."""
+    o = orders[(orders["seller_id"] == seller) & (orders["fulfilment_channel"] == "seller")]
+    never = pd.Timestamp("2200-01-01")  # a time after every event: "not yet, as far as anyone knows"
+    arrived = pd.concat([o["delivered_at"].fillna(never), o["shipped_at"] + LOST_AFTER], axis=1).min(axis=1)
+    in_transit = o["shipped_at"].notna() & (o["shipped_at"] <= t) & (t < arrived)
+    return int((in_transit & (o["promised_delivery_by"] <= t)).sum())
+
+
+def hand_mechanics(tables: dict[str, pd.DataFrame], policy: Policy, seller: str, t: pd.Timestamp) -> dict:
+    ev = measure_events(tables)
+    ev = ev[ev["seller_id"] == seller]
+    out: dict[str, object] = {}
+    for m in policy.metrics.values():
+        out |= hand_standard(ev, m, policy, t)
+    return out | {"late_parcels_in_transit": hand_late_parcels(tables["orders"], seller, t)}

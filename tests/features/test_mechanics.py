@@ -4,7 +4,7 @@ The label asks whether a standard is missed at one of the evaluations in (t, t +
 a cadence c on, looks at (t + c - W, t + c], so at t its trailing W - c days are already known, the oldest c
 days of today's window leave it, and c days are still to come; parcels already past their promised delivery
 date will be late deliveries whatever happens. Here every mechanics feature is recomputed in plain pandas from
-hand-built event tables (counted events from `tests.reference`, nothing from the pipeline's flows, SQL or
+hand-built event tables (`tests.reference.hand_mechanics`, from counted events; nothing from the pipeline's flows, SQL or
 spec), for both policies and for a policy judged every 14 days; then the edges of time: an event at exactly t
 counts, one a microsecond later does not, and moving every fact dated after t changes nothing at t.
 """
@@ -21,18 +21,16 @@ import pytest
 
 from features.pipeline.snapshots import build_snapshots, read_snapshots
 from features.pipeline.spec import feature_spec
-from features.policy.definition import Metric, Policy, load_policy
+from features.policy.definition import Policy, load_policy
 from features.events.schema import TABLES
 from features.events.validation import validate_dir
 from tests.events_builder import DAY, HOUR, EventsBuilder, write_tables
-from tests.reference import measure_events
+from tests.reference import hand_mechanics
 
 T = datetime(2025, 6, 2)            # a Monday, midnight: the as-of date the edge cases sit around
 AS_OF = [T - 7 * DAY, T, T + 3 * DAY]  # a week before, t, and a Thursday (off the weekly grid)
 CUTOFF = T + 30 * DAY
 US = timedelta(microseconds=1)
-RECENT = 30                          # the recent pace a projection assumes: the last 30 days
-LOST_AFTER = pd.Timedelta(days=30)   # a parcel undelivered 30 days after shipping counts as lost
 REL = 1e-9
 
 
@@ -126,60 +124,6 @@ def built(request, events) -> tuple[Policy, pd.DataFrame, dict[str, pd.DataFrame
 
 
 # --- by hand ------------------------------------------------------------------------------------
-
-
-def _count(ev: pd.DataFrame, measures: tuple[str, ...], channels: tuple[str, ...], t: pd.Timestamp,
-           days: int) -> int:
-    """Counted events of these measures on these channels in (t - days, t]; none for an empty window."""
-    if days <= 0:
-        return 0
-    keep = ev["measure"].isin(measures) & ev["channel"].isin(channels)
-    keep &= (ev["time"] > t - pd.Timedelta(days=days)) & (ev["time"] <= t)
-    return int(keep.sum())
-
-
-def _gap(m: Metric, num: float, den: float) -> float | None:
-    if den <= 0:
-        return None
-    return num / den - m.threshold if m.direction == "at_most" else m.threshold - num / den
-
-
-def hand_standard(ev: pd.DataFrame, m: Metric, policy: Policy, t: pd.Timestamp) -> dict[str, object]:
-    """One standard's next evaluation at t, from the policy's words: one cadence on, over the standard's window."""
-    w, c = m.window_days, policy.evaluation_every_days
-    if w <= c:  # the next evaluation's window lies wholly ahead
-        return {}
-
-    def part(days: int) -> tuple[int, int]:
-        return _count(ev, m.numerator, m.channels, t, days), _count(ev, (m.denominator,), m.channels, t, days)
-
-    def against(num: int, den: int) -> int:
-        return num if m.direction == "at_most" else den - num
-
-    (known_num, known_den), (recent_num, recent_den) = part(w - c), part(RECENT)
-    num, den = known_num + recent_num * c / RECENT, known_den + recent_den * c / RECENT
-    return {f"{m.name}_next_known_gap": _gap(m, known_num, known_den),
-            f"{m.name}_leaving_next": against(*part(w)) - against(known_num, known_den),
-            f"{m.name}_next_projected_gap": _gap(m, num, den) if den >= m.min_count else None}
-
-
-def hand_late_parcels(orders: pd.DataFrame, seller: str, t: pd.Timestamp) -> int:
-    """The seller's own (seller-fulfilled) parcels shipped, past their promised delivery date and neither
-    delivered nor 30 days in transit (lost) at t."""
-    o = orders[(orders["seller_id"] == seller) & (orders["fulfilment_channel"] == "seller")]
-    never = pd.Timestamp("2200-01-01")  # a time after every event: "not yet, as far as anyone knows"
-    arrived = pd.concat([o["delivered_at"].fillna(never), o["shipped_at"] + LOST_AFTER], axis=1).min(axis=1)
-    in_transit = o["shipped_at"].notna() & (o["shipped_at"] <= t) & (t < arrived)
-    return int((in_transit & (o["promised_delivery_by"] <= t)).sum())
-
-
-def hand_mechanics(tables: dict[str, pd.DataFrame], policy: Policy, seller: str, t: pd.Timestamp) -> dict:
-    ev = measure_events(tables)
-    ev = ev[ev["seller_id"] == seller]
-    out: dict[str, object] = {}
-    for m in policy.metrics.values():
-        out |= hand_standard(ev, m, policy, t)
-    return out | {"late_parcels_in_transit": hand_late_parcels(tables["orders"], seller, t)}
 
 
 def _same(got: object, want: object) -> bool:

@@ -32,9 +32,9 @@ from features.simulation.run import SimulationConfig, simulate_marketplace
 from features.pipeline.snapshots import build_snapshots, read_snapshots
 from features.pipeline.spec import feature_spec
 from features.events.validation import read_cutoff, validate_dir
-from tests.features.test_mechanics import hand_mechanics
-from tests.features.test_world import Hand
 from tests.events_builder import DAY, HOUR, EventsBuilder, write_tables
+from tests.reference import hand_mechanics
+from tests.reference_world import Hand
 
 US = timedelta(microseconds=1)
 TD_DAY = pd.Timedelta(days=1)

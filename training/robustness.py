@@ -82,7 +82,7 @@ class RobustnessConfig:
     level: float = 0.90  # of the forecast interval
     threads: int = field(default_factory=lambda: Settings.from_env().train_threads)
     keep: bool = False  # keep each marketplace's events and features under out/<regime>/
-    ceiling: bool = False  # also backtest a model given the sellers' hidden state (training/ceiling.py)
+    ceiling: str = ""  # "at_t" or "ahead": also backtest a model given the sellers' hidden state (training/ceiling.py)
     bounds: RobustnessBounds = field(default_factory=RobustnessBounds)
 
 
@@ -267,7 +267,7 @@ def backtest_regime(name: str, cfg: RobustnessConfig, say: Report, interval: Int
     work = Path(cfg.out) / name
     policy = load_policy(cfg.policy)
     sim = SimulationConfig(cfg.sellers, cfg.start, cfg.weeks, cfg.seed, regime=regime(name))
-    summary = simulate_marketplace(sim, policy, work / "events", write_latent=cfg.ceiling,
+    summary = simulate_marketplace(sim, policy, work / "events", write_latent=bool(cfg.ceiling),
                                    progress=lambda d, t: say(f"{name}: simulate", d, t))
     build_snapshots(work / "events", work / "features", policy, progress=lambda d, t: say(f"{name}: features", d, t))
     data = load_training_set(work / "features")
@@ -280,10 +280,11 @@ def backtest_regime(name: str, cfg: RobustnessConfig, say: Report, interval: Int
     if cfg.ceiling:
         from training.ceiling import read_hidden_state, with_hidden_state
 
-        frame, spec = with_hidden_state(data.frame, read_hidden_state(work / "events"), data.spec)
+        frame, spec = with_hidden_state(data.frame, read_hidden_state(work / "events"), data.spec, cfg.ceiling,
+                                        policy.horizon_days)
         top = run_backtest(frame, extended(folds), spec, data.policy, params, cfg.seed,
                            progress=lambda d, t: say(f"{name}: ceiling (folds)", d, t))
-        row |= ceiling_columns(regime_row(top.scored, folds, policy.review_capacity, policy.horizon_days, cfg.level,
+        row |= {"ceiling": cfg.ceiling} | ceiling_columns(regime_row(top.scored, folds, policy.review_capacity, policy.horizon_days, cfg.level,
                                           cfg.bounds, interval)[0])
     if not cfg.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -46,6 +46,21 @@ def test_each_row_gets_the_state_of_the_week_that_ends_at_its_as_of(hidden: pd.D
     assert {f.role for f in added} == {"context"} and {f.group for f in added} == {"context"}  # never a reason
 
 
+def test_ahead_gives_the_mean_state_of_the_weeks_of_the_horizon_after_t(hidden: pd.DataFrame) -> None:
+    seller = hidden["seller_id"].iloc[-1]
+    frame = pd.DataFrame({"seller_id": [seller, seller], "as_of": pd.to_datetime(["2025-01-13", "2025-01-27"]),
+                          "orders_30d": [1, 2]})
+    joined, _ = with_hidden_state(frame, hidden, SPEC, "ahead", horizon_days=28)
+    mine = hidden[hidden["seller_id"] == seller].assign(week_start=lambda d: pd.to_datetime(d["week_start"]))
+    ahead = mine[(mine["week_start"] >= "2025-01-13") & (mine["week_start"] < "2025-02-10")]  # [t, t + 28 days)
+    assert len(ahead) == 4
+    for col in STATE:
+        assert joined.loc[0, PREFIX + col] == pytest.approx(float(ahead[col].mean()), rel=1e-6)
+    assert joined.loc[1, [PREFIX + c for c in STATE]].isna().all()  # its horizon runs past the simulation's 6 weeks
+    with pytest.raises(ValueError, match="unknown ceiling 'later'"):
+        with_hidden_state(frame, hidden, SPEC, "later")
+
+
 def test_the_state_differs_week_to_week_so_the_join_reads_the_right_one(hidden: pd.DataFrame) -> None:
     weeks = hidden.groupby("seller_id")["p_late_ship"].nunique()
     assert (weeks > 1).mean() > 0.5

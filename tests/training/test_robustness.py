@@ -154,7 +154,7 @@ def test_verdicts_at_the_bounds_pass_and_just_past_them_or_nan_fail() -> None:
 @pytest.mark.slow
 def test_a_small_run_on_two_marketplaces_gives_the_whole_table(tmp_path: Path) -> None:
     cfg = RobustnessConfig(out=tmp_path / "rob", regimes=("baseline", "carrier_outages"), sellers=300,
-                           start=date(2025, 1, 6), weeks=56, threads=1, ceiling=True)
+                           start=date(2025, 1, 6), weeks=56, threads=1, ceiling="at_t")
     stages = []
     result = run_robustness(cfg, lambda stage, done, total: stages.append(stage))
     table = result.table

@@ -85,7 +85,7 @@ bench: install-dev bench-tools
 	$(BIN)/python benchmarks/bench_service.py
 	$(BIN)/python benchmarks/bench_notebooks.py
 
-## bench-robustness: the model on five simulated marketplaces against issue 23's bounds (about 15 min on 2 cores)
+## bench-robustness: the model on five simulated marketplaces against issue 23's bounds (about 6 min on an idle 2-core machine)
 bench-robustness: install-dev
 	$(BIN)/python benchmarks/bench_robustness.py
 

@@ -12,8 +12,9 @@ the issue's bounds (training/robustness.py).
 
 Each run writes the table and the per-week forecasts (Parquet and CSV) under benchmarks/out/robustness/
 (git-ignored) and appends one line per regime to benchmarks/out/bench_robustness_runs.jsonl. Training uses
-SELLER_RISK_TRAIN_THREADS threads (default 2; 1 on a shared machine). The default size takes about 12
-minutes on 2 cores.
+SELLER_RISK_TRAIN_THREADS threads (default 2; 1 on a shared machine). The default size took 6.3 minutes with
+--ceiling (7.1 with --ceiling ahead) on an idle 2-core machine with one training thread; without the ceiling,
+less.
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ def print_score_summary(summary: dict) -> None:
 def print_early_warning(rows: list[dict], size: int) -> None:
     """The top of this week's early-warning queue with their reasons by standard, as a reviewer reads them
     (a seller whose standard at risk has no reason: the line saying its risk comes from being judged)."""
-    from serving.console.tables import at_risk_words
+    from serving.console.tables import record_at_risk
 
     table = Table(title=f"Early-warning queue: the first {len(rows)} of {size:,} sellers compliant now", show_lines=True)
     for name, justify in (("#", "right"), ("seller", "left"), ("score", "right"), ("band", "left"),
@@ -209,8 +209,7 @@ def print_early_warning(rows: list[dict], size: int) -> None:
         table.add_column(name, justify=justify, overflow="fold")
     for r in rows:
         reasons = "\n".join(f"{x['rank']}. {x['text']}" for x in r["reasons"])
-        _, said, kind = at_risk_words(r["reasons"], r.get("standards_missed_now"), r.get("recovery"),
-                                      r.get("standard_at_risk"), r.get("context"))
+        _, said, kind = record_at_risk(r)
         if kind == "judged":  # its standard at risk has no reason: the line the queue page shows, first
             reasons = f"{said}\n{reasons}" if reasons else said
         table.add_row(str(r["queue_rank"]), r["seller_id"], f"{r['risk_score']:.3f}", r["risk_band"], reasons)

@@ -76,6 +76,11 @@ def status_texts(s: Standing, rows: np.ndarray) -> list[str]:
                 s.evaluated[rows].tolist())]
 
 
+JUDGED = "Mostly being judged: "
+_JUDGED_END = "; its risk comes from how much of it is judged, not from anything the seller does on it"
+"""How the being-judged line starts and ends: `judged_texts` writes it, `judged_line` reads it back."""
+
+
 def judged_texts(s: Standing, rows: np.ndarray) -> list[str]:
     """For a standard at risk that has no reason (a perfect rate, not judged yet, or behaviour that does
     not raise it): the one line that says where its risk comes from, being judged, shown with the
@@ -84,8 +89,6 @@ def judged_texts(s: Standing, rows: np.ndarray) -> list[str]:
     the seller does on it"."""
     return [f"{JUDGED}{status}{_JUDGED_END}" for status in status_texts(s, rows)]
 
-
-JUDGED, _JUDGED_END = "Mostly being judged: ", "; its risk comes from how much of it is judged, not from anything the seller does on it"
 
 
 def judged_line(context) -> str:

@@ -21,7 +21,7 @@ from features.policy.definition import Policy
 from serving.console.app import Console
 from serving.console.errors import BadInput
 from serving.console.rates import Rates
-from serving.console.tables import at_risk_words
+from serving.console.tables import record_at_risk
 
 @dataclass(frozen=True)
 class Chart:
@@ -106,8 +106,7 @@ def history_rows(history: pd.DataFrame) -> list[dict]:
 def _judged(record: dict) -> str:
     """For a compliant seller whose standard at risk has no reason: the line saying its risk comes from
     being judged, as its queue row shows it (tables.at_risk_words); else ""."""
-    _, text, kind = at_risk_words(record.get("reasons"), record.get("standards_missed_now"), record.get("recovery"),
-                                  record.get("standard_at_risk"), record.get("context"))
+    _, text, kind = record_at_risk(record)
     return text if kind == "judged" else ""
 
 

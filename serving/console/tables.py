@@ -302,6 +302,12 @@ def at_risk_words(reasons: list | None, missed: list | None, recovery: list | No
     return (at_risk, own, "behaviour") if own else (at_risk, judged_line(context), "judged")
 
 
+def record_at_risk(record: dict) -> tuple[str, str, str]:
+    """`at_risk_words` of one score record (the seller page, the CLI's queue table)."""
+    return at_risk_words(record.get("reasons"), record.get("standards_missed_now"), record.get("recovery"),
+                         record.get("standard_at_risk"), record.get("context"))
+
+
 def queue_frame(table: pa.Table) -> pd.DataFrame:
     """One row per queued seller: the list, rank, risk, band, and the record's standard at risk (for a
     seller missing standards, the missed one with the largest share of the risk) with that standard's

@@ -60,6 +60,7 @@ def with_hidden_state(frame: pd.DataFrame, hidden: pd.DataFrame, spec: FeatureSp
     state[ARCHETYPE] = state.pop("archetype").astype(str).map(codes)
     joined = frame.merge(state, on=["seller_id", "as_of"], how="left", validate="many_to_one")
     names = (ARCHETYPE, *(PREFIX + c for c in STATE))
-    extra = tuple(Feature(n, "float", 7, f"the simulator's hidden {n.removeprefix(PREFIX)} (ceiling only)",
+    window = horizon_days if kind == "ahead" else 7
+    extra = tuple(Feature(n, "float", window, f"the simulator's hidden {n.removeprefix(PREFIX)} (ceiling only)",
                           f"{n}: {{value}}", "", role="context") for n in names)
     return joined, FeatureSpec(spec.policy_version, spec.features + extra, spec.policy_terms)
